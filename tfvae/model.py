@@ -1,0 +1,86 @@
+"""The VAE: an encoder, a decoder and a prior, injected as parts.
+
+    p(z) = N(0, I),   p(x|z) = decoder(z),   q(z|x) = encoder(x)
+
+(Kingma & Welling, 2014). The model only composes its parts; the loss lives
+in `tfvae.objectives`, so a beta-VAE or an IWAE differs by one argument, not
+by a subclass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import sonnet as snt
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from tfvae import nets
+from tfvae.config import ModelConfig
+
+tfd = tfp.distributions
+
+
+class VAEOutput(NamedTuple):
+    """One pass through the model for a batch of images."""
+
+    posterior: tfd.Distribution  # q(z|x), batch [b], event [latent]
+    z: tf.Tensor  # a draw from the posterior, [b, latent]
+    likelihood: tfd.Distribution  # p(x|z), batch [b], event [H, W, C]
+
+
+def standard_normal_prior(latent_size: int) -> tfd.Distribution:
+    """p(z) = N(0, I), event shape [latent_size]."""
+    return tfd.Independent(
+        tfd.Normal(loc=tf.zeros([latent_size]), scale=tf.ones([latent_size])), reinterpreted_batch_ndims=1
+    )
+
+
+class VAE(snt.Module):
+    """A variational autoencoder made of `encoder`, `decoder` and `prior`."""
+
+    def __init__(
+        self,
+        encoder: snt.Module,
+        decoder: snt.Module,
+        prior: tfd.Distribution | None = None,
+        name: str = "vae",
+    ):
+        super().__init__(name=name)
+        self.encoder = encoder
+        self.decoder = decoder
+        self.prior = prior if prior is not None else standard_normal_prior(encoder.latent_size)
+        self.latent_size = int(self.prior.event_shape[0])
+
+    def encode(self, images: tf.Tensor) -> tfd.Distribution:
+        """images [b, H, W, C] -> q(z|x), batch [b], event [latent]."""
+        return self.encoder(images)
+
+    def decode(self, z: tf.Tensor) -> tfd.Distribution:
+        """z [..., latent] -> p(x|z), batch [...], event [H, W, C]."""
+        return self.decoder(z)
+
+    def __call__(self, images: tf.Tensor, seed: tf.Tensor | None = None) -> VAEOutput:
+        """Encodes, draws one z per image (reparameterised) and decodes it."""
+        posterior = self.encode(images)
+        z = posterior.sample(seed=seed)
+        return VAEOutput(posterior=posterior, z=z, likelihood=self.decode(z))
+
+    def sample(self, n: int, seed: tf.Tensor | None = None) -> tf.Tensor:
+        """Mean images of p(x|z) for n draws z ~ p(z): [n, H, W, C] in [0, 1]."""
+        return self.decode(self.prior.sample(n, seed=seed)).mean()
+
+    def reconstruct(self, images: tf.Tensor) -> tf.Tensor:
+        """Mean of p(x | z = E[q(z|x)]) for each image: [b, H, W, C] in [0, 1]."""
+        return self.decode(self.encode(images).mean()).mean()
+
+
+def build(config: ModelConfig, image_shape: Sequence[int]) -> VAE:
+    """The MLP VAE that `config` describes, for images of `image_shape` (H, W, C).
+
+    The decoder mirrors the encoder's hidden sizes.
+    """
+    encoder = nets.Encoder(config.hidden_sizes, config.latent_size, config.activation, config.min_scale)
+    decoder = nets.Decoder(tuple(reversed(config.hidden_sizes)), image_shape, config.activation)
+    return VAE(encoder, decoder)
