@@ -101,7 +101,10 @@ class TrainConfig:
     epochs: int = 10
     learning_rate: float = 1e-3
     beta: float = 1.0  # weight of KL(q(z|x) || p(z)); 1 is the ELBO
-    seed: int = 199
+    # Any seed gives a different draw of the final number: over seeds 1, 2, 3
+    # and 199 the default preset ended at 87.78, 87.54, 87.72 and 88.02 nats
+    # (a PyTorch reference here: 87.62, 88.07 and 87.70 over seeds 1, 2, 199).
+    seed: int = 1
     log_every: int = 100  # steps between rows of history.csv
     max_checkpoints: int = 2
 

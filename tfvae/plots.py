@@ -114,7 +114,8 @@ def save_grid(
     xticks / yticks: the coordinate of each column / row (top row first).
     """
     height, width = grid.shape[:2]
-    figure, axes = plt.subplots(figsize=(width_inches, width_inches * height / width + 0.9), dpi=100)
+    has_axes = xticks is not None or yticks is not None
+    figure, axes = plt.subplots(figsize=(width_inches, width_inches * height / width + (1.0 if has_axes else 0.5)), dpi=100)
     axes.imshow(grid.squeeze(-1) if grid.shape[-1] == 1 else grid, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     axes.set_title(title)
     for ticks, size, set_ticks, set_labels in (
@@ -168,6 +169,7 @@ def draw_run(run_dir: str | os.PathLike, grid_size: int = 20) -> list[Path]:
         latent_grid(model, coordinates, rows, dims),
         written[2],
         f"Decoded means over a {grid_size}x{grid_size} grid of Normal quantiles{rest}",
+        width_inches=10.0,
         xlabel=f"z[{dims[0]}]",
         ylabel=f"z[{dims[1]}]",
         xticks=coordinates,
