@@ -1,56 +1,66 @@
 """Training: a `tf.GradientTape` step, and `fit`, which owns a run directory.
 
-A run directory holds `config.json`, `history.csv` (one row per logged step)
-and `checkpoints/`. Running `fit` again on the same directory with the same
-config continues from the last checkpoint: the weights, the optimizer's
-slots, the step counter, the random generator and the position of the input
-pipeline are all checkpointed, once per epoch.
+Running `fit` again on the same run directory with the same config continues
+from the last checkpoint, and ends with the same weights as a run that was
+never interrupted (bit for bit with `train.deterministic`): the checkpoint
+holds the weights, Adam's slots, the step counter, the random generator, the
+position of the input pipeline and the loss sums of the current logging
+interval. Checkpoints are written at each epoch end (and every
+`train.checkpoint_every` steps); history.csv is written just before each
+checkpoint and trimmed back to the checkpoint on resume, so every logged step
+appears exactly once.
 
 The steady state keeps Python out of the inner loop: one compiled call runs
-every step up to the next logging point and returns the summed loss terms,
-so the loss is read back once per logging interval, not once per step.
+every step up to the next logging point, accumulating the loss terms on the
+device; Python reads them once per logging interval.
+
+A non-finite loss or gradient stops training with `NonFiniteError`, naming
+the step and the term, before the bad update is applied and without writing
+a checkpoint; with `train.on_nonfinite = "skip"` the batch is skipped and
+counted in history.csv's `skipped` column instead.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import sonnet as snt
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from tfvae import config as config_lib
 from tfvae import data as data_lib
 from tfvae import model as model_lib
-from tfvae import objectives
-from tfvae.config import ConfigError, Experiment
+from tfvae import objectives, rundir
+from tfvae.config import Experiment, TrainConfig
 from tfvae.model import VAE
 
-HISTORY_COLUMNS = (
-    "step",
-    "epoch",
-    "train_loss",
-    "train_reconstruction",
-    "train_kl",
-    "test_loss",
-    "test_reconstruction",
-    "test_kl",
-    "beta",
-    "wall_time",
+# The run-directory helpers most callers reach through this module.
+from tfvae.rundir import (  # noqa: F401
+    HISTORY_COLUMNS,
+    RunDirError,
+    load_datasets,
+    load_experiment,
+    read_history,
+    restore_model,
+    run_summary,
+    write_atomically,
 )
+
 # A hook is called after each row of history with (step, model, row).
 Hook = Callable[[int, VAE, dict], None]
+# What can go non-finite in a step, in the order it is checked.
+CHECKED_TERMS = ("loss", "reconstruction", "kl", "gradient")
 
 
-class RunDirError(ValueError):
-    """A run directory cannot be used for this experiment."""
+class NonFiniteError(FloatingPointError):
+    """A training step produced a non-finite loss term or gradient."""
 
 
 @dataclasses.dataclass
@@ -62,33 +72,84 @@ class FitResult:
     run_dir: Path
 
 
-def train_step(model: VAE, optimizer: snt.Optimizer, images: tf.Tensor, beta: float, seed: tf.Tensor) -> objectives.Terms:
-    """One gradient step on the batch-mean negative ELBO; returns the batch-mean terms."""
+class LoopState(snt.Module):
+    """The training loop's own variables, checkpointed with the model.
+
+    step: steps taken. sums / count: example-weighted sums of the terms
+    (loss, reconstruction, kl) and the number of examples since the last
+    history row. skipped: batches skipped as non-finite. bad_step / bad_term:
+    the step and the index in CHECKED_TERMS of a non-finite step (-1: none).
+    """
+
+    def __init__(self):
+        super().__init__(name="loop_state")
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        self.sums = tf.Variable(tf.zeros([3]), trainable=False, name="sums")
+        self.count = tf.Variable(0.0, trainable=False, name="count")
+        self.skipped = tf.Variable(0, dtype=tf.int64, trainable=False, name="skipped")
+        self.bad_step = tf.Variable(-1, dtype=tf.int64, trainable=False, name="bad_step")
+        self.bad_term = tf.Variable(-1, dtype=tf.int32, trainable=False, name="bad_term")
+
+    def take_interval_means(self) -> objectives.Terms:
+        """The interval's mean terms (NaN if every batch was skipped); resets the sums."""
+        count = float(self.count.numpy())
+        means = self.sums.numpy() / count if count else np.full(3, np.nan)
+        self.sums.assign(tf.zeros([3]))
+        self.count.assign(0.0)
+        return objectives.Terms(*means.tolist())
+
+
+def loss_and_gradients(
+    model: VAE, images: tf.Tensor, beta: float, seed: tf.Tensor
+) -> tuple[objectives.Terms, list[tf.Tensor]]:
+    """The batch-mean terms of the negative ELBO and the loss's gradients (model.trainable_variables order)."""
     with tf.GradientTape() as tape:
         terms = objectives.batch_mean(objectives.negative_elbo(model, images, beta, seed=seed))
-    variables = model.trainable_variables
-    optimizer.apply(tape.gradient(terms.loss, variables), variables)
+    return terms, tape.gradient(terms.loss, model.trainable_variables)
+
+
+def train_step(model: VAE, optimizer: snt.Optimizer, images: tf.Tensor, beta: float, seed: tf.Tensor) -> objectives.Terms:
+    """One gradient step on the batch-mean negative ELBO; returns the batch-mean terms."""
+    terms, gradients = loss_and_gradients(model, images, beta, seed)
+    optimizer.apply(gradients, model.trainable_variables)
     return terms
 
 
-def make_train_loop(model: VAE, optimizer: snt.Optimizer, beta: float, rng: tf.random.Generator):
-    """A compiled function (iterator, num_steps) -> (sum of terms weighted by batch size [3], examples).
+def make_train_loop(
+    model: VAE, optimizer: snt.Optimizer, settings: TrainConfig, rng: tf.random.Generator, state: LoopState
+):
+    """A compiled function (iterator, num_steps) that runs up to `num_steps` steps.
 
-    Runs `num_steps` steps in one call; each step draws its own stateless seed
-    from `rng`, whose state is checkpointed with the run.
+    Each step draws its own stateless seed from `rng`, checks that the terms
+    and gradients are finite, and only then applies the update and adds the
+    terms to `state`. A non-finite step is skipped (counted in
+    `state.skipped`) or, by default, recorded in `state.bad_step` /
+    `state.bad_term` and ends the call before the step is counted.
     """
+    skip = settings.on_nonfinite == "skip"
+    beta = float(settings.beta)
 
     @tf.function
-    def run_steps(iterator: Iterator, num_steps: tf.Tensor):
-        sums = tf.zeros([3])
-        count = tf.constant(0.0)
+    def run_steps(iterator: Iterator, num_steps: tf.Tensor) -> None:
         for _ in tf.range(num_steps):
             images = next(iterator)
-            terms = train_step(model, optimizer, images, beta, rng.uniform_full_int([2], tf.int32))
-            size = tf.cast(tf.shape(images)[0], tf.float32)
-            sums += size * tf.stack(terms)
-            count += size
-        return sums, count
+            terms, gradients = loss_and_gradients(model, images, beta, rng.uniform_full_int([2], tf.int32))
+            finite = tf.stack(
+                [tf.reduce_all(tf.math.is_finite(term)) for term in terms]
+                + [tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in gradients])]
+            )
+            if tf.reduce_all(finite):
+                optimizer.apply(gradients, model.trainable_variables)
+                size = tf.cast(tf.shape(images)[0], tf.float32)
+                state.sums.assign_add(size * tf.stack(terms))
+                state.count.assign_add(size)
+            elif skip:
+                state.skipped.assign_add(1)
+            else:
+                state.bad_step.assign(state.step + 1)
+                state.bad_term.assign(tf.cast(tf.argmin(tf.cast(finite, tf.int32)), tf.int32))
+                break
+            state.step.assign_add(1)
 
     return run_steps
 
@@ -108,83 +169,8 @@ def build_optimizer(model: VAE, learning_rate: float) -> snt.optimizers.Adam:
 
 
 def prepare_run_dir(run_dir: str | os.PathLike, experiment: Experiment) -> Path:
-    """Creates `run_dir` with `config.json`, or checks the one already there.
-
-    A run may be extended to more epochs; any other difference is refused
-    with the list of differing fields.
-    """
-    run_dir = Path(run_dir)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise RunDirError(f"run directory {run_dir} exists and is not a directory")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    config_path = run_dir / "config.json"
-    if config_path.exists():
-        saved = load_experiment(run_dir)
-        changed = config_lib.differences(saved, experiment)
-        changed.pop("train.epochs", None)
-        if changed:
-            listed = "; ".join(f"{key}: {old!r} in the run, {new!r} now" for key, (old, new) in changed.items())
-            raise RunDirError(
-                f"run directory {run_dir} holds a different experiment ({listed}). "
-                "Use another run directory, or the same settings to continue it."
-            )
-    write_atomically(config_path, json.dumps(experiment.to_dict(), indent=2) + "\n")
-    return run_dir
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Writes `text` to `path` so that a crash leaves the old or the new file, never a part."""
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
-
-
-def read_history(run_dir: str | os.PathLike) -> pd.DataFrame:
-    """The run's history.csv as a DataFrame (empty, with the columns, if there is none)."""
-    path = Path(run_dir) / "history.csv"
-    if not path.exists():
-        return pd.DataFrame(columns=list(HISTORY_COLUMNS))
-    return pd.read_csv(path)
-
-
-def load_datasets(experiment: Experiment) -> tuple[tf.data.Dataset, tf.data.Dataset]:
-    """The shuffled training split and the ordered test split that `experiment` names."""
-    data = experiment.data
-    common = dict(batch_size=data.batch_size, binarize=data.binarize, seed=experiment.train.seed, data_dir=data.data_dir)
-    # No prefetch inside the training pipeline: fit prefetches after repeat(),
-    # the arrangement whose iterator checkpoints restore exactly.
-    train = data_lib.load(data.name, "train", shuffle=True, prefetch=False, **common)
-    test = data_lib.load(data.name, "test", shuffle=False, **common)
-    return train, test
-
-
-def load_experiment(run_dir: str | os.PathLike) -> Experiment:
-    """The experiment saved in RUN_DIR/config.json."""
-    path = Path(run_dir) / "config.json"
-    if not path.is_file():
-        raise RunDirError(f"{run_dir} is not a run directory: it has no config.json")
-    try:
-        return Experiment.from_dict(json.loads(path.read_text()))
-    except (ValueError, KeyError, TypeError) as error:
-        raise RunDirError(f"{path} is not a tfvae config: {error}") from error
-
-
-def restore_model(run_dir: str | os.PathLike, image_shape: Sequence[int] | None = None) -> VAE:
-    """The model of a run directory at its latest checkpoint.
-
-    `image_shape` defaults to the shape of the run's dataset's test images.
-    """
-    run_dir = Path(run_dir)
-    experiment = load_experiment(run_dir)
-    if image_shape is None:
-        image_shape = data_lib.image_shape(load_datasets(experiment)[1])
-    model = model_lib.build(experiment.model, image_shape)
-    model(tf.zeros([1, *image_shape]))
-    latest = tf.train.latest_checkpoint(run_dir / "checkpoints")
-    if latest is None:
-        raise RunDirError(f"no checkpoint in {run_dir / 'checkpoints'}; train the run first")
-    tf.train.Checkpoint(model=model).restore(latest).expect_partial()
-    return model
+    """See `tfvae.rundir.prepare`."""
+    return rundir.prepare(run_dir, experiment)
 
 
 def fit(
@@ -205,66 +191,118 @@ def fit(
         config names (the training one should shuffle; both yield batches of
         [b, H, W, C] in [0, 1], or `(images, labels)`). Their seeds combine
         with TF's global seed: for a repeatable run, build them right after
-        `tf.random.set_seed(experiment.train.seed)`.
+        `tf.random.set_seed(experiment.train.seed)`, and build the training
+        one with `prefetch=False` (see `tfvae.data`) so that a resumed run
+        continues exactly where the checkpoint left off.
       hooks: called with (step, model, row) after each history row.
       progress: show a progress bar.
 
     Returns:
       A `FitResult` with the model and the history DataFrame (nats per image).
+
+    Raises:
+      NonFiniteError: a step's loss or gradient was not finite (the last
+        good checkpoint is kept).
+      RunDirError, ValueError: an unusable run directory or dataset.
     """
-    run_dir = prepare_run_dir(run_dir, experiment)
+    with rundir.lock(run_dir):
+        run_dir = rundir.prepare(run_dir, experiment)
+        rundir.remove_stale_temporaries(run_dir)
+        return _fit_locked(experiment, run_dir, train_data, test_data, hooks, progress)
+
+
+def _fit_locked(experiment, run_dir, train_data, test_data, hooks, progress) -> FitResult:
     settings = experiment.train
-    # First: TF combines every op seed (weights, and the pipelines loaded here)
-    # with the global seed, so a run is repeatable only if this comes first.
+    if settings.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    # TF combines every op seed (weights, and the pipelines loaded here) with
+    # the global seed, so a run is repeatable only if this comes first.
     tf.random.set_seed(settings.seed)
-    if train_data is None or test_data is None:
-        loaded_train, loaded_test = load_datasets(experiment)
-        train_data = train_data if train_data is not None else loaded_train
-        test_data = test_data if test_data is not None else loaded_test
+    if train_data is None:
+        train_data = rundir.load_split(experiment, "train")
+    if test_data is None:
+        test_data = rundir.load_split(experiment, "test")
     train_data, test_data = _images_only(train_data), _images_only(test_data)
+    image_shape = data_lib.image_shape(train_data)
+    _check_images(next(iter(train_data)), "training", experiment.model.likelihood)
     steps_per_epoch = _steps_per_epoch(train_data)
     total_steps = settings.epochs * steps_per_epoch
 
-    image_shape = data_lib.image_shape(train_data)
     model = model_lib.build(experiment.model, image_shape)
     model(tf.zeros([1, *image_shape]))  # create the weights now, from the data's shape
     optimizer = build_optimizer(model, settings.learning_rate)
     rng = tf.random.Generator.from_seed(settings.seed)
+    state = LoopState()
     iterator = iter(train_data.repeat().prefetch(2))
-    step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, rng=rng, iterator=iterator, step=step)
-    manager = tf.train.CheckpointManager(checkpoint, run_dir / "checkpoints", max_to_keep=settings.max_checkpoints)
-    if manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, rng=rng, iterator=iterator, state=state)
+    restored = rundir.restore_latest(checkpoint, rundir.checkpoint_dir(run_dir))  # the last good checkpoint
+    manager = tf.train.CheckpointManager(checkpoint, rundir.checkpoint_dir(run_dir), settings.max_checkpoints)
 
     history = read_history(run_dir)
-    history = history[history["step"] <= int(step.numpy())]
-    wall_offset = float(history["wall_time"].iloc[-1]) if len(history) else 0.0
-    rows = history.to_dict("records")
-    run_steps = make_train_loop(model, optimizer, settings.beta, rng)
-    bar = tqdm(total=total_steps, initial=int(step.numpy()), disable=not progress, unit="step", desc=experiment.name)
+    rows = history[history["step"] <= int(state.step.numpy())].to_dict("records")
+    wall_offset = float(rows[-1]["wall_time"]) if rows else 0.0
+    run_steps = make_train_loop(model, optimizer, settings, rng, state)
+    bar = tqdm(total=total_steps, initial=int(state.step.numpy()), disable=not progress, unit="step", desc=experiment.name)
     started = time.perf_counter()
-    while int(step.numpy()) < total_steps:
-        current = int(step.numpy())
-        target = min(_next_multiple(current, settings.log_every), _next_multiple(current, steps_per_epoch), total_steps)
-        sums, count = run_steps(iterator, tf.constant(target - current, tf.int64))
-        step.assign(target)
-        train_terms = objectives.Terms(*(sums / count).numpy().tolist())
-        row = _history_row(target, steps_per_epoch, train_terms, settings.beta, wall_offset + time.perf_counter() - started)
-        end_of_epoch = target % steps_per_epoch == 0 or target == total_steps
-        if end_of_epoch:
-            test_terms = objectives.average_over_dataset(model, test_data, settings.beta, seed=settings.seed)
-            row.update({f"test_{name}": float(value) for name, value in test_terms._asdict().items()})
-        rows.append(row)
-        bar.update(target - current)
-        bar.set_postfix(epoch=f"{row['epoch']:.2f}", loss=f"{train_terms.loss:.2f}", test=f"{row['test_loss']:.2f}")
-        for hook in hooks:
-            hook(target, model, row)
-        if end_of_epoch:
-            write_atomically(run_dir / "history.csv", pd.DataFrame(rows, columns=HISTORY_COLUMNS).to_csv(index=False))
-            manager.save(checkpoint_number=target)
+    step = int(state.step.numpy())
+    while step < total_steps:
+        target = min(
+            _next_multiple(step, settings.log_every),
+            _next_multiple(step, steps_per_epoch),
+            _next_multiple(step, settings.checkpoint_every or total_steps),
+            total_steps,
+        )
+        run_steps(iterator, tf.constant(target - step, tf.int64))
+        if int(state.bad_step.numpy()) >= 0:
+            bar.close()
+            raise _nonfinite_error(state, restored)
+        bar.update(target - step)
+        step = target
+        end_of_epoch = step % steps_per_epoch == 0 or step == total_steps
+        if step % settings.log_every == 0 or end_of_epoch:
+            row = _history_row(step, steps_per_epoch, state, settings.beta, wall_offset + time.perf_counter() - started)
+            if end_of_epoch:
+                test_terms = objectives.average_over_dataset(model, test_data, settings.beta, seed=settings.seed)
+                row.update({f"test_{name}": float(value) for name, value in test_terms._asdict().items()})
+            rows.append(row)
+            bar.set_postfix(epoch=f"{row['epoch']:.2f}", loss=f"{row['train_loss']:.2f}", test=f"{row['test_loss']:.2f}")
+            for hook in hooks:
+                hook(step, model, row)
+        if end_of_epoch or (settings.checkpoint_every and step % settings.checkpoint_every == 0):
+            rundir.write_history(run_dir, rows)  # before the checkpoint: see the module docstring
+            restored = manager.save(checkpoint_number=step)
     bar.close()
     return FitResult(model=model, history=pd.DataFrame(rows, columns=HISTORY_COLUMNS), run_dir=run_dir)
+
+
+def _nonfinite_error(state: LoopState, last_checkpoint: str | None) -> NonFiniteError:
+    term = CHECKED_TERMS[int(state.bad_term.numpy())]
+    kept = (
+        f"the last good checkpoint, {Path(last_checkpoint).name}, is kept"
+        if last_checkpoint
+        else "no checkpoint had been written yet"
+    )
+    return NonFiniteError(
+        f"training stopped: the {term} was not finite at step {int(state.bad_step.numpy())}; {kept}. "
+        "Check the data for NaN/Inf pixels, lower train.learning_rate, or set train.on_nonfinite=skip."
+    )
+
+
+def _check_images(batch: tf.Tensor, which: str, likelihood: str) -> None:
+    """A clear error for a first batch that the model cannot take."""
+    if batch.shape.rank != 4 or not batch.dtype.is_floating:
+        raise ValueError(
+            f"the {which} dataset must yield float images [batch, height, width, channels]; "
+            f"got {batch.dtype.name} of shape {batch.shape}"
+        )
+    values = batch.numpy()
+    if not np.all(np.isfinite(values)):
+        raise ValueError(f"the {which} dataset's first batch holds NaN or Inf pixels")
+    if likelihood in ("bernoulli",) and (values.min() < 0 or values.max() > 1):
+        raise ValueError(
+            f"a {likelihood} likelihood needs pixels in [0, 1]; the {which} dataset's first batch "
+            f"spans [{values.min():g}, {values.max():g}]"
+        )
 
 
 def _images_only(dataset: tf.data.Dataset) -> tf.data.Dataset:
@@ -284,29 +322,14 @@ def _next_multiple(value: int, period: int) -> int:
     return (value // period + 1) * period
 
 
-def _history_row(step: int, steps_per_epoch: int, train: objectives.Terms, beta: float, wall_time: float) -> dict:
+def _history_row(step: int, steps_per_epoch: int, state: LoopState, beta: float, wall_time: float) -> dict:
     row = {column: math.nan for column in HISTORY_COLUMNS}
     row.update(
         step=step,
         epoch=round(step / steps_per_epoch, 4),
         beta=beta,
+        skipped=int(state.skipped.numpy()),
         wall_time=round(wall_time, 3),
-        **{f"train_{name}": value for name, value in train._asdict().items()},
+        **{f"train_{name}": value for name, value in state.take_interval_means()._asdict().items()},
     )
     return row
-
-
-def run_summary(history: pd.DataFrame) -> dict:
-    """The last evaluated row of a history, plus timing: a JSON-ready dict.
-
-    Losses are nats per image; `seconds_per_epoch` is wall time over epochs.
-    """
-    evaluated = history.dropna(subset=["test_loss"])
-    if evaluated.empty:
-        raise ValueError("the history has no evaluated epoch yet")
-    last = evaluated.iloc[-1]
-    summary = {column: float(last[column]) for column in HISTORY_COLUMNS if column not in ("step",)}
-    summary["step"] = int(last["step"])
-    summary["epochs"] = float(last["epoch"])
-    summary["seconds_per_epoch"] = float(last["wall_time"]) / float(last["epoch"])
-    return summary

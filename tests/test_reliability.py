@@ -1,0 +1,174 @@
+"""Reliability: runs survive SIGKILL and resume to the same weights; numerical faults stop cleanly."""
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+from tfvae import config, data, train
+
+# 200 images, batch 8: 25 steps an epoch; 4 epochs; a checkpoint every 5 steps.
+COMMAND = [
+    sys.executable, "-m", "tfvae.cli", "train", "--preset", "tiny", "--epochs", "4", "--batch-size", "8",
+    "--set", "train.log_every=5", "--set", "train.checkpoint_every=5", "--set", "train.deterministic=true",
+    "--set", "model.hidden_sizes=[128]", "--no-progress", "--no-figures",
+]  # fmt: skip
+TOTAL_STEPS = 100
+
+
+def start(run_dir, data_dir):
+    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.Popen(
+        [*COMMAND, "--run-dir", str(run_dir), "--data-dir", str(data_dir)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=environment,
+    )  # fmt: skip
+
+
+def wait_for(predicate, timeout=60.0, interval=0.001):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False
+
+
+def checkpoint_being_written(run_dir: Path) -> bool:
+    folder = run_dir / "checkpoints"
+    return folder.exists() and any("_temp" in name or name.endswith(".tmp") for name in os.listdir(folder))
+
+
+def latest_step(run_dir: Path) -> int:
+    latest = tf.train.latest_checkpoint(run_dir / "checkpoints")
+    return int(latest.rsplit("-", 1)[1]) if latest else 0
+
+
+def final_weights(run_dir: Path) -> dict:
+    reader = tf.train.load_checkpoint(str(run_dir / "checkpoints" / f"ckpt-{TOTAL_STEPS}"))
+    names = [name for name in reader.get_variable_to_shape_map() if name.startswith(("model/", "optimizer/"))]
+    assert len(names) > 10
+    return {name: reader.get_tensor(name) for name in names}
+
+
+def test_sigkill_at_random_moments_then_rerun_gives_identical_weights_and_history(mnist_data_dir, tmp_path):
+    reference = tmp_path / "reference"
+    assert start(reference, mnist_data_dir).wait(timeout=300) == 0
+
+    killed = tmp_path / "killed"
+    moments = random.Random(7)
+    kills = 0
+    for attempt in range(4):
+        before = latest_step(killed)
+        process = start(killed, mnist_data_dir)
+        # Once this process has written a checkpoint of its own (so it is training) ...
+        wait_for(lambda: latest_step(killed) > before or process.poll() is not None, timeout=120)
+        if attempt % 2 == 0:  # ... kill it while it writes the next one (or soon after, if the write was missed)
+            wait_for(lambda: checkpoint_being_written(killed) or process.poll() is not None, timeout=30)
+        else:  # ... or at a random moment
+            time.sleep(moments.uniform(0.0, 0.5))
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            kills += 1
+        process.wait(timeout=60)
+    assert kills >= 3, "the run finished before it could be killed; make it longer"
+    finish = start(killed, mnist_data_dir)
+    assert finish.wait(timeout=300) == 0, finish.stderr.read().decode()
+
+    expected, resumed = final_weights(reference), final_weights(killed)
+    assert expected.keys() == resumed.keys()
+    for name in expected:
+        np.testing.assert_array_equal(expected[name], resumed[name], err_msg=name)
+    history, reference_history = pd.read_csv(killed / "history.csv"), pd.read_csv(reference / "history.csv")
+    assert history["step"].is_unique and history["step"].tolist() == reference_history["step"].tolist()
+    numbers = [column for column in history.columns if column != "wall_time"]
+    pd.testing.assert_frame_equal(history[numbers], reference_history[numbers])
+
+
+IMAGE_SHAPE = (4, 4, 1)
+
+
+def images_with_nan_batch(n=64, bad_batch=2, batch_size=8) -> np.ndarray:
+    images = (np.random.default_rng(0).random((n, *IMAGE_SHAPE)) < 0.5).astype(np.float32)
+    images[bad_batch * batch_size] = np.nan
+    return images
+
+
+def small_experiment(**changes):
+    base = config.override(
+        config.preset("tiny"),
+        {"data.batch_size": 8, "model.hidden_sizes": [8], "train.epochs": 2, "train.log_every": 4,
+         "train.checkpoint_every": 2, "train.deterministic": True},
+    )  # fmt: skip
+    return config.override(base, changes)
+
+
+def unchecked_dataset(images, batch_size=8):
+    """A dataset that, unlike tfvae.data.from_arrays, lets NaN pixels through."""
+    return tf.data.Dataset.from_tensor_slices(images).batch(batch_size)
+
+
+def test_nan_batch_stops_training_naming_step_and_term_and_keeps_a_loadable_checkpoint(tmp_path):
+    experiment = small_experiment()
+    with pytest.raises(train.NonFiniteError, match=r"the loss was not finite at step 3; the last good checkpoint, ckpt-2, is kept"):
+        train.fit(experiment, tmp_path / "run", train_data=unchecked_dataset(images_with_nan_batch()),
+                  test_data=unchecked_dataset(images_with_nan_batch()[:16] * 0), progress=False)  # fmt: skip
+    assert tf.train.latest_checkpoint(tmp_path / "run" / "checkpoints").endswith("ckpt-2")
+    model = train.restore_model(tmp_path / "run", image_shape=IMAGE_SHAPE)
+    assert all(np.all(np.isfinite(variable.numpy())) for variable in model.variables)
+
+
+def test_skip_mode_skips_and_counts_nonfinite_batches(tmp_path):
+    experiment = small_experiment(**{"train.on_nonfinite": "skip"})
+    result = train.fit(experiment, tmp_path / "run", train_data=unchecked_dataset(images_with_nan_batch()),
+                       test_data=unchecked_dataset(images_with_nan_batch()[:16] * 0), progress=False)  # fmt: skip
+    assert result.history["skipped"].tolist() == [1, 1, 2, 2]  # rows at steps 4, 8, 12, 16; one bad batch an epoch
+    assert np.all(np.isfinite(result.history["train_loss"]))
+    assert all(np.all(np.isfinite(variable.numpy())) for variable in result.model.variables)
+
+
+def test_divergent_learning_rate_stops_with_a_clear_error(tmp_path):
+    images = (np.random.default_rng(1).random((64, *IMAGE_SHAPE)) < 0.5).astype(np.float32)
+    # Adam moves each weight by up to the learning rate a step: 1e12 overflows float32 in the second step.
+    experiment = small_experiment(**{"train.learning_rate": 1e12, "train.checkpoint_every": 1})
+    with pytest.raises(train.NonFiniteError, match=r"was not finite at step 2; the last good checkpoint, ckpt-1, is kept"):
+        train.fit(experiment, tmp_path / "run", train_data=data.from_arrays(images, batch_size=8, prefetch=False),
+                  test_data=data.from_arrays(images, batch_size=8), progress=False)  # fmt: skip
+    train.restore_model(tmp_path / "run", image_shape=IMAGE_SHAPE)  # the kept checkpoint still loads
+
+
+@pytest.mark.parametrize(
+    "images, message",
+    [
+        (np.full((16, 4, 4, 1), 2.0, np.float32), r"bernoulli likelihood needs pixels in \[0, 1\].*spans \[2, 2\]"),
+        (np.full((16, 4, 4, 1), np.nan, np.float32), "NaN or Inf pixels"),
+        (np.zeros((16, 16), np.float32), r"expected batches of images \[b, H, W, C\] with known H, W, C; got \(None, 16\)"),
+    ],
+)
+def test_unusable_training_data_is_refused_before_training(images, message, tmp_path):
+    with pytest.raises(ValueError, match=message):
+        train.fit(small_experiment(), tmp_path / "run", train_data=unchecked_dataset(images),
+                  test_data=unchecked_dataset(images), progress=False)  # fmt: skip
+
+
+def test_damaged_newest_checkpoint_falls_back_to_the_one_before(tmp_path):
+    images = (np.random.default_rng(2).random((32, *IMAGE_SHAPE)) < 0.5).astype(np.float32)
+    experiment = small_experiment(**{"train.epochs": 1, "train.max_checkpoints": 3})
+    train.fit(experiment, tmp_path / "run", train_data=data.from_arrays(images, batch_size=8, prefetch=False),
+              test_data=data.from_arrays(images, batch_size=8), progress=False)  # fmt: skip
+    folder = tmp_path / "run" / "checkpoints"
+    newest = next(folder.glob("ckpt-4.data-*"))
+    newest.write_bytes(newest.read_bytes()[:10])  # truncated, as by a full disk
+    model = train.restore_model(tmp_path / "run", image_shape=IMAGE_SHAPE)
+    assert model.variables
+    for data_file in folder.glob("ckpt-*.data-*"):
+        data_file.write_bytes(b"garbage")
+    with pytest.raises(train.RunDirError, match="no checkpoint in .* could be read"):
+        train.restore_model(tmp_path / "run", image_shape=IMAGE_SHAPE)

@@ -1,0 +1,241 @@
+"""The run directory: the one place a run's settings, history and checkpoints live.
+
+    RUN_DIR/config.json      the Experiment (written atomically)
+    RUN_DIR/history.csv      one row per logged step (written atomically)
+    RUN_DIR/checkpoints/     TensorFlow checkpoints (see tfvae.train)
+    RUN_DIR/metrics.json     the final numbers
+    RUN_DIR/figures/         PNGs and GIFs
+
+Only data formats, nothing that runs code when read. Everything downstream
+(plots, evaluation, reports) starts from a run directory.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+import tensorflow as tf
+
+from tfvae import config as config_lib
+from tfvae import data as data_lib
+from tfvae import model as model_lib
+from tfvae.config import Experiment
+from tfvae.model import VAE
+
+HISTORY_COLUMNS = (
+    "step",
+    "epoch",
+    "train_loss",
+    "train_reconstruction",
+    "train_kl",
+    "test_loss",
+    "test_reconstruction",
+    "test_kl",
+    "beta",
+    "skipped",
+    "wall_time",
+)
+
+
+# A run may be continued for more epochs, or with its data moved elsewhere.
+_MAY_CHANGE_ON_RESUME = ("train.epochs", "data.data_dir")
+
+
+class RunDirError(ValueError):
+    """A run directory cannot be used for this experiment, or cannot be read."""
+
+
+def write_atomically(path: str | os.PathLike, text: str) -> None:
+    """Writes `text` to `path` so that a crash leaves the old or the new file, never a part."""
+    path = Path(path)
+    temporary = path.with_name(path.name + ".tmp")
+    with open(temporary, "w") as stream:
+        stream.write(text)
+        stream.flush()
+        os.fsync(stream.fileno())
+    os.replace(temporary, path)
+
+
+def prepare(run_dir: str | os.PathLike, experiment: Experiment) -> Path:
+    """Creates `run_dir` with `config.json`, or checks the one already there.
+
+    A run may be extended to more epochs; any other difference is refused
+    with the list of differing fields.
+    """
+    run_dir = _make_dir(run_dir)
+    if (run_dir / "config.json").exists():
+        changed = config_lib.differences(load_experiment(run_dir), experiment)
+        for field in _MAY_CHANGE_ON_RESUME:
+            changed.pop(field, None)
+        if changed:
+            listed = "; ".join(f"{key}: {old!r} in the run, {new!r} now" for key, (old, new) in changed.items())
+            raise RunDirError(
+                f"run directory {run_dir} holds a different experiment ({listed}). "
+                "Use another run directory, or the same settings to continue it."
+            )
+    write_atomically(run_dir / "config.json", json.dumps(experiment.to_dict(), indent=2) + "\n")
+    return run_dir
+
+
+def _make_dir(run_dir: str | os.PathLike) -> Path:
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunDirError(f"run directory {run_dir} exists and is not a directory")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if not os.access(run_dir, os.W_OK):
+            raise PermissionError
+    except PermissionError as error:
+        raise RunDirError(f"run directory {run_dir} is not writable") from error
+    return run_dir
+
+
+def load_experiment(run_dir: str | os.PathLike) -> Experiment:
+    """The experiment saved in RUN_DIR/config.json."""
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise RunDirError(f"{run_dir} is not a run directory: it has no config.json")
+    try:
+        return Experiment.from_dict(json.loads(path.read_text()))
+    except (ValueError, KeyError, TypeError) as error:
+        raise RunDirError(f"{path} is not a tfvae config: {error}") from error
+
+
+def read_history(run_dir: str | os.PathLike) -> pd.DataFrame:
+    """The run's history.csv as a DataFrame (empty, with the columns, if there is none)."""
+    path = Path(run_dir) / "history.csv"
+    if not path.exists():
+        return pd.DataFrame(columns=list(HISTORY_COLUMNS))
+    try:
+        history = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise RunDirError(f"{path} cannot be read as CSV: {error}") from error
+    if "step" not in history.columns:
+        raise RunDirError(f"{path} has no 'step' column; it is not a tfvae history")
+    return history
+
+
+def write_history(run_dir: str | os.PathLike, rows: Sequence[dict]) -> None:
+    """Writes history.csv atomically from a list of row dicts."""
+    write_atomically(Path(run_dir) / "history.csv", pd.DataFrame(list(rows), columns=HISTORY_COLUMNS).to_csv(index=False))
+
+
+def load_datasets(experiment: Experiment) -> tuple[tf.data.Dataset, tf.data.Dataset]:
+    """The shuffled training split and the ordered test split that `experiment` names."""
+    return load_split(experiment, "train"), load_split(experiment, "test")
+
+
+def load_split(experiment: Experiment, split: str) -> tf.data.Dataset:
+    """One split of the experiment's dataset: shuffled for "train", in order otherwise."""
+    data = experiment.data
+    training = split == "train"
+    return data_lib.load(
+        data.name,
+        split,
+        batch_size=data.batch_size,
+        binarize=data.binarize,
+        seed=experiment.train.seed,
+        data_dir=data.data_dir,
+        shuffle=training,
+        # No prefetch inside the training pipeline: fit prefetches after
+        # repeat(), the arrangement whose iterator checkpoints restore exactly.
+        prefetch=not training,
+    )
+
+
+def checkpoint_dir(run_dir: str | os.PathLike) -> Path:
+    return Path(run_dir) / "checkpoints"
+
+
+def remove_stale_temporaries(run_dir: str | os.PathLike) -> None:
+    """Deletes what a killed write left behind: `*.tmp` files and TF's `ckpt-N_temp` folders."""
+    run_dir = Path(run_dir)
+    for leftover in [*run_dir.glob("*.tmp"), *checkpoint_dir(run_dir).glob("*_temp*")]:
+        shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
+
+
+def lock(run_dir: str | os.PathLike):
+    """Holds an exclusive lock on the run directory until the returned file is closed.
+
+    Two processes training into one run directory would overwrite each
+    other's checkpoints; the second gets a RunDirError instead. The lock goes
+    with the process, however it ends.
+    """
+    run_dir = _make_dir(run_dir)
+    handle = open(run_dir / ".lock", "w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as error:
+        handle.close()
+        raise RunDirError(f"run directory {run_dir} is in use by another process") from error
+    return handle
+
+
+def restore_model(run_dir: str | os.PathLike, image_shape: Sequence[int] | None = None) -> VAE:
+    """The model of a run directory at its latest readable checkpoint.
+
+    `image_shape` (H, W, C) defaults to the shape of the run's test images.
+    """
+    experiment = load_experiment(run_dir)
+    if image_shape is None:
+        image_shape = data_lib.image_shape(load_split(experiment, "test"))
+    model = model_lib.build(experiment.model, image_shape)
+    model(tf.zeros([1, *image_shape]))
+    restore_latest(tf.train.Checkpoint(model=model), checkpoint_dir(run_dir), partial=True)
+    return model
+
+
+def restore_latest(checkpoint: tf.train.Checkpoint, directory: Path, partial: bool = False) -> str | None:
+    """Restores the newest checkpoint in `directory` that reads back whole; returns its path.
+
+    A checkpoint that fails to read (a kill mid-write, a damaged file) is
+    skipped for the one before it. Returns None when there is none at all;
+    raises RunDirError when there are some and none reads.
+    """
+    state = _checkpoint_state(directory)
+    paths = list(state.all_model_checkpoint_paths) if state else []
+    if state and state.model_checkpoint_path and state.model_checkpoint_path not in paths:
+        paths.append(state.model_checkpoint_path)
+    failures = []
+    for path in reversed(paths):
+        path = path if os.path.isabs(path) else str(directory / path)
+        try:
+            status = checkpoint.read(path)
+            status.expect_partial() if partial else status.assert_existing_objects_matched()
+            return path
+        except Exception as error:  # any failure to read (TF, protobuf, short reads) means: try the one before
+            failures.append(f"{Path(path).name}: {str(error).splitlines()[0][:200]}")
+    if failures:
+        raise RunDirError(f"no checkpoint in {directory} could be read ({'; '.join(failures)})")
+    return None
+
+
+def _checkpoint_state(directory: Path):
+    if not (directory / "checkpoint").exists():
+        return None
+    try:
+        return tf.train.get_checkpoint_state(str(directory))
+    except Exception as error:  # a damaged index file: TF raises protobuf parse errors
+        raise RunDirError(f"{directory / 'checkpoint'} is damaged: {error}") from error
+
+
+def run_summary(history: pd.DataFrame) -> dict:
+    """The last evaluated row of a history, plus timing: a JSON-ready dict.
+
+    Losses are nats per image; `seconds_per_epoch` is wall time over epochs.
+    """
+    evaluated = history.dropna(subset=["test_loss"])
+    if evaluated.empty:
+        raise ValueError("the history has no evaluated epoch yet")
+    last = evaluated.iloc[-1]
+    summary = {column: float(last[column]) for column in HISTORY_COLUMNS if column in last and column != "step"}
+    summary["step"] = int(last["step"])
+    summary["epochs"] = float(last["epoch"])
+    summary["seconds_per_epoch"] = float(last["wall_time"]) / float(last["epoch"])
+    return summary
