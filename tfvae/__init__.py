@@ -46,6 +46,11 @@ _LAZY = {
     "read_history": "tfvae.train",
     "restore_model": "tfvae.train",
     "plots": "tfvae.plots",
+    "evaluate": "tfvae.evaluate",
+    "iwae_bound": "tfvae.objectives",
+    "training_terms": "tfvae.objectives",
+    "kl_weight": "tfvae.objectives",
+    "NonFiniteError": "tfvae.train",
 }
 _RENAMED = {"build_model": "build"}
 

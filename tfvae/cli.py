@@ -3,6 +3,7 @@
     tfvae train [--preset mnist-bernoulli-20d] [--run-dir DIR] [--epochs N] [--set model.latent_size=2 ...]
     tfvae plot RUN_DIR
     tfvae data fetch NAME [--data-dir DIR]
+    tfvae evaluate RUN_DIR [--k 5000] [--chunk N] [--limit N]
     tfvae presets
 
 Every error a user can cause ends in one line on stderr and exit status 2.
@@ -64,9 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
                        metavar="FIELD=VALUE", help="override any config field, e.g. model.hidden_sizes=[400,150]")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.add_argument("--no-figures", action="store_true", help="skip drawing figures")
+    train.add_argument("--progress-gifs", action="store_true",
+                       help="record the latent grid and reconstructions as it trains; GIFs in RUN_DIR/figures")
 
     plot = commands.add_parser("plot", help="draw the figures of a run directory (no training)")
     plot.add_argument("run_dir", type=Path)
+    plot.add_argument("--figures", nargs="+", metavar="NAME", help="only these figures (default: all that apply)")
+    plot.add_argument("--compare", nargs="+", type=Path, default=[], metavar="RUN_DIR",
+                      help="other runs on the same data, drawn beside this one in the interpolation figures")
 
     data = commands.add_parser("data", help="datasets")
     data_commands = data.add_subparsers(dest="data_command", required=True)
@@ -75,6 +81,15 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--data-dir", help="TFDS data directory (default: TFDS's own)")
 
     commands.add_parser("presets", help="list the named presets")
+
+    evaluate = commands.add_parser("evaluate", help="test -ELBO and importance-sampled log p(x) of a run -> RUN_DIR/eval.json")
+    evaluate.add_argument("run_dir", type=Path)
+    evaluate.add_argument("--k", type=int, default=5000, help="importance samples per test image (default 5000)")
+    evaluate.add_argument("--chunk", type=int, help="samples per image processed at once (default: from a memory budget)")
+    evaluate.add_argument("--batch-size", type=int, default=100, help="test images per batch (default 100)")
+    evaluate.add_argument("--limit", type=int, help="only the first N test images (a quick look)")
+    evaluate.add_argument("--seed", type=int, default=0, help="seed of the importance samples (default 0)")
+    evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
@@ -90,12 +105,16 @@ def _train(args: argparse.Namespace) -> None:
 
     experiment = experiment_from_args(args)
     run_dir = args.run_dir or Path("runs") / experiment.name
-    result = train.fit(experiment, run_dir, progress=not args.no_progress)
+    hooks = [plots.ProgressRecorder.for_experiment(experiment)] if args.progress_gifs else []
+    result = train.fit(experiment, run_dir, progress=not args.no_progress, hooks=hooks)
     summary = train.run_summary(result.history)
     train.write_atomically(Path(run_dir) / "metrics.json", json.dumps(summary, indent=2) + "\n")
     print(f"test negative ELBO {summary['test_loss']:.2f} nats per image "
           f"(reconstruction {summary['test_reconstruction']:.2f}, KL {summary['test_kl']:.2f}) "
           f"after {summary['epochs']:g} epochs, {summary['seconds_per_epoch']:.1f} s per epoch")
+    for recorder in hooks:
+        for path in recorder.save_gifs(Path(run_dir) / "figures"):
+            print(f"wrote {path}")
     if not args.no_figures:
         for path in plots.draw_run(run_dir):
             print(f"wrote {path}")
@@ -105,7 +124,7 @@ def _train(args: argparse.Namespace) -> None:
 def _plot(args: argparse.Namespace) -> None:
     from tfvae import plots
 
-    for path in plots.draw_run(args.run_dir):
+    for path in plots.draw_run(args.run_dir, figures=args.figures, compare=args.compare):
         print(f"wrote {path}")
 
 
@@ -114,6 +133,19 @@ def _fetch(args: argparse.Namespace) -> None:
 
     manual_dir = data.fetch(args.name, data_dir=args.data_dir)
     print(f"{args.name} is ready (offline copy in {manual_dir})")
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from tfvae import evaluate, train
+
+    results = evaluate.evaluate_run(args.run_dir, k=args.k, chunk=args.chunk, batch_size=args.batch_size,
+                                    limit=args.limit, seed=args.seed, progress=not args.no_progress)
+    path = Path(args.run_dir) / "eval.json"
+    train.write_atomically(path, json.dumps(results, indent=2) + "\n")
+    print(f"-log p(x) {results['nll']:.2f} +- {results['nll_standard_error']:.2f} nats per image "
+          f"(k = {results['k']}, {results['num_examples']} test images), negative ELBO {results['negative_elbo']:.2f}, "
+          f"{results['bits_per_dim']:.4f} bits/dim, {results['active_units']} active units, {results['seconds']:.0f} s")
+    print(f"wrote {path}")
 
 
 def _presets(args: argparse.Namespace) -> None:
@@ -125,7 +157,7 @@ def _presets(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"train": _train, "plot": _plot, "data": _fetch, "presets": _presets}
+    handlers = {"train": _train, "plot": _plot, "data": _fetch, "presets": _presets, "evaluate": _evaluate}
     try:
         handlers[args.command](args)
     except KeyboardInterrupt:

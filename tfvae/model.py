@@ -77,10 +77,8 @@ class VAE(snt.Module):
 
 
 def build(config: ModelConfig, image_shape: Sequence[int]) -> VAE:
-    """The MLP VAE that `config` describes, for images of `image_shape` (H, W, C).
+    """The VAE that `config` describes (MLP or conv, its likelihood), for images of `image_shape` (H, W, C).
 
-    The decoder mirrors the encoder's hidden sizes.
+    The decoder mirrors the encoder's sizes.
     """
-    encoder = nets.Encoder(config.hidden_sizes, config.latent_size, config.activation, config.min_scale)
-    decoder = nets.Decoder(tuple(reversed(config.hidden_sizes)), image_shape, config.activation)
-    return VAE(encoder, decoder)
+    return VAE(nets.build_encoder(config, image_shape), nets.build_decoder(config, image_shape))

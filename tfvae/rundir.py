@@ -187,7 +187,8 @@ def restore_model(run_dir: str | os.PathLike, image_shape: Sequence[int] | None 
         image_shape = data_lib.image_shape(load_split(experiment, "test"))
     model = model_lib.build(experiment.model, image_shape)
     model(tf.zeros([1, *image_shape]))
-    restore_latest(tf.train.Checkpoint(model=model), checkpoint_dir(run_dir), partial=True)
+    if restore_latest(tf.train.Checkpoint(model=model), checkpoint_dir(run_dir), partial=True) is None:
+        raise RunDirError(f"{run_dir} has no checkpoint yet: train it first (tfvae train ... --run-dir {run_dir})")
     return model
 
 

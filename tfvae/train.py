@@ -100,17 +100,19 @@ class LoopState(snt.Module):
 
 
 def loss_and_gradients(
-    model: VAE, images: tf.Tensor, beta: float, seed: tf.Tensor
+    model: VAE, images: tf.Tensor, settings: TrainConfig, kl_weight: tf.Tensor, seed: tf.Tensor
 ) -> tuple[objectives.Terms, list[tf.Tensor]]:
-    """The batch-mean terms of the negative ELBO and the loss's gradients (model.trainable_variables order)."""
+    """The batch-mean training terms (see `objectives.training_terms`) and the loss's gradients."""
     with tf.GradientTape() as tape:
-        terms = objectives.batch_mean(objectives.negative_elbo(model, images, beta, seed=seed))
+        terms = objectives.training_terms(model, images, settings, kl_weight, seed)
     return terms, tape.gradient(terms.loss, model.trainable_variables)
 
 
-def train_step(model: VAE, optimizer: snt.Optimizer, images: tf.Tensor, beta: float, seed: tf.Tensor) -> objectives.Terms:
-    """One gradient step on the batch-mean negative ELBO; returns the batch-mean terms."""
-    terms, gradients = loss_and_gradients(model, images, beta, seed)
+def train_step(
+    model: VAE, optimizer: snt.Optimizer, images: tf.Tensor, settings: TrainConfig, step: tf.Tensor, seed: tf.Tensor
+) -> objectives.Terms:
+    """One gradient step at global step `step`; returns the batch-mean terms (nats per image)."""
+    terms, gradients = loss_and_gradients(model, images, settings, objectives.kl_weight(settings, step), seed)
     optimizer.apply(gradients, model.trainable_variables)
     return terms
 
@@ -127,13 +129,13 @@ def make_train_loop(
     `state.bad_term` and ends the call before the step is counted.
     """
     skip = settings.on_nonfinite == "skip"
-    beta = float(settings.beta)
 
     @tf.function
     def run_steps(iterator: Iterator, num_steps: tf.Tensor) -> None:
         for _ in tf.range(num_steps):
             images = next(iterator)
-            terms, gradients = loss_and_gradients(model, images, beta, rng.uniform_full_int([2], tf.int32))
+            weight = objectives.kl_weight(settings, state.step)
+            terms, gradients = loss_and_gradients(model, images, settings, weight, rng.uniform_full_int([2], tf.int32))
             finite = tf.stack(
                 [tf.reduce_all(tf.math.is_finite(term)) for term in terms]
                 + [tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in gradients])]
@@ -260,7 +262,8 @@ def _fit_locked(experiment, run_dir, train_data, test_data, hooks, progress) -> 
         step = target
         end_of_epoch = step % steps_per_epoch == 0 or step == total_steps
         if step % settings.log_every == 0 or end_of_epoch:
-            row = _history_row(step, steps_per_epoch, state, settings.beta, wall_offset + time.perf_counter() - started)
+            weight = float(objectives.kl_weight(settings, step - 1))  # the weight of the row's last step
+            row = _history_row(step, steps_per_epoch, state, weight, wall_offset + time.perf_counter() - started)
             if end_of_epoch:
                 test_terms = objectives.average_over_dataset(model, test_data, settings.beta, seed=settings.seed)
                 row.update({f"test_{name}": float(value) for name, value in test_terms._asdict().items()})
