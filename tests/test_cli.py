@@ -83,3 +83,13 @@ def test_run_dir_with_other_settings_is_refused(trained_run, mnist_data_dir, cap
     status = run("train", "--preset", "tiny", "--data-dir", mnist_data_dir, "--run-dir", trained_run,
                  "--epochs", 2, "--set", "train.log_every=2", "--beta", "0.5")
     assert status == 2 and "train.beta: 1.0 in the run, 0.5 now" in capsys.readouterr().err
+
+
+def test_relative_run_dir_trains_resumes_and_redraws(mnist_data_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # as `make demo` does: runs/NAME relative to the working directory
+    arguments = ["train", "--preset", "tiny", "--data-dir", mnist_data_dir, "--run-dir", "runs/relative",
+                 "--no-progress", "--set", "train.log_every=2"]  # fmt: skip
+    assert run(*arguments) == 0
+    assert run(*arguments, "--epochs", 2, "--no-figures") == 0  # continues from the relative checkpoint
+    assert pd.read_csv(tmp_path / "runs" / "relative" / "history.csv")["step"].max() == 14
+    assert run("plot", "runs/relative", "--figures", "latent_grid") == 0

@@ -205,7 +205,9 @@ def restore_latest(checkpoint: tf.train.Checkpoint, directory: Path, partial: bo
         paths.append(state.model_checkpoint_path)
     failures = []
     for path in reversed(paths):
-        path = path if os.path.isabs(path) else str(directory / path)
+        # The files are in `directory` whatever path the index recorded: the run
+        # may have been moved, or recorded relative to another working directory.
+        path = str(directory / Path(path).name)
         try:
             status = checkpoint.read(path)
             status.expect_partial() if partial else status.assert_existing_objects_matched()
