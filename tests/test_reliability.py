@@ -172,3 +172,13 @@ def test_damaged_newest_checkpoint_falls_back_to_the_one_before(tmp_path):
         data_file.write_bytes(b"garbage")
     with pytest.raises(train.RunDirError, match="no checkpoint in .* could be read"):
         train.restore_model(tmp_path / "run", image_shape=IMAGE_SHAPE)
+
+
+def test_cli_reports_a_nonfinite_stop_in_one_line(mnist_data_dir, tmp_path, capsys):
+    from tfvae import cli
+
+    status = cli.main(["train", "--preset", "tiny", "--data-dir", mnist_data_dir, "--run-dir", str(tmp_path / "run"),
+                       "--learning-rate", "1e12", "--set", "train.checkpoint_every=1", "--no-progress"])  # fmt: skip
+    lines = capsys.readouterr().err.strip().splitlines()  # (TFDS may first show its preparation progress)
+    assert status == 2 and lines[-1].startswith("tfvae: error: training stopped: the")
+    assert not any("Traceback" in line for line in lines)

@@ -163,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("tfvae: interrupted; the run continues from its last checkpoint when run again", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as error:
+    except (ValueError, FloatingPointError, FileNotFoundError, NotADirectoryError, PermissionError) as error:
         print(f"tfvae: error: {error}", file=sys.stderr)
         return 2
     return 0
