@@ -37,6 +37,10 @@ def test_dict_round_trip_and_override():
         ("train.learning_rate", 0, "learning_rate must be a positive number"),
         ("model.hidden_sizes", [400, 0], "hidden_sizes must be positive integers"),
         ("train.epochs", 1.5, "epochs must be a positive integer"),
+        ("train.lr_schedule", "cosine", "lr_schedule must be one of constant, exponential"),
+        ("train.lr_decay_rate", 0, "lr_decay_rate must be a number in"),
+        ("train.lr_decay_rate", 1.5, "lr_decay_rate must be a number in"),
+        ("train.lr_decay_steps", 0, "lr_decay_steps must be a positive integer"),
     ],
 )
 def test_bad_values_name_the_field(field, value, words):

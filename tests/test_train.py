@@ -60,6 +60,22 @@ def test_loss_falls_over_a_few_hundred_steps_on_a_small_batch():
     assert optimizer.step.numpy() == 300 and state.step.numpy() == 300
 
 
+def test_the_learning_rate_schedule_sets_the_size_of_adams_step():
+    # Adam's first update is lr * g / (|g| + eps), so each weight moves by the
+    # learning rate in effect: 1e-3 * 0.1 ** (10 / 10) = 1e-4 at step 10.
+    vae, optimizer = built()
+    settings = config.TrainConfig(learning_rate=1e-3, lr_schedule="exponential", lr_decay_rate=0.1, lr_decay_steps=10)
+    state = train.LoopState()
+    state.step.assign(10)
+    before = [v.numpy() for v in vae.trainable_variables]
+    run_steps = train.make_train_loop(vae, optimizer, settings, tf.random.Generator.from_seed(0), state)
+    run_steps(iter(tf.data.Dataset.from_tensors(prototype_images(16)).repeat()), tf.constant(1, tf.int64))
+    largest_move = max(np.abs(v.numpy() - b).max() for v, b in zip(vae.trainable_variables, before))
+    np.testing.assert_allclose(largest_move, 1e-4, rtol=1e-3)
+    np.testing.assert_allclose(float(train.learning_rate(settings, 25)), 1e-3 * 0.1**2.5, rtol=1e-5)
+    assert float(train.learning_rate(config.TrainConfig(learning_rate=3e-4), 10**6)) == pytest.approx(3e-4)
+
+
 def test_optimizer_slots_exist_before_training_and_weights_are_untouched():
     vae, optimizer = built()
     fresh, _ = built()

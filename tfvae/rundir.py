@@ -38,6 +38,7 @@ HISTORY_COLUMNS = (
     "test_reconstruction",
     "test_kl",
     "beta",
+    "learning_rate",
     "skipped",
     "wall_time",
 )

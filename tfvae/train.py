@@ -108,11 +108,29 @@ def loss_and_gradients(
     return terms, tape.gradient(terms.loss, model.trainable_variables)
 
 
+def learning_rate(settings: TrainConfig, step) -> tf.Tensor:
+    """The learning rate in effect at global step `step` (a float32 scalar), by `settings.lr_schedule`.
+
+    "constant": settings.learning_rate. "exponential": learning_rate *
+    lr_decay_rate ** (step / lr_decay_steps). `step` is a Python int or an
+    integer tensor.
+    """
+    rate = tf.constant(settings.learning_rate, tf.float32)
+    if settings.lr_schedule == "constant":
+        return rate
+    if settings.lr_schedule == "exponential":
+        progress = tf.cast(step, tf.float32) / float(settings.lr_decay_steps)
+        return rate * tf.pow(tf.constant(settings.lr_decay_rate, tf.float32), progress)
+    raise ValueError(f"unknown learning-rate schedule {settings.lr_schedule!r}")
+
+
 def train_step(
     model: VAE, optimizer: snt.Optimizer, images: tf.Tensor, settings: TrainConfig, step: tf.Tensor, seed: tf.Tensor
 ) -> objectives.Terms:
     """One gradient step at global step `step`; returns the batch-mean terms (nats per image)."""
     terms, gradients = loss_and_gradients(model, images, settings, objectives.kl_weight(settings, step), seed)
+    if isinstance(optimizer.learning_rate, tf.Variable):
+        optimizer.learning_rate.assign(learning_rate(settings, step))
     optimizer.apply(gradients, model.trainable_variables)
     return terms
 
@@ -141,6 +159,7 @@ def make_train_loop(
                 + [tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in gradients])]
             )
             if tf.reduce_all(finite):
+                optimizer.learning_rate.assign(learning_rate(settings, state.step))
                 optimizer.apply(gradients, model.trainable_variables)
                 size = tf.cast(tf.shape(images)[0], tf.float32)
                 state.sums.assign_add(size * tf.stack(terms))
@@ -162,8 +181,10 @@ def build_optimizer(model: VAE, learning_rate: float) -> snt.optimizers.Adam:
     Sonnet optimizers make their slots on the first `apply`; that must not
     happen inside `tf.function` loops. A zero update leaves the weights as
     they are (Adam's step is 0 / (0 + eps)), and the step counter is reset.
+    The learning rate is a variable, so a schedule can set it each step.
     """
-    optimizer = snt.optimizers.Adam(learning_rate)
+    rate = tf.Variable(learning_rate, dtype=tf.float32, trainable=False, name="learning_rate")
+    optimizer = snt.optimizers.Adam(rate)
     variables = model.trainable_variables
     optimizer.apply([tf.zeros_like(v) for v in variables], variables)
     optimizer.step.assign(0)
@@ -262,8 +283,12 @@ def _fit_locked(experiment, run_dir, train_data, test_data, hooks, progress) -> 
         step = target
         end_of_epoch = step % steps_per_epoch == 0 or step == total_steps
         if step % settings.log_every == 0 or end_of_epoch:
-            weight = float(objectives.kl_weight(settings, step - 1))  # the weight of the row's last step
-            row = _history_row(step, steps_per_epoch, state, weight, wall_offset + time.perf_counter() - started)
+            row = _history_row(step, steps_per_epoch, state, wall_offset + time.perf_counter() - started)
+            # The KL weight and learning rate of the row's last step.
+            row.update(
+                beta=float(objectives.kl_weight(settings, step - 1)),
+                learning_rate=float(learning_rate(settings, step - 1)),
+            )
             if end_of_epoch:
                 test_terms = objectives.average_over_dataset(model, test_data, settings.beta, seed=settings.seed)
                 row.update({f"test_{name}": float(value) for name, value in test_terms._asdict().items()})
@@ -325,12 +350,11 @@ def _next_multiple(value: int, period: int) -> int:
     return (value // period + 1) * period
 
 
-def _history_row(step: int, steps_per_epoch: int, state: LoopState, beta: float, wall_time: float) -> dict:
+def _history_row(step: int, steps_per_epoch: int, state: LoopState, wall_time: float) -> dict:
     row = {column: math.nan for column in HISTORY_COLUMNS}
     row.update(
         step=step,
         epoch=round(step / steps_per_epoch, 4),
-        beta=beta,
         skipped=int(state.skipped.numpy()),
         wall_time=round(wall_time, 3),
         **{f"train_{name}": value for name, value in state.take_interval_means()._asdict().items()},
