@@ -75,8 +75,15 @@ def test_missing_offline_source_says_how_to_fetch(tmp_path, capsys, monkeypatch)
 
     monkeypatch.setattr(data, "_check_online", lambda *args, **kwargs: (_ for _ in ()).throw(OSError("offline")))
     status = run("train", "--preset", "tiny", "--data-dir", tmp_path / "empty", "--run-dir", tmp_path / "run")
-    error = capsys.readouterr().err
-    assert status == 2 and "tfvae data fetch mnist" in error
+    error = capsys.readouterr().err.strip()
+    assert status == 2 and "tfvae data fetch mnist" in error and len(error.splitlines()) == 1
+
+
+def test_a_run_dir_that_cannot_be_made_is_one_line(tmp_path, capsys):
+    (tmp_path / "a_file").write_text("not a folder")
+    status = run("train", "--preset", "tiny", "--run-dir", tmp_path / "a_file" / "run", "--no-progress")
+    error = capsys.readouterr().err.strip()
+    assert status == 2 and error == f"tfvae: error: cannot create run directory {tmp_path}/a_file/run: Not a directory"
 
 
 def test_run_dir_with_other_settings_is_refused(trained_run, mnist_data_dir, capsys):
@@ -93,3 +100,43 @@ def test_relative_run_dir_trains_resumes_and_redraws(mnist_data_dir, tmp_path, m
     assert run(*arguments, "--epochs", 2, "--no-figures") == 0  # continues from the relative checkpoint
     assert pd.read_csv(tmp_path / "runs" / "relative" / "history.csv")["step"].max() == 14
     assert run("plot", "runs/relative", "--figures", "latent_grid") == 0
+
+
+def test_a_damaged_dataset_cache_says_what_to_delete(tmp_path, capsys):
+    from conftest import make_fixture
+
+    make_fixture(tmp_path / "data", "mnist", compress=False, seed=5)
+    arguments = ["train", "--preset", "tiny", "--data-dir", tmp_path / "data", "--no-progress", "--no-figures"]
+    assert run(*arguments, "--run-dir", tmp_path / "first") == 0  # prepares the TFDS copy
+    capsys.readouterr()
+    for record in (tmp_path / "data").rglob("*train.tfrecord*"):
+        damaged = bytearray(record.read_bytes())
+        damaged[100::997] = bytes(b ^ 0xFF for b in damaged[100::997])
+        record.write_bytes(bytes(damaged))
+    status = run(*arguments, "--run-dir", tmp_path / "second")
+    error = capsys.readouterr().err.strip()
+    assert status == 2 and len(error.splitlines()) == 1
+    assert "is damaged" in error and "delete that folder" in error and "mnist_offline" in error
+
+
+def test_a_tensorflow_runtime_error_ends_in_one_line(tmp_path, capsys, monkeypatch):
+    import tensorflow as tf
+
+    from tfvae import train
+
+    def out_of_memory(*args, **kwargs):
+        raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor with shape[128,784]\nmore")
+
+    monkeypatch.setattr(train, "fit", out_of_memory)
+    status = run("train", "--preset", "tiny", "--run-dir", tmp_path / "run", "--no-progress")
+    error = capsys.readouterr().err.strip()
+    assert status == 1 and len(error.splitlines()) == 1
+    assert "ResourceExhaustedError: OOM when allocating" in error and "lower data.batch_size" in error
+
+
+def test_a_bug_still_shows_its_traceback(tmp_path, monkeypatch):
+    from tfvae import train
+
+    monkeypatch.setattr(train, "fit", lambda *args, **kwargs: [][1])
+    with pytest.raises(IndexError):
+        run("train", "--preset", "tiny", "--run-dir", tmp_path / "run", "--no-progress")

@@ -163,10 +163,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("tfvae: interrupted; the run continues from its last checkpoint when run again", file=sys.stderr)
         return 130
-    except (ValueError, FloatingPointError, FileNotFoundError, NotADirectoryError, PermissionError) as error:
+    except (ValueError, FloatingPointError, OSError) as error:
         print(f"tfvae: error: {error}", file=sys.stderr)
         return 2
+    except Exception as error:
+        message = _tensorflow_error_line(error)
+        if message is None:
+            raise  # a bug in tfvae: the traceback is what a bug report needs
+        print(f"tfvae: error: {message}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _tensorflow_error_line(error: Exception) -> str | None:
+    """One line for a TensorFlow runtime error (out of memory, unreadable files, ...); None for anything else."""
+    tensorflow = sys.modules.get("tensorflow")
+    if tensorflow is None or not isinstance(error, tensorflow.errors.OpError):
+        return None
+    detail = (error.message or "").strip().splitlines()
+    line = f"TensorFlow {type(error).__name__}: {detail[0][:300] if detail else ''}"
+    if isinstance(error, tensorflow.errors.ResourceExhaustedError):
+        line += " (out of memory: lower data.batch_size, or --chunk / --batch-size for evaluate)"
+    return line
 
 
 if __name__ == "__main__":

@@ -53,6 +53,10 @@ _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 _NUM_EXAMPLES_ATTR = "_tfvae_num_examples"
 
 
+class DataCorruptError(ValueError):
+    """A prepared dataset's files cannot be read back."""
+
+
 class DataNotFoundError(FileNotFoundError):
     """A dataset is not available locally and could not be obtained."""
 
@@ -178,7 +182,14 @@ def _builder_arrays(builder: tfds.core.DatasetBuilder, split: str, name: str) ->
         raise ValueError(f"unknown split {split!r} for {name!r}; splits: {list(builder.info.splits)}") from error
     has_label = "label" in features
     ds = ds.map(lambda ex: (ex["image"], tf.cast(ex["label"], tf.int64) if has_label else tf.constant(-1, tf.int64)))
-    chunks = list(tfds.as_numpy(ds.batch(8192)))
+    try:
+        chunks = list(tfds.as_numpy(ds.batch(8192)))
+    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as error:
+        folder = pathlib.Path(builder.data_dir)
+        raise DataCorruptError(
+            f"the prepared copy of {name!r} in {folder} is damaged ({error.message.splitlines()[0][-120:]}); "
+            f"delete that folder and run the command again (it is rebuilt from its source)"
+        ) from error
     images = np.concatenate([c[0] for c in chunks]).astype(np.uint8, copy=False)
     return images, np.concatenate([c[1] for c in chunks])
 
@@ -213,8 +224,8 @@ def _load_offline_capable(name: str, split: str, data_dir: pathlib.Path) -> tupl
     else:
         return _builder_arrays(real, split, name)
     raise DataNotFoundError(
-        f"dataset '{name}' is not available. Tried:\n  - " + "\n  - ".join(tried) + "\n"
-        f"Run `tfvae data fetch {name}` (offline source: {OFFLINE_SOURCES[name]}),\n"
+        f"dataset '{name}' is not available (tried: {'; '.join(tried)}). "
+        f"Run `tfvae data fetch {name}` (offline source: {OFFLINE_SOURCES[name]}), "
         f"or put the four IDX files ({', '.join(_IDX_FILES)}; plain or .gz) in {folder}"
     )
 

@@ -94,6 +94,8 @@ def _make_dir(run_dir: str | os.PathLike) -> Path:
             raise PermissionError
     except PermissionError as error:
         raise RunDirError(f"run directory {run_dir} is not writable") from error
+    except OSError as error:  # a parent that is a file, a read-only or virtual file system, ...
+        raise RunDirError(f"cannot create run directory {run_dir}: {error.strerror or error}") from error
     return run_dir
 
 
