@@ -22,6 +22,7 @@ KL_ESTIMATORS = ("analytic", "monte_carlo")
 OBJECTIVES = ("elbo", "iwae")
 KL_SCHEDULES = ("constant", "linear", "cyclical")
 NONFINITE_POLICIES = ("stop", "skip")
+DEVICES = ("auto", "cpu", "gpu")
 
 
 class ConfigError(ValueError):
@@ -166,6 +167,9 @@ class TrainConfig:
     kl_schedule: str = "constant"
     warmup_steps: int = 10_000
     cycle_steps: int = 10_000
+    # Where training runs (tfvae.devices): "auto" is the first GPU if TensorFlow
+    # sees one, else the CPU; "gpu" is an error when there is none.
+    device: str = "auto"
 
     def __post_init__(self) -> None:
         _require(_is_int(self.epochs) and self.epochs > 0, f"train.epochs must be a positive integer, got {self.epochs!r}")
@@ -232,6 +236,7 @@ class TrainConfig:
             _is_int(self.cycle_steps) and self.cycle_steps > 1,
             f"train.cycle_steps must be an integer > 1, got {self.cycle_steps!r}",
         )
+        _require(self.device in DEVICES, f"train.device must be one of {', '.join(DEVICES)}; got {self.device!r}")
 
 
 @dataclasses.dataclass(frozen=True)
