@@ -80,9 +80,9 @@ def test_mirrored_loss_curve_equals_the_single_device_one_when_z_is_deterministi
     assert len(single) == 20 and single[-1] < single[0] - 5  # it learns
     np.testing.assert_allclose(mirrored, single, rtol=1e-4)
     # Adam divides by the gradient's scale, so a weight whose gradient is ~0 can move by up to
-    # the learning rate (3e-3) on a rounding difference; nearly all agree far more closely.
+    # the learning rate (3e-3) on a rounding difference (here at most 2.5e-4); most agree to 1e-6.
     difference = np.abs(np.subtract(curves["mirrored/deterministic"]["weights"], curves["default/deterministic"]["weights"]))
-    assert difference.max() < 3e-3 and np.mean(difference > 1e-5) < 0.05
+    assert difference.max() < 1e-3 and np.median(difference) < 1e-5
 
 
 def test_mirrored_loss_curve_follows_the_single_device_one_with_sampled_z(curves):
