@@ -1,6 +1,8 @@
 """Distribution: a mirrored run over two (logical) devices follows the single-device loss curve."""
 
 import json
+import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -23,8 +25,13 @@ SCRIPT = textwrap.dedent(
     import numpy as np
     from tfvae import config, distribute, train
 
+    # One strategy of each kind per process, as in a real run (two MirroredStrategy
+    # objects in one process would reuse each other's collective instance keys).
+    strategies = {"default": distribute.build_strategy("default"),
+                  "mirrored": distribute.build_strategy("mirrored", ["/CPU:0", "/CPU:1"])}
+
     def run(strategy_name, deterministic_encoder):
-        strategy = distribute.build_strategy(strategy_name, ["/CPU:0", "/CPU:1"] if strategy_name == "mirrored" else None)
+        strategy = strategies[strategy_name]
         tf.random.set_seed(0)
         model_config = config.ModelConfig(hidden_sizes=(32,), latent_size=2, deterministic_encoder=deterministic_encoder)
         # The autoencoder (beta 0) with the deterministic encoder; the VAE with a KL warm-up otherwise.
@@ -119,3 +126,65 @@ def test_strategy_names_are_validated():
     with pytest.raises(distribute.DistributeError, match="must be one of"):
         distribute.build_strategy("horovod")
     assert distribute.build_strategy("default").num_replicas_in_sync == 1
+
+
+# One worker of a multi-worker run (or, with STRATEGY=default, the single-device reference).
+WORKER = textwrap.dedent(
+    """
+    import json, os, sys
+    import numpy as np
+    import tensorflow as tf
+    from tfvae import config, distribute, train
+
+    strategy = distribute.build_strategy(os.environ["STRATEGY"])
+    tf.random.set_seed(0)
+    settings = config.TrainConfig(learning_rate=3e-3, beta=0.0)
+    model_config = config.ModelConfig(hidden_sizes=(32,), latent_size=2, deterministic_encoder=True)
+    vae, optimizer = distribute.build_replicated(
+        strategy, model_config, (8, 8, 1), lambda model: train.build_optimizer(model, settings.learning_rate)
+    )
+    step = distribute.make_distributed_step(strategy, vae, optimizer, settings)
+    images = (np.random.default_rng(0).random((96, 8, 8, 1)) < 0.4).astype(np.float32)
+    dataset = tf.data.Dataset.from_tensor_slices(images).batch(24)  # the global batch, split over the workers
+    losses, number = [], 0
+    for epoch in range(2):
+        for batch in strategy.experimental_distribute_dataset(dataset):
+            terms, finite = step(batch, tf.constant(number, tf.int64), tf.constant([epoch, number], tf.int32))
+            losses.append(float(terms.loss))
+            number += 1
+    print(json.dumps({"losses": losses, "replicas": strategy.num_replicas_in_sync}))
+    """
+)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("localhost", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_workers_on_this_machine_follow_the_single_device_loss_curve(tmp_path):
+    # About 20 s of CPU, but two TensorFlow processes that wait on each other over gRPC.
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    workers = [f"localhost:{free_port()}" for _ in range(2)]
+    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    processes = [
+        subprocess.Popen(
+            [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=dict(environment, STRATEGY="multi_worker",
+                     TF_CONFIG=json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})),
+        )
+        for index in range(2)
+    ] + [subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env=dict(environment, STRATEGY="default"))]
+    results = []
+    for process in processes:
+        stdout, stderr = process.communicate(timeout=600)
+        assert process.returncode == 0, stderr[-3000:]
+        results.append(json.loads(stdout.strip().splitlines()[-1]))
+    first, second, single = results
+    assert first["replicas"] == second["replicas"] == 2 and single["replicas"] == 1
+    assert first["losses"] == second["losses"]  # every worker sees the same all-reduced numbers
+    np.testing.assert_allclose(first["losses"], single["losses"], rtol=1e-4)

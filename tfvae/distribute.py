@@ -25,10 +25,11 @@ match nor resume a single-device one. Instead:
    global batch and the gradient of its loss scaled by local / global batch
    size, so the SUM over replicas is the gradient of the global batch mean
    whatever the number of replicas (and however unevenly a last batch splits);
-3. `strategy.reduce(SUM, ...)` all-reduces the gradients (across machines too,
-   for multi_worker) back into cross-replica context, outside any strategy
-   scope, where the one Sonnet Adam applies them: assigning a MirroredVariable
-   in cross-replica context writes the same value to every copy. The Adam
+3. the replicas all-reduce (SUM) their gradients, across machines too for
+   multi_worker, and the step takes the first local copy of the sums back
+   into cross-replica context, outside any strategy scope, where the one
+   Sonnet Adam applies them: assigning a MirroredVariable in cross-replica
+   context writes the same value to every copy. The Adam
    slots are ordinary variables, made eagerly before tracing (as `fit` does),
    and each machine updates its own copy from the same all-reduced gradients.
 
@@ -143,14 +144,15 @@ def make_distributed_step(
         with tf.GradientTape() as tape:
             terms = objectives.training_terms(model, images, settings, weight, _replica_seed(seed, context))
             scaled = terms.loss * share
-        return tape.gradient(scaled, model.trainable_variables), tf.stack(terms) * share
+        gradients = tape.gradient(scaled, model.trainable_variables)
+        # One batched all-reduce over every replica of every machine; each replica then holds the sums.
+        return context.all_reduce(SUM, (gradients, tf.stack(terms) * share))
 
     @tf.function
     def step(images, step_number: tf.Tensor, seed: tf.Tensor) -> tuple[objectives.Terms, tf.Tensor]:
         weight = objectives.kl_weight(settings, step_number)
-        gradients, terms = strategy.run(replica_step, args=(images, weight, seed))
-        gradients = strategy.reduce(SUM, gradients, axis=None)
-        terms = strategy.reduce(SUM, terms, axis=None)
+        summed = strategy.run(replica_step, args=(images, weight, seed))
+        gradients, terms = strategy.experimental_local_results(summed)[0]  # every replica's copy is the same
         finite = tf.logical_and(
             tf.reduce_all(tf.math.is_finite(terms)),
             tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in gradients]),
