@@ -10,7 +10,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from tfvae import config, distribute
+from tfvae import cli, config, distribute
 
 # Runs in its own process: the CPU must be split into two logical devices
 # before TensorFlow initialises its devices. Trains the same model from the
@@ -126,6 +126,13 @@ def test_strategy_names_are_validated():
     with pytest.raises(distribute.DistributeError, match="must be one of"):
         distribute.build_strategy("horovod")
     assert distribute.build_strategy("default").num_replicas_in_sync == 1
+
+
+def test_cli_refuses_a_strategy_that_fit_does_not_run_yet(tmp_path, capsys):
+    status = cli.main(["train", "--preset", "tiny", "--run-dir", str(tmp_path / "run"), "--distribute", "mirrored"])
+    error = capsys.readouterr().err
+    assert status == 2 and "not wired into `tfvae train` yet" in error and error.count("\n") == 1, error
+    assert not (tmp_path / "run").exists()
 
 
 # One worker of a multi-worker run (or, with STRATEGY=default, the single-device reference).

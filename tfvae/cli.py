@@ -36,6 +36,7 @@ _SHORTCUTS = {
     "data_dir": "data.data_dir",
     "latent_size": "model.latent_size",
     "device": "train.device",
+    "distribute": "train.distribute",
 }
 
 
@@ -114,6 +115,11 @@ def _train(args: argparse.Namespace) -> None:
     from tfvae import devices, plots, tensorboard, train
 
     experiment = experiment_from_args(args)
+    if experiment.train.distribute != "default":  # until fit runs tfvae.distribute's step (issue 8)
+        raise config_lib.ConfigError(
+            f"train.distribute={experiment.train.distribute} is not wired into `tfvae train` yet; "
+            "use tfvae.distribute from Python (see docs/scale_out.md)"
+        )
     run_dir = args.run_dir or Path("runs") / experiment.name
     with devices.placement(experiment.train.device):  # first: a missing GPU fails before any data is read
         recorders = [plots.ProgressRecorder.for_experiment(experiment)] if args.progress_gifs else []
