@@ -70,8 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-figures", action="store_true", help="skip drawing figures")
     train.add_argument("--progress-gifs", action="store_true",
                        help="record the latent grid and reconstructions as it trains; GIFs in RUN_DIR/figures")
-    # On by default: the events cost a few milliseconds per history row and
-    # well under a second per epoch (measured in tests/test_tensorboard.py).
+    # On by default, as cheap: for the default 784-400-20 model, measured on 2
+    # busy CPU cores, 3 ms per history row and 0.1-0.5 s per epoch end (the
+    # images), against 4-8 s per MNIST epoch of training.
     train.add_argument("--no-tensorboard", action="store_true",
                        help="do not write TensorBoard events to RUN_DIR/tensorboard")
 
