@@ -8,7 +8,7 @@ from tfvae import cli, config, devices
 
 @pytest.fixture
 def no_gpu(monkeypatch):
-    monkeypatch.setattr(devices, "gpus", lambda: [])
+    monkeypatch.setattr(devices, "gpus", list)
 
 
 def test_cpu_and_auto_without_a_gpu_are_the_cpu(no_gpu):

@@ -6,9 +6,9 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
+from test_train import datasets, prototype_images, tiny_experiment
 
 from tfvae import tensorboard, train
-from test_train import datasets, prototype_images, tiny_experiment
 
 
 def read_events(folder) -> dict:

@@ -49,7 +49,9 @@ def resolve(device: str) -> str:
     if gpus():
         return "/GPU:0"
     if device == "gpu":
-        raise DeviceError(f"train.device is 'gpu' but TensorFlow {tf.__version__} sees no GPU on this machine; {_GPU_HELP}")
+        raise DeviceError(
+            f"train.device is 'gpu' but TensorFlow {tf.__version__} sees no GPU on this machine; {_GPU_HELP}"
+        )
     return "/CPU:0"
 
 

@@ -165,7 +165,7 @@ def make_distributed_step(
 
 
 def _replica_seed(seed: tf.Tensor, context: tf.distribute.ReplicaContext) -> tf.Tensor:
-    """The step's seed on replica 0 (so one replica draws what `fit` draws); a fold-in of the replica index elsewhere."""
+    """The step's seed on replica 0 (one replica draws what `fit` draws); elsewhere the replica index folded in."""
     replica = tf.cast(context.replica_id_in_sync_group, tf.int32)
     folded = tf.cast(tf.random.experimental.stateless_fold_in(seed, replica), seed.dtype)
     return tf.where(replica == 0, seed, folded)

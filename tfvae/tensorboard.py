@@ -33,6 +33,7 @@ from tfvae.config import Experiment
 from tfvae.model import VAE
 
 TERMS = ("loss", "reconstruction", "kl")
+SPLITS = ("train", "test")
 
 
 def log_dir(run_dir: str | os.PathLike) -> Path:
@@ -85,7 +86,7 @@ class TensorBoardLogger:
 
     def __call__(self, step: int, model: VAE, row: Mapping) -> None:
         if not self._writers:
-            self._writers = {split: tf.summary.create_file_writer(str(self.directory / split)) for split in ("train", "test")}
+            self._writers = {split: tf.summary.create_file_writer(str(self.directory / split)) for split in SPLITS}
         with self._writers["train"].as_default(step=step):
             for term in TERMS:
                 _scalar(term, row.get(f"train_{term}"))
