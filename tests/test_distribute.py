@@ -52,7 +52,7 @@ SCRIPT = textwrap.dedent(
         for epoch in range(4):
             for batch in strategy.experimental_distribute_dataset(dataset):
                 terms, finite = step(batch, tf.constant(number, tf.int64), tf.constant([epoch, number], tf.int32))
-                assert bool(finite)
+                assert finite.numpy().tolist() == [True] * 4
                 losses.append(float(terms.loss))
                 number += 1
         kinds = sorted({type(v).__name__ for v in vae.trainable_variables})
@@ -160,6 +160,7 @@ WORKER = textwrap.dedent(
     for epoch in range(2):
         for batch in strategy.experimental_distribute_dataset(dataset):
             terms, finite = step(batch, tf.constant(number, tf.int64), tf.constant([epoch, number], tf.int32))
+            assert finite.numpy().all()
             losses.append(float(terms.loss))
             number += 1
     print(json.dumps({"losses": losses, "replicas": strategy.num_replicas_in_sync}))
@@ -198,3 +199,23 @@ def test_two_workers_on_this_machine_follow_the_single_device_loss_curve(tmp_pat
     assert first["replicas"] == second["replicas"] == 2 and single["replicas"] == 1
     assert first["losses"] == second["losses"]  # every worker sees the same all-reduced numbers
     np.testing.assert_allclose(first["losses"], single["losses"], rtol=1e-4)
+
+
+def test_a_non_finite_step_is_reported_and_not_applied():
+    import tensorflow as tf
+
+    from tfvae import train
+
+    strategy = distribute.build_strategy("default")
+    settings = config.TrainConfig()
+    vae, optimizer = distribute.build_replicated(
+        strategy, config.ModelConfig(hidden_sizes=(4,), latent_size=2), (2, 2, 1),
+        lambda model: train.build_optimizer(model, 1e-3),
+    )
+    before = [v.numpy() for v in vae.trainable_variables]
+    step = distribute.make_distributed_step(strategy, vae, optimizer, settings)
+    images = tf.constant([[[[float("nan")], [0.0]], [[1.0], [0.0]]]])
+    terms, finite = step(images, tf.constant(0, tf.int64), tf.constant([0, 0]))
+    assert finite.shape == [4] and not finite.numpy()[0] and not finite.numpy()[3]  # the loss and the gradients
+    for old, new in zip(before, vae.trainable_variables):
+        np.testing.assert_array_equal(old, new.numpy())

@@ -132,9 +132,10 @@ def make_distributed_step(
 
     `images` comes from `strategy.experimental_distribute_dataset` over
     batches of the global batch size. `terms` are the global batch means
-    (nats per image) of `objectives.training_terms`; `finite` is False when a
-    term or a gradient is not finite, and then no update is applied (the
-    caller stops or skips, as `train.on_nonfinite` says).
+    (nats per image) of `objectives.training_terms`; `finite` is a [4] bool
+    vector: loss, reconstruction, kl and all gradients finite (the order of
+    `tfvae.train.CHECKED_TERMS`). When any is False no update is applied; the
+    caller stops or skips, as `train.on_nonfinite` says.
     """
 
     def replica_step(images: tf.Tensor, weight: tf.Tensor, seed: tf.Tensor):
@@ -153,11 +154,10 @@ def make_distributed_step(
         weight = objectives.kl_weight(settings, step_number)
         summed = strategy.run(replica_step, args=(images, weight, seed))
         gradients, terms = strategy.experimental_local_results(summed)[0]  # every replica's copy is the same
-        finite = tf.logical_and(
-            tf.reduce_all(tf.math.is_finite(terms)),
-            tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in gradients]),
+        finite = tf.concat(
+            [tf.math.is_finite(terms), [tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in gradients])]], 0
         )
-        if finite:
+        if tf.reduce_all(finite):
             optimizer.apply(gradients, model.trainable_variables)  # cross-replica context: see the module docstring
         return objectives.Terms(*tf.unstack(terms)), finite
 
