@@ -31,6 +31,8 @@ def test_train_writes_config_history_metrics_checkpoints_and_figures(trained_run
     metrics = json.loads((trained_run / "metrics.json").read_text())
     assert metrics["epochs"] == 2 and np.isfinite(metrics["test_loss"])
     assert list((trained_run / "checkpoints").glob("ckpt-14.index"))
+    for split in ("train", "test"):  # TensorBoard events by default (contents: tests/test_tensorboard.py)
+        assert list((trained_run / "tensorboard" / split).glob("events.out.tfevents.*")), split
     for name in ("loss_curves", "reconstructions", "latent_grid"):
         picture = np.asarray(Image.open(trained_run / "figures" / f"{name}.png").convert("L"), dtype=float)
         assert picture.shape[1] >= 600, name

@@ -51,6 +51,10 @@ _LAZY = {
     "training_terms": "tfvae.objectives",
     "kl_weight": "tfvae.objectives",
     "NonFiniteError": "tfvae.train",
+    "export": "tfvae.export",
+    "tensorboard": "tfvae.tensorboard",
+    "TensorBoardLogger": "tfvae.tensorboard",
+    "devices": "tfvae.devices",
 }
 _RENAMED = {"build_model": "build"}
 

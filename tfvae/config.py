@@ -23,6 +23,8 @@ OBJECTIVES = ("elbo", "iwae")
 KL_SCHEDULES = ("constant", "linear", "cyclical")
 LR_SCHEDULES = ("constant", "exponential")
 NONFINITE_POLICIES = ("stop", "skip")
+DEVICES = ("auto", "cpu", "gpu")
+STRATEGIES = ("default", "mirrored", "multi_worker")
 
 
 class ConfigError(ValueError):
@@ -173,6 +175,13 @@ class TrainConfig:
     kl_schedule: str = "constant"
     warmup_steps: int = 10_000
     cycle_steps: int = 10_000
+    # Where training runs (tfvae.devices): "auto" is the first GPU if TensorFlow
+    # sees one, else the CPU; "gpu" is an error when there is none.
+    device: str = "auto"
+    # Data parallelism (tfvae.distribute): "default" (one device), "mirrored"
+    # (every local GPU) or "multi_worker" (the machines TF_CONFIG lists).
+    # data.batch_size is the global batch, split over the replicas.
+    distribute: str = "default"
 
     def __post_init__(self) -> None:
         _require(_is_int(self.epochs) and self.epochs > 0, f"train.epochs must be a positive integer, got {self.epochs!r}")
@@ -250,6 +259,11 @@ class TrainConfig:
         _require(
             _is_int(self.cycle_steps) and self.cycle_steps > 1,
             f"train.cycle_steps must be an integer > 1, got {self.cycle_steps!r}",
+        )
+        _require(self.device in DEVICES, f"train.device must be one of {', '.join(DEVICES)}; got {self.device!r}")
+        _require(
+            self.distribute in STRATEGIES,
+            f"train.distribute must be one of {', '.join(STRATEGIES)}; got {self.distribute!r}",
         )
 
 

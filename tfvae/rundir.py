@@ -5,6 +5,7 @@
     RUN_DIR/checkpoints/     TensorFlow checkpoints (see tfvae.train)
     RUN_DIR/metrics.json     the final numbers
     RUN_DIR/figures/         PNGs and GIFs
+    RUN_DIR/tensorboard/     TensorBoard event files, train/ and test/ (see tfvae.tensorboard)
 
 Only data formats, nothing that runs code when read. Everything downstream
 (plots, evaluation, reports) starts from a run directory.
@@ -19,6 +20,7 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import tensorflow as tf
 
@@ -44,8 +46,9 @@ HISTORY_COLUMNS = (
 )
 
 
-# A run may be continued for more epochs, or with its data moved elsewhere.
-_MAY_CHANGE_ON_RESUME = ("train.epochs", "data.data_dir")
+# A run may be continued for more epochs, with its data moved elsewhere, or on
+# other devices (tfvae.distribute keeps one checkpoint layout for any replica count).
+_MAY_CHANGE_ON_RESUME = ("train.epochs", "data.data_dir", "train.device", "train.distribute")
 
 
 class RunDirError(ValueError):
@@ -150,6 +153,14 @@ def load_split(experiment: Experiment, split: str) -> tf.data.Dataset:
         # repeat(), the arrangement whose iterator checkpoints restore exactly.
         prefetch=not training,
     )
+
+
+def first_test_images(experiment: Experiment, count: int) -> np.ndarray:
+    """The first `count` test images of the experiment's data, binarized as in training: [count, H, W, C]."""
+    data = experiment.data
+    test = data_lib.load(data.name, "test", batch_size=count, binarize=data.binarize, seed=experiment.train.seed,
+                         data_dir=data.data_dir)
+    return next(iter(test)).numpy()
 
 
 def checkpoint_dir(run_dir: str | os.PathLike) -> Path:

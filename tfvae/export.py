@@ -1,0 +1,127 @@
+"""Export a trained VAE as a TensorFlow SavedModel that needs neither tfvae nor Sonnet to run.
+
+    tfvae.export.export("runs/mnist-bernoulli-20d", "exported/vae")   # or a VAE instead of a run dir
+
+    vae = tf.saved_model.load("exported/vae")                          # plain TensorFlow, anywhere
+    vae.encode(images)             # {"mean", "scale"}: q(z|x), each [b, latent]
+    vae.decode(z)                  # {"mean"}: E[p(x|z)], [b, H, W, C] (pixel probabilities for Bernoulli)
+    vae.sample(n, seed)            # {"images"}: E[p(x|z)] at n draws z ~ p(z), [n, H, W, C]
+    vae.elbo(images, seed)         # {"negative_elbo", "reconstruction", "kl"}: per image, [b], nats
+
+The same four functions are the SavedModel's serving signatures
+(`vae.signatures["encode"](images=...)`, keyword arguments, dict outputs), so
+TF Serving and `saved_model_cli` see them too. `seed` is a stateless seed, two
+int32 numbers: the same seed gives the same draws, here and in the in-memory
+model (`vae.sample(n, seed)`, `objectives.negative_elbo(vae, images, 1.0,
+seed)`). `image_shape` and `latent_size` are saved as variables.
+
+The export is written to a temporary folder beside OUT_DIR and renamed into
+place, so OUT_DIR is either absent or a whole SavedModel.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import tensorflow as tf
+
+from tfvae import objectives, rundir
+from tfvae.model import VAE
+
+SIGNATURES = ("encode", "decode", "sample", "elbo")
+
+
+class ExportError(ValueError):
+    """The export cannot be written (an existing non-empty OUT_DIR, an unusable model)."""
+
+
+class ExportModule(tf.Module):
+    """The four traced functions over a VAE, with fixed input signatures for `tf.saved_model.save`."""
+
+    def __init__(self, model: VAE, image_shape: Sequence[int]):
+        super().__init__(name="tfvae_export")
+        self.model = model
+        self.image_shape = tf.Variable(list(image_shape), trainable=False, dtype=tf.int32, name="image_shape")
+        self.latent_size = tf.Variable(model.latent_size, trainable=False, dtype=tf.int32, name="latent_size")
+        images = tf.TensorSpec([None, *image_shape], tf.float32, name="images")
+        latents = tf.TensorSpec([None, model.latent_size], tf.float32, name="z")
+        seed = tf.TensorSpec([2], tf.int32, name="seed")
+        count = tf.TensorSpec([], tf.int32, name="n")
+        self.encode = tf.function(self._encode, input_signature=[images])
+        self.decode = tf.function(self._decode, input_signature=[latents])
+        self.sample = tf.function(self._sample, input_signature=[count, seed])
+        self.elbo = tf.function(self._elbo, input_signature=[images, seed])
+
+    def _encode(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
+        """images [b, H, W, C] in [0, 1] -> mean and standard deviation of q(z|x), each [b, latent]."""
+        posterior = self.model.encode(images)
+        return {"mean": posterior.mean(), "scale": posterior.stddev()}
+
+    def _decode(self, z: tf.Tensor) -> dict[str, tf.Tensor]:
+        """z [b, latent] -> the mean of p(x|z), [b, H, W, C]."""
+        return {"mean": self.model.decode(z).mean()}
+
+    def _sample(self, n: tf.Tensor, seed: tf.Tensor) -> dict[str, tf.Tensor]:
+        """n, a stateless seed [2] -> mean images of p(x|z) at n draws z ~ p(z), [n, H, W, C]."""
+        return {"images": self.model.sample(n, seed=seed)}
+
+    def _elbo(self, images: tf.Tensor, seed: tf.Tensor) -> dict[str, tf.Tensor]:
+        """images [b, H, W, C], a stateless seed [2] -> one-sample negative ELBO terms per image, [b], nats."""
+        terms = objectives.negative_elbo(self.model, images, 1.0, seed=seed)
+        return {"negative_elbo": terms.loss, "reconstruction": terms.reconstruction, "kl": terms.kl}
+
+    def signatures(self) -> dict[str, tf.types.experimental.ConcreteFunction]:
+        return {name: getattr(self, name).get_concrete_function() for name in SIGNATURES}
+
+
+def export(
+    source: str | os.PathLike | VAE,
+    out_dir: str | os.PathLike,
+    *,
+    image_shape: Sequence[int] | None = None,
+) -> Path:
+    """Writes `source` as a SavedModel with the signatures encode, decode, sample and elbo.
+
+    Args:
+      source: a run directory (its latest readable checkpoint is exported) or a built `VAE`.
+      out_dir: where the SavedModel goes; must not exist or be empty.
+      image_shape: (H, W, C); by default the decoder's output shape.
+
+    Returns:
+      `out_dir` as a Path.
+
+    Raises:
+      RunDirError: `source` is not a run directory, or has no readable checkpoint.
+      ExportError: `out_dir` exists and is not an empty directory.
+    """
+    out_dir = Path(out_dir)
+    _check_out_dir(out_dir)
+    model = source if isinstance(source, VAE) else rundir.restore_model(source, image_shape)
+    if image_shape is None:
+        image_shape = getattr(model.decoder, "output_shape", None)
+        if image_shape is None:
+            raise ExportError("give image_shape: the decoder has no output_shape to take it from")
+    module = ExportModule(model, tuple(int(size) for size in image_shape))
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        tf.saved_model.save(module, str(staging), signatures=module.signatures())
+        if out_dir.exists():
+            out_dir.rmdir()  # empty, checked above
+        os.replace(staging, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out_dir
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        kind = "a directory that is not empty" if out_dir.is_dir() else "a file"
+        raise ExportError(f"export directory {out_dir} already exists and is {kind}; choose a new one or remove it")
+
+
+__all__ = ["SIGNATURES", "ExportError", "ExportModule", "export"]
