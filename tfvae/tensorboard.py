@@ -91,7 +91,7 @@ class TensorBoardLogger:
             for term in TERMS:
                 _scalar(term, row.get(f"train_{term}"))
             _scalar("kl_weight", row.get("beta"))
-            _scalar("learning_rate", self.learning_rate)
+            _scalar("learning_rate", row.get("learning_rate", self.learning_rate))  # the schedule's, else the config's
         if _is_number(row.get("test_loss")):
             with self._writers["test"].as_default(step=step):
                 for term in TERMS:

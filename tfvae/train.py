@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 
 from tfvae import data as data_lib
 from tfvae import model as model_lib
-from tfvae import objectives, rundir
+from tfvae import devices, objectives, rundir
 from tfvae.config import Experiment, TrainConfig
 from tfvae.model import VAE
 
@@ -228,7 +228,7 @@ def fit(
         good checkpoint is kept).
       RunDirError, ValueError: an unusable run directory or dataset.
     """
-    with rundir.lock(run_dir):
+    with rundir.lock(run_dir), devices.placement(experiment.train.device):
         run_dir = rundir.prepare(run_dir, experiment)
         rundir.remove_stale_temporaries(run_dir)
         return _fit_locked(experiment, run_dir, train_data, test_data, hooks, progress)
