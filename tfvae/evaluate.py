@@ -47,11 +47,14 @@ TEST_BINARIZATION_SEED = 0
 # Burda et al. (2015, sec. 5.2): a unit is active when Cov_x(E_q(z|x)[z_u]) > 0.01.
 ACTIVE_UNIT_THRESHOLD = 0.01
 # Upper bound on draws x pixels held at once (decoder outputs of one chunk):
-# 2^25 float32 values = 128 MiB; hidden layers and the log-density's
-# temporaries take a few times that. For MNIST that is 334 draws per chunk
-# (batch size unknown to the dataset's spec: 128 assumed), already large matrix
-# products: the decoder's last layer is [42752, hidden] x [hidden, 784].
-DEFAULT_CHUNK_ELEMENTS = 2**25
+# 2^22 float32 values = 16 MiB, about this CPU's L3 cache, so the
+# element-wise work of the log-density (softplus, products, sums) runs on
+# cached data instead of streaming through memory once per op. For MNIST at
+# batch 100 that is 53 draws per chunk, still large matrix products
+# ([5300, 400] x [400, 784]). The earlier 2^25 (334 draws) took 82 s where
+# 64 draws took 41 s (k = 5000, 200 images, same run:
+# benchmarks/eval_speed.py), and needed more memory.
+DEFAULT_CHUNK_ELEMENTS = 2**22
 
 
 def evaluate(
