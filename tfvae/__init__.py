@@ -51,6 +51,8 @@ _LAZY = {
     "training_terms": "tfvae.objectives",
     "kl_weight": "tfvae.objectives",
     "NonFiniteError": "tfvae.train",
+    "sweep": "tfvae.sweep",
+    "roc_auc": "tfvae.evaluate",
 }
 _RENAMED = {"build_model": "build"}
 

@@ -185,3 +185,31 @@ def anomaly_histograms(
         + gg.theme_bw()
         + gg.theme(figure_size=(11, 4.5), legend_position="bottom", plot_title=gg.element_text(ha="left"))
     )
+
+
+def rate_distortion_chart(table: pd.DataFrame, setting: str, title: str | None = None) -> gg.ggplot:
+    """Rate (KL) against distortion (reconstruction), one labelled point per setting.
+
+    table: one row per run with columns `setting`, "test_kl" and
+    "test_reconstruction" (nats per image), e.g. `tfvae.sweep.sweep_table`.
+    The points are joined in the order of the setting's values. Dotted lines
+    of slope -1 pass through the best point: along one, rate + distortion (the
+    negative ELBO) is constant (Alemi et al., 2018, "Fixing a Broken ELBO").
+    """
+    frame = table.sort_values(setting).reset_index(drop=True)
+    frame = frame.assign(label=[f"{setting} = {value:g}" for value in frame[setting]])
+    best = float((frame["test_kl"] + frame["test_reconstruction"]).min())
+    return (
+        gg.ggplot(frame, gg.aes(x="test_kl", y="test_reconstruction"))
+        + gg.geom_abline(intercept=best, slope=-1, linetype="dotted", color="#7f7f7f")
+        + gg.geom_path(color="#1f77b4")
+        + gg.geom_point(color="#1f77b4", size=2.5)
+        + gg.geom_text(gg.aes(label="label"), size=8, nudge_y=0.0, ha="left", va="bottom", color="#333333")
+        + gg.labs(
+            x="rate: KL(q(z|x) || p(z)), nats per test image",
+            y="distortion: -E_q log p(x|z), nats per test image",
+            title=title or f"Rate and distortion over {setting} (dotted: negative ELBO = {best:.1f}, the best run's)",
+        )
+        + gg.theme_bw()
+        + gg.theme(figure_size=(8, 5.5))
+    )
