@@ -160,15 +160,14 @@ def anomaly_histograms(
     long["score"] = pd.Categorical(long["score"].map(_SCORE_LABELS), categories=[_SCORE_LABELS[c] for c in columns])
     long["source"] = pd.Categorical(long["source"], categories=sources)
     cut = long[long["source"] == reference].groupby("score", observed=True)["value"].quantile(quantile).reset_index()
-    others = [source for source in sources if source != reference]
-    subtitle = f"dashed line: the {quantile:.0%} quantile of {reference}"
-    if others:
-        others_scores = scores[scores["source"] != reference]
+    subtitle = f"dashed line: the {quantile:.0%} quantile of {reference}; share of each source above it"
+    names = " / ".join(_SCORE_LABELS[column].split(" (")[0] for column in columns)
+    for source in [source for source in sources if source != reference]:
         shares = []
         for column in columns:
             limit = np.quantile(scores.loc[scores["source"] == reference, column].clip(lower=1e-3), quantile)
-            shares.append(f"{(others_scores[column] > limit).mean():.0%} ({_SCORE_LABELS[column].split(' (')[0]})")
-        subtitle += f"\nshare of {' and '.join(others)} above it: {', '.join(shares)}"
+            shares.append(f"{(scores.loc[scores['source'] == source, column] > limit).mean():.0%}")
+        subtitle += f"\n  {source}: {' / '.join(shares)} ({names})"
     return (
         gg.ggplot(long, gg.aes(x="value", fill="source"))
         + gg.geom_histogram(bins=bins, alpha=0.75, position="identity")
@@ -183,7 +182,11 @@ def anomaly_histograms(
             title=f"Anomaly scores per example\n{subtitle}",
         )
         + gg.theme_bw()
-        + gg.theme(figure_size=(11, 4.5), legend_position="bottom", plot_title=gg.element_text(ha="left"))
+        + gg.theme(
+            figure_size=(11, 4.5 + 0.2 * (len(sources) - 1)),
+            legend_position="bottom",
+            plot_title=gg.element_text(ha="left"),
+        )
     )
 
 
