@@ -5,7 +5,7 @@ reconstruction, Adam, 20 epochs; latent scatters, decoded grids,
 interpolations between a 1 and a 0) and walkthrough 004 (interpolating a 2
 into a 7, AE against VAE; plain SGD against Adam).
 
-    python -m experiments.ae_vs_vae          # about 12 minutes on 2 CPU cores
+    python -m experiments.ae_vs_vae          # about 19 minutes on 2 CPU cores
 
 Four arms, each a run directory under runs/experiments/ae_vs_vae/:
 {autoencoder, vae} x {adam, sgd}. The sum of squared errors is a Normal

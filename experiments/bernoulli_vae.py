@@ -8,7 +8,7 @@ as training goes; and KL(q(z|x) || p(z)) as an anomaly score, over the
 training set against uniform noise (the walkthrough: 51.76 nats for one
 noise image) and against Fashion-MNIST, with the ROC AUC of each score.
 
-    python -m experiments.bernoulli_vae      # about 6 minutes on 2 CPU cores
+    python -m experiments.bernoulli_vae      # about 13 minutes on 2 CPU cores
 
 Needs MNIST and Fashion-MNIST (`tfvae data fetch mnist`, `tfvae data fetch fashion_mnist`).
 """

@@ -6,7 +6,7 @@ Adam 1e-3, 10 epochs; reconstructions, and strips that decode one example's
 posterior mean shifted along latent directions (the walkthrough adds the same
 number to every latent coordinate, from -0.5 to 2.75).
 
-    python -m experiments.fashion_mnist_vae   # about 3 minutes on 2 CPU cores
+    python -m experiments.fashion_mnist_vae   # about 4 minutes on 2 CPU cores
 
 Needs Fashion-MNIST (`tfvae data fetch fashion_mnist`).
 """

@@ -5,7 +5,7 @@ reconstructions / sane traversals?"; this measures it: final reconstruction
 and KL, importance-sampled log p(x), a rate-distortion figure and a
 traversal grid per size (sweep.csv, report.md).
 
-    python -m experiments.sweep_latent        # about 8 minutes on 2 CPU cores
+    python -m experiments.sweep_latent        # about 11 minutes on 2 CPU cores
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ from experiments import sweeps
 
 SIZES = (2, 5, 10, 20, 50)
 NOTES = (
-    "A larger latent lowers the reconstruction and raises the KL, and log p(x) improves quickly up to about "
-    "10 dimensions and little after. Past that the extra dimensions mostly stay at the prior (inactive "
-    "units, KL near 0), which the active-unit count shows.",
+    "A larger latent lowers the reconstruction and raises the KL; log p(x) improves steeply up to 20 "
+    "dimensions and by little more than a nat from 20 to 50 (within about two standard errors), while "
+    "the negative ELBO does not improve at all from 20 to 50. After 5 epochs every unit is still active "
+    "at 50 dimensions (posterior-mean variance above 0.01), though most carry little KL.",
 )
 
 

@@ -17,7 +17,7 @@ import tfvae
 from experiments import common
 from tfvae import plots, sweep
 
-EPOCHS = 5  # half the preset's 10: twelve arms in about 15 minutes on 2 CPU cores
+EPOCHS = 5  # half the preset's 10: twelve arms in about 22 minutes on 2 busy CPU cores
 K = 100  # importance samples per test image for log p(x)
 LOG_PX_IMAGES = 2000  # the first 2,000 test images: standard errors of ~0.5 nat, a quarter of the time
 TRAVERSAL_VALUES = np.linspace(-3, 3, 11).astype(np.float32)

@@ -207,7 +207,8 @@ def rate_distortion_chart(table: pd.DataFrame, setting: str, title: str | None =
         + gg.geom_abline(intercept=best, slope=-1, linetype="dotted", color="#7f7f7f")
         + gg.geom_path(color="#1f77b4")
         + gg.geom_point(color="#1f77b4", size=2.5)
-        + gg.geom_text(gg.aes(label="label"), size=8, nudge_y=0.0, ha="left", va="bottom", color="#333333")
+        + gg.geom_text(gg.aes(label="label"), size=8, ha="left", va="bottom", color="#333333")
+        + gg.scale_x_continuous(expand=(0.05, 0, 0.18, 0))  # room for the rightmost label
         + gg.labs(
             x="rate: KL(q(z|x) || p(z)), nats per test image",
             y="distortion: -E_q log p(x|z), nats per test image",
