@@ -59,7 +59,9 @@ def test_sweep_table_has_a_row_per_run_with_its_final_terms(two_runs):
 
 
 def test_rate_distortion_chart_draws_one_point_per_setting(tmp_path):
-    table = pd.DataFrame({"latent": [20, 2, 5], "test_kl": [25.0, 6.0, 15.0], "test_reconstruction": [63.0, 135.0, 90.0]})
+    table = pd.DataFrame(
+        {"latent": [20, 2, 5], "test_kl": [25.0, 6.0, 15.0], "test_reconstruction": [63.0, 135.0, 90.0]}
+    )
     chart = plots.rate_distortion_chart(table, "latent")
     assert list(chart.data["latent"]) == [2, 5, 20] and list(chart.data["label"])[0] == "latent = 2"
     chart.save(tmp_path / "rd.png", dpi=50, verbose=False)
@@ -90,7 +92,9 @@ def test_unknown_optimizer_is_a_clear_error():
 
 
 def test_an_sgd_run_trains_through_fit(mnist_data_dir, tmp_path):
-    experiment = config.override(config.preset("tiny"), {"data.data_dir": mnist_data_dir, "train.optimizer": "momentum"})
+    experiment = config.override(
+        config.preset("tiny"), {"data.data_dir": mnist_data_dir, "train.optimizer": "momentum"}
+    )
     history = train.fit(experiment, tmp_path / "run", progress=False).history
     assert np.isfinite(history["test_loss"].iloc[-1])
     assert train.fit(experiment, tmp_path / "run", progress=False).history["step"].iloc[-1] == history["step"].iloc[-1]
