@@ -20,7 +20,8 @@ def run_notebook(name: str, overrides: dict, workdir: Path) -> nbformat.Notebook
     index = next(i for i, cell in enumerate(notebook.cells) if "parameters" in cell.metadata.get("tags", []))
     source = "\n".join(f"{key} = {value!r}" for key, value in overrides.items())
     notebook.cells.insert(index + 1, nbformat.v4.new_code_cell(source))
-    client = NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(workdir)}})
+    resources = {"metadata": {"path": str(workdir)}}
+    client = NotebookClient(notebook, timeout=300, kernel_name="python3", resources=resources)
     client.execute()
     return notebook
 
