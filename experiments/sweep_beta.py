@@ -22,7 +22,7 @@ NOTES = (
     "tail of the rate-distortion figure). beta = 0 keeps a stochastic encoder but nothing pulls it towards the "
     "prior: it reconstructs as well as beta = 0.01 at three times the KL, so its log p(x) is by far the worst. "
     "beta = 1 gives the best negative ELBO and log p(x), as it should: it is the objective those numbers "
-    "measure. Large beta blurs the traversals; at beta = 4 one unit of 20 switches off.",
+    "measure. At beta = 4 one unit of 20 switches off (active units).",
 )
 
 
