@@ -55,6 +55,8 @@ _LAZY = {
     "tensorboard": "tfvae.tensorboard",
     "TensorBoardLogger": "tfvae.tensorboard",
     "devices": "tfvae.devices",
+    "sweep": "tfvae.sweep",
+    "roc_auc": "tfvae.evaluate",
 }
 _RENAMED = {"build_model": "build"}
 

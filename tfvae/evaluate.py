@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import tensorflow as tf
+from scipy import stats
 from tqdm.auto import tqdm
 
 from tfvae import data as data_lib
@@ -291,3 +292,29 @@ def anomaly_scores(model, dataset: tf.data.Dataset, *, seed: int = 0) -> pd.Data
         for name, values in columns.items()
         if values
     })
+
+
+def roc_auc(normal_scores, anomalous_scores) -> float:
+    """Area under the ROC curve of a score that should be higher for anomalies.
+
+    The probability that a random anomalous example scores above a random
+    normal one, ties counting one half (the Mann-Whitney U statistic over
+    n_normal * n_anomalous pairs): 1 separates perfectly, 0.5 is chance.
+
+    Args:
+      normal_scores: scores of the in-distribution examples, [n_normal].
+      anomalous_scores: scores of the anomalies, [n_anomalous].
+
+    Raises:
+      ValueError: an empty or non-finite set of scores.
+    """
+    normal = np.asarray(normal_scores, np.float64).ravel()
+    anomalous = np.asarray(anomalous_scores, np.float64).ravel()
+    if not len(normal) or not len(anomalous):
+        raise ValueError("roc_auc needs at least one normal and one anomalous score")
+    if not (np.all(np.isfinite(normal)) and np.all(np.isfinite(anomalous))):
+        raise ValueError("roc_auc needs finite scores")
+    ranks = stats.rankdata(np.concatenate([normal, anomalous]))  # ties get their average rank
+    n, m = len(normal), len(anomalous)
+    u = ranks[n:].sum() - m * (m + 1) / 2
+    return float(u / (n * m))

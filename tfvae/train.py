@@ -175,19 +175,29 @@ def make_train_loop(
     return run_steps
 
 
-def build_optimizer(model: VAE, learning_rate: float) -> snt.optimizers.Adam:
-    """Adam with its slots created now, so the traced step creates no variables.
+def build_optimizer(model: VAE, learning_rate: float, name: str = "adam", momentum: float = 0.9) -> snt.Optimizer:
+    """The optimizer `name` (see `tfvae.config.OPTIMIZERS`) with its slots created now.
 
-    Sonnet optimizers make their slots on the first `apply`; that must not
-    happen inside `tf.function` loops. A zero update leaves the weights as
-    they are (Adam's step is 0 / (0 + eps)), and the step counter is reset.
-    The learning rate is a variable, so a schedule can set it each step.
+    Sonnet optimizers make their slots (Adam's moments, the momentum
+    accumulator) on the first `apply`; that must not happen inside
+    `tf.function` loops. A zero update leaves the weights as they are (Adam's
+    step is 0 / (0 + eps); SGD and momentum move by lr * 0), and Adam's step
+    counter is reset. The learning rate is a variable, so a schedule can set
+    it each step.
     """
     rate = tf.Variable(learning_rate, dtype=tf.float32, trainable=False, name="learning_rate")
-    optimizer = snt.optimizers.Adam(rate)
+    optimizers = {
+        "adam": lambda: snt.optimizers.Adam(rate),
+        "sgd": lambda: snt.optimizers.SGD(rate),
+        "momentum": lambda: snt.optimizers.Momentum(rate, momentum),
+    }
+    if name not in optimizers:
+        raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(optimizers)}")
+    optimizer = optimizers[name]()
     variables = model.trainable_variables
     optimizer.apply([tf.zeros_like(v) for v in variables], variables)
-    optimizer.step.assign(0)
+    if hasattr(optimizer, "step"):
+        optimizer.step.assign(0)
     return optimizer
 
 
@@ -253,7 +263,7 @@ def _fit_locked(experiment, run_dir, train_data, test_data, hooks, progress) -> 
 
     model = model_lib.build(experiment.model, image_shape)
     model(tf.zeros([1, *image_shape]))  # create the weights now, from the data's shape
-    optimizer = build_optimizer(model, settings.learning_rate)
+    optimizer = build_optimizer(model, settings.learning_rate, settings.optimizer, settings.momentum)
     rng = tf.random.Generator.from_seed(settings.seed)
     state = LoopState()
     iterator = iter(train_data.repeat().prefetch(2))

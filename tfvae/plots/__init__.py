@@ -25,6 +25,7 @@ from tfvae.plots.charts import (
     latent_scatter,
     loss_curves,
     objective_title,
+    rate_distortion_chart,
     tidy_history,
 )
 from tfvae.plots.grids import (
@@ -87,6 +88,7 @@ __all__ = [
     "prior_sample_codes",
     "prior_sample_grid",
     "quantile_coordinates",
+    "rate_distortion_chart",
     "reconstruction_grid",
     "render_grid",
     "save_gif",

@@ -160,15 +160,14 @@ def anomaly_histograms(
     long["score"] = pd.Categorical(long["score"].map(_SCORE_LABELS), categories=[_SCORE_LABELS[c] for c in columns])
     long["source"] = pd.Categorical(long["source"], categories=sources)
     cut = long[long["source"] == reference].groupby("score", observed=True)["value"].quantile(quantile).reset_index()
-    others = [source for source in sources if source != reference]
-    subtitle = f"dashed line: the {quantile:.0%} quantile of {reference}"
-    if others:
-        others_scores = scores[scores["source"] != reference]
+    subtitle = f"dashed line: the {quantile:.0%} quantile of {reference}; share of each source above it"
+    names = " / ".join(_SCORE_LABELS[column].split(" (")[0] for column in columns)
+    for source in [source for source in sources if source != reference]:
         shares = []
         for column in columns:
             limit = np.quantile(scores.loc[scores["source"] == reference, column].clip(lower=1e-3), quantile)
-            shares.append(f"{(others_scores[column] > limit).mean():.0%} ({_SCORE_LABELS[column].split(' (')[0]})")
-        subtitle += f"\nshare of {' and '.join(others)} above it: {', '.join(shares)}"
+            shares.append(f"{(scores.loc[scores['source'] == source, column] > limit).mean():.0%}")
+        subtitle += f"\n  {source}: {' / '.join(shares)} ({names})"
     return (
         gg.ggplot(long, gg.aes(x="value", fill="source"))
         + gg.geom_histogram(bins=bins, alpha=0.75, position="identity")
@@ -183,5 +182,38 @@ def anomaly_histograms(
             title=f"Anomaly scores per example\n{subtitle}",
         )
         + gg.theme_bw()
-        + gg.theme(figure_size=(11, 4.5), legend_position="bottom", plot_title=gg.element_text(ha="left"))
+        + gg.theme(
+            figure_size=(11, 4.5 + 0.2 * (len(sources) - 1)),
+            legend_position="bottom",
+            plot_title=gg.element_text(ha="left"),
+        )
+    )
+
+
+def rate_distortion_chart(table: pd.DataFrame, setting: str, title: str | None = None) -> gg.ggplot:
+    """Rate (KL) against distortion (reconstruction), one labelled point per setting.
+
+    table: one row per run with columns `setting`, "test_kl" and
+    "test_reconstruction" (nats per image), e.g. `tfvae.sweep.sweep_table`.
+    The points are joined in the order of the setting's values. Dotted lines
+    of slope -1 pass through the best point: along one, rate + distortion (the
+    negative ELBO) is constant (Alemi et al., 2018, "Fixing a Broken ELBO").
+    """
+    frame = table.sort_values(setting).reset_index(drop=True)
+    frame = frame.assign(label=[f"{setting} = {value:g}" for value in frame[setting]])
+    best = float((frame["test_kl"] + frame["test_reconstruction"]).min())
+    return (
+        gg.ggplot(frame, gg.aes(x="test_kl", y="test_reconstruction"))
+        + gg.geom_abline(intercept=best, slope=-1, linetype="dotted", color="#7f7f7f")
+        + gg.geom_path(color="#1f77b4")
+        + gg.geom_point(color="#1f77b4", size=2.5)
+        + gg.geom_text(gg.aes(label="label"), size=8, ha="left", va="bottom", color="#333333")
+        + gg.scale_x_continuous(expand=(0.05, 0, 0.18, 0))  # room for the rightmost label
+        + gg.labs(
+            x="rate: KL(q(z|x) || p(z)), nats per test image",
+            y="distortion: -E_q log p(x|z), nats per test image",
+            title=title or f"Rate and distortion over {setting} (dotted: negative ELBO = {best:.1f}, the best run's)",
+        )
+        + gg.theme_bw()
+        + gg.theme(figure_size=(8, 5.5))
     )
