@@ -81,9 +81,10 @@ def test_missing_offline_source_says_how_to_fetch(tmp_path, capsys, monkeypatch)
     assert status == 2 and "tfvae data fetch mnist" in error and len(error.splitlines()) == 1
 
 
-def test_a_run_dir_that_cannot_be_made_is_one_line(tmp_path, capsys):
+def test_a_run_dir_that_cannot_be_made_is_one_line(tmp_path, mnist_data_dir, capsys):
     (tmp_path / "a_file").write_text("not a folder")
-    status = run("train", "--preset", "tiny", "--run-dir", tmp_path / "a_file" / "run", "--no-progress")
+    status = run("train", "--preset", "tiny", "--data-dir", mnist_data_dir, "--run-dir", tmp_path / "a_file" / "run",
+                 "--no-progress")
     error = capsys.readouterr().err.strip()
     assert status == 2 and error == f"tfvae: error: cannot create run directory {tmp_path}/a_file/run: Not a directory"
 
@@ -121,7 +122,7 @@ def test_a_damaged_dataset_cache_says_what_to_delete(tmp_path, capsys):
     assert "is damaged" in error and "delete that folder" in error and "mnist_offline" in error
 
 
-def test_a_tensorflow_runtime_error_ends_in_one_line(tmp_path, capsys, monkeypatch):
+def test_a_tensorflow_runtime_error_ends_in_one_line(tmp_path, mnist_data_dir, capsys, monkeypatch):
     import tensorflow as tf
 
     from tfvae import train
@@ -130,15 +131,16 @@ def test_a_tensorflow_runtime_error_ends_in_one_line(tmp_path, capsys, monkeypat
         raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor with shape[128,784]\nmore")
 
     monkeypatch.setattr(train, "fit", out_of_memory)
-    status = run("train", "--preset", "tiny", "--run-dir", tmp_path / "run", "--no-progress")
+    status = run("train", "--preset", "tiny", "--data-dir", mnist_data_dir, "--run-dir", tmp_path / "run",
+                 "--no-progress")
     error = capsys.readouterr().err.strip()
     assert status == 1 and len(error.splitlines()) == 1
     assert "ResourceExhaustedError: OOM when allocating" in error and "lower data.batch_size" in error
 
 
-def test_a_bug_still_shows_its_traceback(tmp_path, monkeypatch):
+def test_a_bug_still_shows_its_traceback(tmp_path, mnist_data_dir, monkeypatch):
     from tfvae import train
 
     monkeypatch.setattr(train, "fit", lambda *args, **kwargs: [][1])
     with pytest.raises(IndexError):
-        run("train", "--preset", "tiny", "--run-dir", tmp_path / "run", "--no-progress")
+        run("train", "--preset", "tiny", "--data-dir", mnist_data_dir, "--run-dir", tmp_path / "run", "--no-progress")
