@@ -184,7 +184,7 @@ def _builder_arrays(builder: tfds.core.DatasetBuilder, split: str, name: str) ->
     ds = ds.map(lambda ex: (ex["image"], tf.cast(ex["label"], tf.int64) if has_label else tf.constant(-1, tf.int64)))
     try:
         chunks = list(tfds.as_numpy(ds.batch(8192)))
-    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as error:
+    except tf.errors.DataLossError as error:  # corrupted records; other errors are not damage
         folder = pathlib.Path(builder.data_dir)
         raise DataCorruptError(
             f"the prepared copy of {name!r} in {folder} is damaged ({error.message.splitlines()[0][-120:]}); "
