@@ -121,6 +121,7 @@ def _train(args: argparse.Namespace) -> None:
             f"train.distribute={experiment.train.distribute} is not wired into `tfvae train` yet; "
             "use tfvae.distribute from Python (see docs/scale_out.md)"
         )
+    devices.set_threads(experiment.train.threads)  # before TensorFlow runs an op
     run_dir = args.run_dir or Path("runs") / experiment.name
     with devices.placement(experiment.train.device):  # first: a missing GPU fails before any data is read
         recorders = [plots.ProgressRecorder.for_experiment(experiment)] if args.progress_gifs else []

@@ -187,6 +187,11 @@ class TrainConfig:
     # (every local GPU) or "multi_worker" (the machines TF_CONFIG lists).
     # data.batch_size is the global batch, split over the replicas.
     distribute: str = "default"
+    # Compile the training loop on in-memory data with XLA (one compiled call
+    # runs every step of a logging interval); see tfvae.train.
+    jit_compile: bool = True
+    # Threads inside and between TensorFlow ops; 0 is TensorFlow's default (one per core).
+    threads: int = 0
 
     def __post_init__(self) -> None:
         _require(_is_int(self.epochs) and self.epochs > 0, f"train.epochs must be a positive integer, got {self.epochs!r}")
@@ -277,6 +282,11 @@ class TrainConfig:
         _require(
             self.distribute in STRATEGIES,
             f"train.distribute must be one of {', '.join(STRATEGIES)}; got {self.distribute!r}",
+        )
+        _require(isinstance(self.jit_compile, bool), f"train.jit_compile must be true or false, got {self.jit_compile!r}")
+        _require(
+            _is_int(self.threads) and self.threads >= 0,
+            f"train.threads must be an integer >= 0 (0: one per core, TensorFlow's default), got {self.threads!r}",
         )
 
 

@@ -47,8 +47,8 @@ HISTORY_COLUMNS = (
 
 
 # A run may be continued for more epochs, with its data moved elsewhere, or on
-# other devices (tfvae.distribute keeps one checkpoint layout for any replica count).
-_MAY_CHANGE_ON_RESUME = ("train.epochs", "data.data_dir", "train.device", "train.distribute")
+# other devices or threads (tfvae.distribute keeps one checkpoint layout for any replica count).
+_MAY_CHANGE_ON_RESUME = ("train.epochs", "data.data_dir", "train.device", "train.distribute", "train.threads")
 
 
 class RunDirError(ValueError):
