@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import sonnet as snt
 import tensorflow as tf
 
 from tfvae import config, data, model, train
@@ -226,3 +227,23 @@ def test_fit_uses_the_array_runner_for_in_memory_data_and_the_iterator_runner_ot
     assert train.make_runner(vae, optimizer, experiment.train, state, train_data).checkpointables == {}
     mapped = train.make_runner(vae, optimizer, experiment.train, state, train_data.map(lambda x: x))
     assert set(mapped.checkpointables) == {"rng", "iterator"}
+
+
+def test_tfvae_adam_makes_the_same_updates_as_sonnets_adam():
+    from tfvae import optimizers
+
+    rng = np.random.default_rng(0)
+    start = [rng.normal(size=(5, 3)).astype(np.float32), rng.normal(size=3).astype(np.float32)]
+    ours = [tf.Variable(value) for value in start]
+    sonnets = [tf.Variable(value) for value in start]
+    fast, reference = optimizers.Adam(0.01), snt.optimizers.Adam(0.01)
+    for step in range(50):  # gradients of very different sizes, so epsilon and the bias corrections matter
+        gradients = [tf.constant(rng.normal(size=v.shape) * 10.0 ** rng.integers(-6, 3), tf.float32) for v in ours]
+        fast.apply(gradients, ours)
+        reference.apply(gradients, sonnets)
+    for a, b in zip(ours, sonnets):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+        assert not np.allclose(a.numpy(), start[0] if a.shape == (5, 3) else start[1])  # it moved
+    for a, b in zip(fast.m + fast.v, reference.m + reference.v):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-12)
+    assert int(fast.step.numpy()) == 50

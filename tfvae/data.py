@@ -423,7 +423,7 @@ class ArraySource:
             return tf.cast(x >= 0.5, tf.float32)
         if self.binarize == "dynamic":
             seed = tf.stack([tf.cast(pass_seed, tf.int64), tf.cast(k, tf.int64) + 1])
-            return tf.cast(tf.random.stateless_uniform(tf.shape(x), seed=seed) < x, tf.float32)
+            return tf.cast(tf.random.stateless_uniform(tf.shape(x), seed=seed, alg="philox") < x, tf.float32)
         return x
 
 

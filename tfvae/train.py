@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 from tfvae import data as data_lib
 from tfvae import model as model_lib
 from tfvae import devices, objectives, rundir
+from tfvae.optimizers import build_optimizer  # noqa: F401  (the public name, re-exported)
 from tfvae.config import Experiment, TrainConfig
 from tfvae.model import VAE
 
@@ -320,32 +321,6 @@ def make_runner(model, optimizer, settings: TrainConfig, state: LoopState, datas
     if source is not None:
         return make_array_runner(model, optimizer, settings, state, source)
     return make_iterator_runner(model, optimizer, settings, state, dataset)
-
-
-def build_optimizer(model: VAE, learning_rate: float, name: str = "adam", momentum: float = 0.9) -> snt.Optimizer:
-    """The optimizer `name` (see `tfvae.config.OPTIMIZERS`) with its slots created now.
-
-    Sonnet optimizers make their slots (Adam's moments, the momentum
-    accumulator) on the first `apply`; that must not happen inside
-    `tf.function` loops. A zero update leaves the weights as they are (Adam's
-    step is 0 / (0 + eps); SGD and momentum move by lr * 0), and Adam's step
-    counter is reset. The learning rate is a variable, so a schedule can set
-    it each step.
-    """
-    rate = tf.Variable(learning_rate, dtype=tf.float32, trainable=False, name="learning_rate")
-    optimizers = {
-        "adam": lambda: snt.optimizers.Adam(rate),
-        "sgd": lambda: snt.optimizers.SGD(rate),
-        "momentum": lambda: snt.optimizers.Momentum(rate, momentum),
-    }
-    if name not in optimizers:
-        raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(optimizers)}")
-    optimizer = optimizers[name]()
-    variables = model.trainable_variables
-    optimizer.apply([tf.zeros_like(v) for v in variables], variables)
-    if hasattr(optimizer, "step"):
-        optimizer.step.assign(0)
-    return optimizer
 
 
 def prepare_run_dir(run_dir: str | os.PathLike, experiment: Experiment) -> Path:
