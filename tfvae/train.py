@@ -3,21 +3,29 @@
 Running `fit` again on the same run directory with the same config continues
 from the last checkpoint, and ends with the same weights as a run that was
 never interrupted (bit for bit with `train.deterministic`): the checkpoint
-holds the weights, Adam's slots, the step counter, the random generator, the
-position of the input pipeline and the loss sums of the current logging
-interval. Checkpoints are written at each epoch end (and every
+holds the weights, Adam's slots, the step counter and the loss sums of the
+current logging interval (and, for a generic `tf.data` pipeline, the random
+generator and the pipeline's position). Checkpoints are written at each epoch end (and every
 `train.checkpoint_every` steps); history.csv is written just before each
 checkpoint and trimmed back to the checkpoint on resume, so every logged step
 appears exactly once.
 
 The steady state keeps Python out of the inner loop: one compiled call runs
 every step up to the next logging point, accumulating the loss terms on the
-device; Python reads them once per logging interval.
+device; Python reads them once per logging interval. Training data in memory
+(every `tfvae.data.from_arrays` dataset, so every named dataset) skips
+`tf.data` altogether (`make_array_runner`): the steps run inside one
+XLA-compiled loop (train.jit_compile), each batch gathered from the images
+held on the device, and the pass order and the draws of z are stateless
+functions of the step counter. Other datasets go through an iterator
+(`make_iterator_runner`). Both run `checked_step`, the one place a step's
+update is computed.
 
 A non-finite loss or gradient stops training with `NonFiniteError`, naming
-the step and the term, before the bad update is applied and without writing
-a checkpoint; with `train.on_nonfinite = "skip"` the batch is skipped and
-counted in history.csv's `skipped` column instead.
+the step and the term, without writing a checkpoint or calling a hook (the
+last good checkpoint is what a rerun continues from); with
+`train.on_nonfinite = "skip"` the batch is skipped, leaving the weights
+untouched, and counted in history.csv's `skipped` column instead.
 """
 
 from __future__ import annotations
