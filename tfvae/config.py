@@ -25,6 +25,7 @@ LR_SCHEDULES = ("constant", "exponential")
 NONFINITE_POLICIES = ("stop", "skip")
 DEVICES = ("auto", "cpu", "gpu")
 STRATEGIES = ("default", "mirrored", "multi_worker")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 OPTIMIZERS = ("adam", "sgd", "momentum")
 
 
@@ -187,6 +188,11 @@ class TrainConfig:
     # (every local GPU) or "multi_worker" (the machines TF_CONFIG lists).
     # data.batch_size is the global batch, split over the replicas.
     distribute: str = "default"
+    # The networks' compute dtype in training (tfvae.precision): "float32", or
+    # float16 / bfloat16 layers with float32 weights, loss and evaluation
+    # ("mixed_float16" for GPUs with tensor cores, "mixed_bfloat16" for A100s
+    # and TPUs). Off by default: on a CPU it is slower, not faster.
+    precision: str = "float32"
 
     def __post_init__(self) -> None:
         _require(_is_int(self.epochs) and self.epochs > 0, f"train.epochs must be a positive integer, got {self.epochs!r}")
@@ -277,6 +283,10 @@ class TrainConfig:
         _require(
             self.distribute in STRATEGIES,
             f"train.distribute must be one of {', '.join(STRATEGIES)}; got {self.distribute!r}",
+        )
+        _require(
+            self.precision in PRECISIONS,
+            f"train.precision must be one of {', '.join(PRECISIONS)}; got {self.precision!r}",
         )
 
 

@@ -47,8 +47,9 @@ HISTORY_COLUMNS = (
 
 
 # A run may be continued for more epochs, with its data moved elsewhere, or on
-# other devices (tfvae.distribute keeps one checkpoint layout for any replica count).
-_MAY_CHANGE_ON_RESUME = ("train.epochs", "data.data_dir", "train.device", "train.distribute")
+# other devices (tfvae.distribute keeps one checkpoint layout for any replica count), or in
+# another precision (the weights are float32 in every precision).
+_MAY_CHANGE_ON_RESUME = ("train.epochs", "data.data_dir", "train.device", "train.distribute", "train.precision")
 
 
 class RunDirError(ValueError):

@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 
 from tfvae import data as data_lib
 from tfvae import model as model_lib
-from tfvae import devices, objectives, rundir
+from tfvae import devices, objectives, precision, rundir
 from tfvae.config import Experiment, TrainConfig
 from tfvae.model import VAE
 
@@ -105,7 +105,7 @@ def loss_and_gradients(
     """The batch-mean training terms (see `objectives.training_terms`) and the loss's gradients."""
     with tf.GradientTape() as tape:
         terms = objectives.training_terms(model, images, settings, kl_weight, seed)
-    return terms, tape.gradient(terms.loss, model.trainable_variables)
+    return terms, precision.gradients(tape, terms.loss, model.trainable_variables, settings.precision)
 
 
 def learning_rate(settings: TrainConfig, step) -> tf.Tensor:
