@@ -46,15 +46,19 @@ to each replica's batch mean rather than the global one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Callable, Sequence
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 
 import sonnet as snt
 import tensorflow as tf
 
 from tfvae import model as model_lib
-from tfvae import objectives
+from tfvae import objectives, precision
 from tfvae.config import STRATEGIES, ModelConfig, TrainConfig
 from tfvae.model import VAE
 
@@ -66,24 +70,50 @@ class DistributeError(ValueError):
 
 
 def build_strategy(name: str, devices: Sequence[str] | None = None) -> tf.distribute.Strategy:
-    """The strategy `name` (one of STRATEGIES) names.
+    """The strategy `name` (one of STRATEGIES) names; the same object for the same arguments in one process.
 
     Args:
       name: "default", "mirrored" or "multi_worker".
       devices: for "mirrored" only, the devices to replicate over (e.g.
-        ["/CPU:0", "/CPU:1"]); default every local GPU, or the CPU when there is none.
+        ["/CPU:0", "/CPU:1"]); default every local GPU, or when there is none
+        every logical CPU device (one, unless the CPU was split with
+        `tf.config.set_logical_device_configuration`).
+
+    A process keeps one strategy of each kind (two MirroredStrategy objects
+    reuse each other's collective keys; TensorFlow allows one
+    MultiWorkerMirroredStrategy). "multi_worker" must be built before
+    TensorFlow runs its first op: `fit` and `tfvae train` build it first thing.
 
     Raises:
-      DistributeError: an unknown name, or "multi_worker" without a usable TF_CONFIG.
+      DistributeError: an unknown name, "multi_worker" without a usable
+        TF_CONFIG, or "multi_worker" asked for after TensorFlow started.
     """
     if name == "default":
         return tf.distribute.get_strategy()
+    if name not in STRATEGIES:
+        raise DistributeError(f"train.distribute must be one of {', '.join(STRATEGIES)}; got {name!r}")
+    key = (name, tuple(devices) if devices else None)
+    if key not in _STRATEGIES:
+        _STRATEGIES[key] = _new_strategy(name, devices)
+    return _STRATEGIES[key]
+
+
+_STRATEGIES: dict[tuple, tf.distribute.Strategy] = {}
+
+
+def _new_strategy(name: str, devices: Sequence[str] | None) -> tf.distribute.Strategy:
     if name == "mirrored":
+        if not devices:
+            devices = [d.name for d in tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")]
         return tf.distribute.MirroredStrategy(devices)
-    if name == "multi_worker":
-        check_tf_config(os.environ.get("TF_CONFIG"))
+    check_tf_config(os.environ.get("TF_CONFIG"))
+    try:
         return tf.distribute.MultiWorkerMirroredStrategy()
-    raise DistributeError(f"train.distribute must be one of {', '.join(STRATEGIES)}; got {name!r}")
+    except RuntimeError as error:  # "Collective ops must be configured at program startup"
+        raise DistributeError(
+            "train.distribute=multi_worker must be set up before TensorFlow runs anything: call "
+            "tfvae.distribute.build_strategy('multi_worker') first thing in the program (tfvae train does)"
+        ) from error
 
 
 def check_tf_config(text: str | None) -> dict:
@@ -138,30 +168,205 @@ def make_distributed_step(
     caller stops or skips, as `train.on_nonfinite` says.
     """
 
-    def replica_step(images: tf.Tensor, weight: tf.Tensor, seed: tf.Tensor):
-        context = tf.distribute.get_replica_context()
-        local = tf.cast(tf.shape(images)[0], tf.float32)
-        share = local / context.all_reduce(SUM, local)
-        with tf.GradientTape() as tape:
-            terms = objectives.training_terms(model, images, settings, weight, _replica_seed(seed, context))
-            scaled = terms.loss * share
-        gradients = tape.gradient(scaled, model.trainable_variables)
-        # One batched all-reduce over every replica of every machine; each replica then holds the sums.
-        return context.all_reduce(SUM, (gradients, tf.stack(terms) * share))
-
     @tf.function
     def step(images, step_number: tf.Tensor, seed: tf.Tensor) -> tuple[objectives.Terms, tf.Tensor]:
         weight = objectives.kl_weight(settings, step_number)
-        summed = strategy.run(replica_step, args=(images, weight, seed))
-        gradients, terms = strategy.experimental_local_results(summed)[0]  # every replica's copy is the same
-        finite = tf.concat(
-            [tf.math.is_finite(terms), [tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in gradients])]], 0
-        )
+        gradients, terms, _, finite = global_step(strategy, model, settings, images, weight, seed)
         if tf.reduce_all(finite):
             optimizer.apply(gradients, model.trainable_variables)  # cross-replica context: see the module docstring
         return objectives.Terms(*tf.unstack(terms)), finite
 
     return step
+
+
+def global_step(
+    strategy: tf.distribute.Strategy, model: VAE, settings: TrainConfig, images, weight: tf.Tensor, seed: tf.Tensor
+) -> tuple[list[tf.Tensor], tf.Tensor, tf.Tensor, tf.Tensor]:
+    """The gradients and terms of one global batch, summed over replicas, in cross-replica context.
+
+    Returns (gradients of the global batch mean loss, terms [3] as global
+    batch means in nats per image, the number of images in the global batch,
+    finite [4] as in `make_distributed_step`). Call it inside `tf.function`.
+    """
+
+    def replica_step(images: tf.Tensor, weight: tf.Tensor, seed: tf.Tensor):
+        context = tf.distribute.get_replica_context()
+        local = tf.cast(tf.shape(images)[0], tf.float32)
+        total = context.all_reduce(SUM, local)
+        share = local / total
+        with tf.GradientTape() as tape:
+            terms = objectives.training_terms(model, images, settings, weight, _replica_seed(seed, context))
+            # A replica may get no images (a last batch smaller than the replica count): its
+            # mean is NaN, its share 0; multiply_no_nan makes its part (and its gradient) 0.
+            scaled = tf.math.multiply_no_nan(terms.loss, share)
+        gradients = precision.gradients(tape, scaled, model.trainable_variables, settings.precision)
+        # One batched all-reduce over every replica of every machine; each replica then holds the sums.
+        gradients, terms = context.all_reduce(SUM, (gradients, tf.math.multiply_no_nan(tf.stack(terms), share)))
+        return gradients, terms, total
+
+    summed = strategy.run(replica_step, args=(images, weight, seed))
+    gradients, terms, total = strategy.experimental_local_results(summed)[0]  # every replica's copy is the same
+    finite = tf.concat(
+        [tf.math.is_finite(terms), [tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in gradients])]], 0
+    )
+    return gradients, terms, total, finite
+
+
+def make_distributed_loop(
+    strategy: tf.distribute.Strategy,
+    model: VAE,
+    optimizer: snt.Optimizer,
+    settings: TrainConfig,
+    rng: tf.random.Generator,
+    state,
+    learning_rate: Callable[[TrainConfig, tf.Tensor], tf.Tensor],
+):
+    """`tfvae.train.make_train_loop` under a strategy: a compiled (distributed iterator, num_steps) -> None.
+
+    The same loop as on one device, step for step: a seed per step from
+    `rng` (replica 0 uses it as it is), the KL weight and `learning_rate(settings,
+    step)` of the global step, the finite checks before the update, the
+    terms added to `state` (a `tfvae.train.LoopState`) weighted by the global
+    batch's size, and a non-finite step skipped or recorded in
+    `state.bad_step` / `state.bad_term` as `settings.on_nonfinite` says.
+    """
+    skip = settings.on_nonfinite == "skip"
+
+    @tf.function
+    def run_steps(iterator, num_steps: tf.Tensor) -> None:
+        for _ in tf.range(num_steps):
+            images = next(iterator)
+            weight = objectives.kl_weight(settings, state.step)
+            seed = rng.uniform_full_int([2], tf.int32)
+            gradients, terms, total, finite = global_step(strategy, model, settings, images, weight, seed)
+            if tf.reduce_all(finite):
+                optimizer.learning_rate.assign(learning_rate(settings, state.step))
+                optimizer.apply(gradients, model.trainable_variables)
+                state.sums.assign_add(total * terms)
+                state.count.assign_add(total)
+            elif skip:
+                state.skipped.assign_add(1)
+            else:
+                state.bad_step.assign(state.step + 1)
+                state.bad_term.assign(tf.cast(tf.argmin(tf.cast(finite, tf.int32)), tf.int32))
+                break
+            state.step.assign_add(1)
+
+    return run_steps
+
+
+class DistributedRunner:
+    """Runs `fit`'s steps under a strategy: `run(num_steps)`, and `checkpoint_objects` to save and restore.
+
+    The weights, Adam's slots, the step counter, the random generator and the
+    loop's sums are checkpointed and restore exactly. The position in the
+    data is not saved (TensorFlow cannot checkpoint a distributed iterator):
+    the first `run` after a restore starts `train_data.repeat()` afresh and
+    skips `state.step` batches (every step, skipped ones too, takes one
+    batch). That is exact when each pass's order depends only on TF's global
+    seed and the pass number, as for `tfvae.data.load` / `from_arrays` built
+    right after `tf.random.set_seed` (what `fit` does): a resumed run then
+    sees the batches of an uninterrupted one. It costs one pass over the
+    skipped batches (their preprocessing, no training) at the restart.
+    """
+
+    def __init__(
+        self,
+        strategy: tf.distribute.Strategy,
+        model: VAE,
+        optimizer: snt.Optimizer,
+        settings: TrainConfig,
+        train_data: tf.data.Dataset,
+        rng: tf.random.Generator,
+        state,
+        learning_rate: Callable[[TrainConfig, tf.Tensor], tf.Tensor],
+    ):
+        self.strategy, self.model, self.optimizer, self.state = strategy, model, optimizer, state
+        self.checkpoint_objects = {"model": model, "optimizer": optimizer, "rng": rng, "state": state}
+        self._train_data = train_data
+        self._run_steps = make_distributed_loop(strategy, model, optimizer, settings, rng, state, learning_rate)
+        self._iterator = None
+
+    def run(self, num_steps: int) -> None:
+        """Runs up to `num_steps` steps (fewer when a non-finite step stops the loop)."""
+        if self._iterator is None:
+            self._iterator = self._start_data()
+        self._run_steps(self._iterator, tf.constant(num_steps, tf.int64))
+
+    def _start_data(self):
+        step = int(self.state.step.numpy())
+        check_same_step(self.strategy, step)
+        options = tf.data.Options()
+        # Every worker reads every batch and keeps its replicas' parts of it (there are no files to split).
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        dataset = self._train_data.repeat().skip(step).prefetch(2).with_options(options)
+        return iter(self.strategy.experimental_distribute_dataset(dataset))
+
+
+def check_same_step(strategy: tf.distribute.Strategy, step: int) -> None:
+    """A DistributeError unless every replica (on every worker) restored the same step.
+
+    Workers that restored different checkpoints would wait on each other
+    forever at the first step they do not share.
+    """
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return  # one process: its replicas share one step counter
+
+    @tf.function
+    def gather() -> tf.Tensor:
+        replica_steps = lambda: tf.distribute.get_replica_context().all_gather(tf.constant([step], tf.int64), 0)  # noqa: E731
+        return strategy.experimental_local_results(strategy.run(replica_steps))[0]
+
+    steps = gather().numpy()
+    if len(set(steps.tolist())) > 1:
+        raise DistributeError(
+            f"the workers restored different checkpoints (steps {sorted(set(steps.tolist()))}): a multi-worker run "
+            "resumes only when every worker reads the chief's run directory (a shared file system)"
+        )
+
+
+# --------------------------------------------------------------------------- who writes what
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """True for the process that writes the run directory: the only process, or the multi-worker chief.
+
+    The chief is the task of type "chief", or worker 0 when TF_CONFIG lists no chief.
+    """
+    resolver = getattr(strategy, "cluster_resolver", None)
+    task_type = getattr(resolver, "task_type", None)
+    if not task_type:
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return task_type == "chief" or (task_type == "worker" and resolver.task_id == 0 and not has_chief)
+
+
+@contextlib.contextmanager
+def worker_run_dir(strategy: tf.distribute.Strategy, run_dir: str | os.PathLike) -> Iterator[Path]:
+    """Where this process writes its run directory: `run_dir` for the chief, a scratch copy for other workers.
+
+    Every worker of a MultiWorkerMirroredStrategy must save checkpoints (saving
+    may involve collective ops), but only the chief's are kept: the others
+    write theirs, their config.json and history.csv into a temporary
+    directory, deleted at the end (TensorFlow's multi-worker checkpoint
+    pattern). The scratch copy starts with the chief's checkpoints and
+    history, so that every worker resumes from the same step; for that the
+    run directory must be on a file system all workers read.
+    """
+    if is_chief(strategy):
+        yield Path(run_dir)
+        return
+    index = strategy.cluster_resolver.task_id
+    with tempfile.TemporaryDirectory(prefix=f"tfvae-worker{index}-") as scratch:
+        _copy_resumable(Path(run_dir), Path(scratch))
+        yield Path(scratch)
+
+
+def _copy_resumable(run_dir: Path, scratch: Path) -> None:
+    """The chief's config.json, history.csv and checkpoints (not a killed write's *_temp* leftovers)."""
+    for name in ("config.json", "history.csv"):
+        if (run_dir / name).is_file():
+            shutil.copy2(run_dir / name, scratch / name)
+    if (run_dir / "checkpoints").is_dir():
+        shutil.copytree(run_dir / "checkpoints", scratch / "checkpoints", ignore=shutil.ignore_patterns("*_temp*"))
 
 
 def _replica_seed(seed: tf.Tensor, context: tf.distribute.ReplicaContext) -> tf.Tensor:
@@ -174,8 +379,14 @@ def _replica_seed(seed: tf.Tensor, context: tf.distribute.ReplicaContext) -> tf.
 __all__ = [
     "STRATEGIES",
     "DistributeError",
+    "DistributedRunner",
     "build_replicated",
     "build_strategy",
+    "check_same_step",
     "check_tf_config",
+    "global_step",
+    "is_chief",
+    "make_distributed_loop",
     "make_distributed_step",
+    "worker_run_dir",
 ]
