@@ -6,8 +6,9 @@ non-finite checks, and with and without TensorFlow op determinism.
 The default preset (784-400-20, batch 128, 469 steps an epoch) on MNIST. Each
 round starts two worker processes, one with `tf.config.experimental.
 enable_op_determinism()` (it cannot be switched off within a process) and one
-without; each worker times whole epochs of `tfvae.train.make_train_loop`
-(checks on) alternating with the same loop written without the checks. The
+without; each worker times whole epochs of `tfvae.train.make_array_runner`
+(what `fit` runs on in-memory data) with the checks, alternating with the
+same runner built with `check_finite=False`. The
 figures printed are medians over all timed epochs, and the ratios of those
 medians measured in the same processes (timings on a shared machine drift,
 ratios much less).
@@ -27,52 +28,34 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def worker(deterministic: bool, epochs: int) -> dict:
-    """Times `epochs` epochs each of the checked and the unchecked loop; returns {variant: [seconds]}."""
+    """Times `epochs` epochs each of the checked and the unchecked runner; returns {variant: [seconds]}."""
     import tensorflow as tf
 
     import tfvae
+    from tfvae import data, rundir, train
     from tfvae import model as model_lib
-    from tfvae import objectives, train
 
     if deterministic:
         tf.config.experimental.enable_op_determinism()
     experiment = tfvae.preset("mnist-bernoulli-20d")
     settings = experiment.train
     tf.random.set_seed(settings.seed)
-    dataset = tfvae.load("mnist", "train", batch_size=experiment.data.batch_size, binarize="threshold",
-                         shuffle=True, seed=settings.seed, prefetch=False)
-    steps_per_epoch = int(dataset.cardinality().numpy())
-    iterator = iter(dataset.repeat().prefetch(2))  # as fit builds it
-    model = model_lib.build(experiment.model, (28, 28, 1))
-    model(tf.zeros([1, 28, 28, 1]))
-    optimizer = train.build_optimizer(model, settings.learning_rate)
-    rng = tf.random.Generator.from_seed(settings.seed)
-    state = train.LoopState()
-    checked = train.make_train_loop(model, optimizer, settings, rng, state)
-
-    @tf.function
-    def unchecked(iterator, num_steps):
-        for _ in tf.range(num_steps):
-            images = next(iterator)
-            weight = objectives.kl_weight(settings, state.step)
-            terms, gradients = train.loss_and_gradients(model, images, settings, weight,
-                                                        rng.uniform_full_int([2], tf.int32))
-            optimizer.learning_rate.assign(train.learning_rate(settings, state.step))
-            optimizer.apply(gradients, model.trainable_variables)
-            size = tf.cast(tf.shape(images)[0], tf.float32)
-            state.sums.assign_add(size * tf.stack(terms))
-            state.count.assign_add(size)
-            state.step.assign_add(1)
-
-    loops = {"checks": checked, "no checks": unchecked}
-    for loop in loops.values():  # trace and warm up
-        loop(iterator, tf.constant(20, tf.int64))
-    times = {name: [] for name in loops}
+    source = data.array_source(rundir.load_split(experiment, "train"))  # in memory: fit's array runner
+    runners, states = {}, {}
+    for name, check_finite in (("checks", True), ("no checks", False)):
+        model = model_lib.build(experiment.model, (28, 28, 1))
+        model(tf.zeros([1, 28, 28, 1]))
+        optimizer = train.build_optimizer(model, settings.learning_rate)
+        states[name] = train.LoopState()
+        runners[name] = train.make_array_runner(model, optimizer, settings, states[name], source, check_finite)
+    for name, runner in runners.items():  # compile and warm up: one epoch each
+        runner.run(source.num_batches)
+    times = {name: [] for name in runners}
     for _ in range(epochs):
-        for name, loop in loops.items():
+        for name, runner in runners.items():
             started = time.perf_counter()
-            loop(iterator, tf.constant(steps_per_epoch, tf.int64))
-            state.take_interval_means()  # reads back, so the timed work has finished
+            runner.run(source.num_batches)
+            states[name].take_interval_means()  # reads back, so the timed work has finished
             times[name].append(time.perf_counter() - started)
     return times
 

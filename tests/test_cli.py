@@ -144,3 +144,12 @@ def test_a_bug_still_shows_its_traceback(tmp_path, mnist_data_dir, monkeypatch):
     monkeypatch.setattr(train, "fit", lambda *args, **kwargs: [][1])
     with pytest.raises(IndexError):
         run("train", "--preset", "tiny", "--data-dir", mnist_data_dir, "--run-dir", tmp_path / "run", "--no-progress")
+
+
+def test_speed_options_are_accepted_with_set():
+    from tfvae import cli
+
+    args = cli.build_parser().parse_args(["train", "--preset", "tiny", "--set", "train.threads=2",
+                                          "--set", "train.jit_compile=true"])
+    experiment = cli.experiment_from_args(args)
+    assert experiment.train.threads == 2 and experiment.train.jit_compile is True

@@ -41,6 +41,8 @@ def test_dict_round_trip_and_override():
         ("train.lr_decay_rate", 0, "lr_decay_rate must be a number in"),
         ("train.lr_decay_rate", 1.5, "lr_decay_rate must be a number in"),
         ("train.lr_decay_steps", 0, "lr_decay_steps must be a positive integer"),
+        ("train.jit_compile", "yes", "train.jit_compile must be true or false"),
+        ("train.threads", -1, r"train.threads must be an integer >= 0 \(0: one per core"),
     ],
 )
 def test_bad_values_name_the_field(field, value, words):

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import sonnet as snt
 import tensorflow as tf
 
 from tfvae import config, data, model, train
@@ -47,13 +48,12 @@ def test_loss_falls_over_a_few_hundred_steps_on_a_small_batch():
     vae, optimizer = built()
     batch = tf.constant(prototype_images(32))
     state = train.LoopState()
-    run_steps = train.make_train_loop(vae, optimizer, config.TrainConfig(), tf.random.Generator.from_seed(0), state)
-    iterator = iter(tf.data.Dataset.from_tensors(batch).repeat())
-    run_steps(iterator, tf.constant(10, tf.int64))
+    runner = train.make_iterator_runner(vae, optimizer, config.TrainConfig(), state, tf.data.Dataset.from_tensors(batch))
+    runner.run(10)
     first = state.take_interval_means()
-    run_steps(iterator, tf.constant(280, tf.int64))
+    runner.run(280)
     state.take_interval_means()
-    run_steps(iterator, tf.constant(10, tf.int64))
+    runner.run(10)
     last = state.take_interval_means()
     # A binary 8x8 image costs 64 * log 2 = 44.4 nats at chance; 4 prototypes need ~2 nats of code.
     assert first.loss > 35 and last.loss < 0.5 * first.loss
@@ -68,8 +68,7 @@ def test_the_learning_rate_schedule_sets_the_size_of_adams_step():
     state = train.LoopState()
     state.step.assign(10)
     before = [v.numpy() for v in vae.trainable_variables]
-    run_steps = train.make_train_loop(vae, optimizer, settings, tf.random.Generator.from_seed(0), state)
-    run_steps(iter(tf.data.Dataset.from_tensors(prototype_images(16)).repeat()), tf.constant(1, tf.int64))
+    train.make_iterator_runner(vae, optimizer, settings, state, tf.data.Dataset.from_tensors(prototype_images(16))).run(1)
     largest_move = max(np.abs(v.numpy() - b).max() for v, b in zip(vae.trainable_variables, before))
     np.testing.assert_allclose(largest_move, 1e-4, rtol=1e-3)
     np.testing.assert_allclose(float(train.learning_rate(settings, 25)), 1e-3 * 0.1**2.5, rtol=1e-5)
@@ -86,10 +85,8 @@ def test_optimizer_slots_exist_before_training_and_weights_are_untouched():
 
 def test_checkpoint_round_trip_restores_weights_and_optimizer_state(tmp_path):
     vae, optimizer = built(seed=1)
-    run_steps = train.make_train_loop(
-        vae, optimizer, config.TrainConfig(), tf.random.Generator.from_seed(0), train.LoopState()
-    )
-    run_steps(iter(tf.data.Dataset.from_tensors(prototype_images(16)).repeat()), tf.constant(5, tf.int64))
+    images = tf.data.Dataset.from_tensors(prototype_images(16))
+    train.make_iterator_runner(vae, optimizer, config.TrainConfig(), train.LoopState(), images).run(5)
     path = tf.train.Checkpoint(model=vae, optimizer=optimizer).save(str(tmp_path / "ckpt"))
 
     restored, restored_optimizer = built(seed=2)  # different initial weights
@@ -165,3 +162,88 @@ def test_run_dir_that_is_a_file_is_refused(tmp_path):
     (tmp_path / "run").write_text("not a directory")
     with pytest.raises(train.RunDirError, match="is not a directory"):
         train.prepare_run_dir(tmp_path / "run", tiny_experiment())
+
+
+def array_runner_run(step_counts, settings, images):
+    """Weights after running the in-memory runner in calls of `step_counts` steps (from fresh weights)."""
+    vae, optimizer = built(seed=3)
+    source = data.array_source(data.from_arrays(images, batch_size=8, binarize="dynamic", shuffle=True, seed=4))
+    state = train.LoopState()
+    runner = train.make_array_runner(vae, optimizer, settings, state, source)
+    for count in step_counts:
+        runner.run(count)
+    return vae, state, source
+
+
+@pytest.mark.parametrize("jit_compile", [True, False])
+def test_array_runner_equals_one_step_at_a_time_on_the_same_batches(jit_compile):
+    settings = config.TrainConfig(learning_rate=1e-2, jit_compile=jit_compile)
+    images = prototype_images(36)  # 5 batches of 8 a pass, the last of 4
+    looped, state, source = array_runner_run([5, 3, 2], settings, images)
+    assert int(state.step.numpy()) == 10
+
+    vae, optimizer = built(seed=3)
+    stepwise_state = train.LoopState()
+
+    # Compiled as the runner is: XLA's stateless random numbers are not TensorFlow's kernels'.
+    @tf.function(jit_compile=jit_compile)
+    def step(pixels, pass_seed, k, z_seed):
+        batch = source.preprocess(pixels, pass_seed, k)
+        return train.checked_step(vae, optimizer, settings, stepwise_state, batch, z_seed)
+
+    for epoch in range(2):
+        seed = train.pass_seed(source.seed, epoch)
+        order = source.indices(seed, 0, 36).numpy()
+        assert sorted(order) == list(range(36))  # each image once a pass
+        for k in range(5):
+            pixels = tf.gather(source.pixels, order[8 * k : 8 * (k + 1)])
+            z_seed = tf.cast(tf.stack([settings.seed, int(stepwise_state.step.numpy())]), tf.int32)
+            step(pixels, seed, tf.constant(k, tf.int64), z_seed)
+    for a, b in zip(looped.variables, vae.variables):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(state.sums.numpy(), stepwise_state.sums.numpy(), rtol=1e-4)
+    assert not np.allclose(looped.variables[0].numpy(), built(seed=3)[0].variables[0].numpy())  # it trained
+
+
+def test_array_runner_result_does_not_depend_on_how_steps_are_split_into_calls():
+    settings = config.TrainConfig(learning_rate=1e-2)
+    images = prototype_images(36)
+    whole, _, _ = array_runner_run([5, 5, 5], settings, images)
+    split, _, _ = array_runner_run([2, 3, 1, 1, 3, 4, 1], settings, images)
+    for a, b in zip(whole.variables, split.variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_array_runner_refuses_to_cross_a_pass_boundary():
+    with pytest.raises(ValueError, match="would cross the end of pass 0"):
+        array_runner_run([3, 3], config.TrainConfig(), prototype_images(36))
+
+
+def test_fit_uses_the_array_runner_for_in_memory_data_and_the_iterator_runner_otherwise():
+    experiment = tiny_experiment()
+    train_data, _ = datasets(experiment)
+    vae, optimizer = built()
+    state = train.LoopState()
+    assert train.make_runner(vae, optimizer, experiment.train, state, train_data).checkpointables == {}
+    mapped = train.make_runner(vae, optimizer, experiment.train, state, train_data.map(lambda x: x))
+    assert set(mapped.checkpointables) == {"rng", "iterator"}
+
+
+def test_tfvae_adam_makes_the_same_updates_as_sonnets_adam():
+    from tfvae import optimizers
+
+    rng = np.random.default_rng(0)
+    start = [rng.normal(size=(5, 3)).astype(np.float32), rng.normal(size=3).astype(np.float32)]
+    ours = [tf.Variable(value) for value in start]
+    sonnets = [tf.Variable(value) for value in start]
+    fast, reference = optimizers.Adam(0.01), snt.optimizers.Adam(0.01)
+    for step in range(50):  # gradients of very different sizes, so epsilon and the bias corrections matter
+        gradients = [tf.constant(rng.normal(size=v.shape) * 10.0 ** rng.integers(-6, 3), tf.float32) for v in ours]
+        fast.apply(gradients, ours)
+        reference.apply(gradients, sonnets)
+    for a, b in zip(ours, sonnets):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+        assert not np.allclose(a.numpy(), start[0] if a.shape == (5, 3) else start[1])  # it moved
+    for a, b in zip(fast.m + fast.v, reference.m + reference.v):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-12)
+    assert int(fast.step.numpy()) == 50

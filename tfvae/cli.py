@@ -124,11 +124,12 @@ def experiment_from_args(args: argparse.Namespace) -> config_lib.Experiment:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from tfvae import distribute  # before anything else touches TensorFlow: see distribute.build_strategy
+    from tfvae import devices, distribute, plots, tensorboard, train
 
     experiment = experiment_from_args(args)
+    # Both before TensorFlow runs an op: its thread pools, and a multi-worker strategy, are fixed then.
+    devices.set_threads(experiment.train.threads)
     strategy = distribute.build_strategy(experiment.train.distribute)
-    from tfvae import devices, plots, tensorboard, train
 
     run_dir = args.run_dir or Path("runs") / experiment.name
     chief = distribute.is_chief(strategy)  # the other workers of a multi-worker run write nothing to keep

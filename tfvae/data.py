@@ -23,6 +23,7 @@ as usual when online.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import os
 import pathlib
@@ -51,6 +52,7 @@ _IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images
 _DEBIAN_FASHION_DIR = pathlib.Path("/usr/share/datasets/fashion-mnist")
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 _NUM_EXAMPLES_ATTR = "_tfvae_num_examples"
+_SOURCE_ATTR = "_tfvae_array_source"
 
 
 class DataCorruptError(ValueError):
@@ -373,6 +375,63 @@ def _validate_labels(labels, n: int) -> np.ndarray:
     return array.astype(np.int64)
 
 
+@dataclasses.dataclass(frozen=True)
+class ArraySource:
+    """Images held in memory and the recipe that turns them into batches.
+
+    `from_arrays` datasets carry one (see `array_source`), so a training
+    loop can skip `tf.data` and gather its batches straight from `pixels`:
+    batch k of a pass with seed s is `preprocess(pixels[indices(s, k*b,
+    (k+1)*b)], s, k)`, the same values the dataset yields.
+    """
+
+    pixels: tf.Tensor  # uint8 (scaled by 1/255) or float32 in [0, 1], [N, H, W, C]
+    batch_size: int
+    binarize: str
+    shuffle: bool
+    drop_remainder: bool
+    seed: int  # the dataset's seed (training loops derive their own pass seeds from it)
+
+    @property
+    def num_examples(self) -> int:
+        """Images used in one pass (a dropped remainder excluded)."""
+        n = int(self.pixels.shape[0])
+        return (n // self.batch_size) * self.batch_size if self.drop_remainder else n
+
+    @property
+    def num_batches(self) -> int:
+        return -(-self.num_examples // self.batch_size)
+
+    def indices(self, pass_seed: tf.Tensor, start: tf.Tensor, stop: tf.Tensor) -> tf.Tensor:
+        """Which images fill positions start..stop-1 of a pass, int64 [stop - start].
+
+        A stateless permutation of 0..N-1 chosen by `pass_seed` (identity
+        without shuffling), evaluated only at the positions asked for.
+        """
+        n = int(self.pixels.shape[0])
+        position = tf.range(tf.cast(start, tf.int64), tf.minimum(tf.cast(stop, tf.int64), n))
+        if not self.shuffle:
+            return position
+        seed = tf.stack([tf.cast(pass_seed, tf.int64), tf.constant(0, tf.int64)])
+        return tf.random.experimental.index_shuffle(position, seed, n - 1)
+
+    def preprocess(self, pixels: tf.Tensor, pass_seed: tf.Tensor, k: tf.Tensor) -> tf.Tensor:
+        """Gathered pixels of batch k [b, H, W, C] -> float32 in [0, 1], scaled and binarized."""
+        scale = 1.0 / 255.0 if self.pixels.dtype == tf.uint8 else 1.0
+        x = tf.cast(pixels, tf.float32) * scale
+        if self.binarize == "threshold":
+            return tf.cast(x >= 0.5, tf.float32)
+        if self.binarize == "dynamic":
+            seed = tf.stack([tf.cast(pass_seed, tf.int64), tf.cast(k, tf.int64) + 1])
+            return tf.cast(tf.random.stateless_uniform(tf.shape(x), seed=seed, alg="philox") < x, tf.float32)
+        return x
+
+
+def array_source(dataset: tf.data.Dataset) -> ArraySource | None:
+    """The in-memory images behind a `from_arrays` dataset (None for any other dataset)."""
+    return getattr(dataset, _SOURCE_ATTR, None)
+
+
 def from_arrays(images, labels=None, *, batch_size: int, binarize: str = "none", shuffle: bool = False,
                 seed: int = 0, drop_remainder: bool = False, prefetch: bool = True) -> tf.data.Dataset:
     """In-memory images (uint8 [N, H, W(, C)] or floats in [0, 1]) as batches of float32 [b, H, W, C].
@@ -388,24 +447,17 @@ def from_arrays(images, labels=None, *, batch_size: int, binarize: str = "none",
     n = len(pixels)
     targets = None if labels is None else tf.constant(_validate_labels(labels, n))
     pixels = tf.constant(pixels)
-    scale = 1.0 / 255.0 if pixels.dtype == tf.uint8 else 1.0
     batch_size = int(batch_size)
     num_batches = n // batch_size if drop_remainder else -(-n // batch_size)
     if num_batches == 0:
         raise ValueError(f"drop_remainder=True with batch_size {batch_size} > {n} images leaves no batches")
     batch_dim = batch_size if drop_remainder else None
+    source = ArraySource(pixels, batch_size, binarize, shuffle, drop_remainder, seed)
 
     def make_batch(epoch_seed, k):
         """Batch k of an epoch: a stateless function of (epoch_seed, k), so iterator state is tiny."""
-        index = tf.range(k * batch_size, tf.minimum((k + 1) * batch_size, n))
-        if shuffle:
-            index = tf.random.experimental.index_shuffle(index, tf.stack([epoch_seed, tf.constant(0, tf.int64)]), n - 1)
-        x = tf.cast(tf.gather(pixels, index), tf.float32) * scale
-        if binarize == "threshold":
-            x = tf.cast(x >= 0.5, tf.float32)
-        elif binarize == "dynamic":
-            x = tf.cast(tf.random.stateless_uniform(tf.shape(x), seed=tf.stack([epoch_seed, k + 1])) < x, tf.float32)
-        x = tf.ensure_shape(x, [batch_dim, *pixels.shape[1:]])
+        index = source.indices(epoch_seed, k * batch_size, (k + 1) * batch_size)
+        x = tf.ensure_shape(source.preprocess(tf.gather(pixels, index), epoch_seed, k), [batch_dim, *pixels.shape[1:]])
         return x if targets is None else (x, tf.ensure_shape(tf.gather(targets, index), [batch_dim]))
 
     def epoch(epoch_seed):
@@ -421,6 +473,7 @@ def from_arrays(images, labels=None, *, batch_size: int, binarize: str = "none",
     if prefetch:  # not when it will be repeated and checkpointed: see the module docstring
         ds = ds.prefetch(tf.data.AUTOTUNE)
     setattr(ds, _NUM_EXAMPLES_ATTR, (n // batch_size) * batch_size if drop_remainder else n)
+    setattr(ds, _SOURCE_ATTR, source)
     return ds
 
 

@@ -64,3 +64,24 @@ def placement(device: str) -> Iterator[str]:
 
 
 __all__ = ["DeviceError", "gpus", "placement", "resolve"]
+
+
+def set_threads(threads: int) -> None:
+    """Uses `threads` threads inside each op and between ops (0: TensorFlow's default, one per core).
+
+    TensorFlow fixes its thread pools when it first runs an op; asking for a
+    different number after that is an error naming the remedy.
+    """
+    if not threads:
+        return
+    config = tf.config.threading
+    if (config.get_intra_op_parallelism_threads(), config.get_inter_op_parallelism_threads()) == (threads, threads):
+        return
+    try:
+        config.set_intra_op_parallelism_threads(threads)
+        config.set_inter_op_parallelism_threads(threads)
+    except RuntimeError as error:
+        raise RuntimeError(
+            f"train.threads={threads} must be set before TensorFlow runs its first op; in a notebook or script, "
+            f"call tfvae.devices.set_threads({threads}) first (the CLI does)"
+        ) from error

@@ -57,6 +57,7 @@ from pathlib import Path
 import sonnet as snt
 import tensorflow as tf
 
+from tfvae import data as data_lib
 from tfvae import model as model_lib
 from tfvae import objectives, precision
 from tfvae.config import STRATEGIES, ModelConfig, TrainConfig
@@ -217,16 +218,16 @@ def make_distributed_loop(
     model: VAE,
     optimizer: snt.Optimizer,
     settings: TrainConfig,
-    rng: tf.random.Generator,
     state,
     learning_rate: Callable[[TrainConfig, tf.Tensor], tf.Tensor],
 ):
-    """`tfvae.train.make_train_loop` under a strategy: a compiled (distributed iterator, num_steps) -> None.
+    """The loop of `tfvae.train`'s runners under a strategy: a compiled (distributed iterator, num_steps) -> None.
 
-    The same loop as on one device, step for step: a seed per step from
-    `rng` (replica 0 uses it as it is), the KL weight and `learning_rate(settings,
-    step)` of the global step, the finite checks before the update, the
-    terms added to `state` (a `tfvae.train.LoopState`) weighted by the global
+    Step for step what one device does: the draws of z at step s use the
+    stateless seed (train.seed, s) on replica 0 (so one replica draws what
+    `fit`'s array runner draws), the KL weight and `learning_rate(settings,
+    step)` of the global step, the finite checks before the update, the terms
+    added to `state` (a `tfvae.train.LoopState`) weighted by the global
     batch's size, and a non-finite step skipped or recorded in
     `state.bad_step` / `state.bad_term` as `settings.on_nonfinite` says.
     """
@@ -237,7 +238,7 @@ def make_distributed_loop(
         for _ in tf.range(num_steps):
             images = next(iterator)
             weight = objectives.kl_weight(settings, state.step)
-            seed = rng.uniform_full_int([2], tf.int32)
+            seed = tf.cast(tf.stack([tf.constant(settings.seed, tf.int64), state.step]), tf.int32)
             gradients, terms, total, finite = global_step(strategy, model, settings, images, weight, seed)
             if tf.reduce_all(finite):
                 optimizer.learning_rate.assign(learning_rate(settings, state.step))
@@ -256,18 +257,13 @@ def make_distributed_loop(
 
 
 class DistributedRunner:
-    """Runs `fit`'s steps under a strategy: `run(num_steps)`, and `checkpoint_objects` to save and restore.
+    """`fit`'s runner under a strategy: `run(num_steps)`, and `checkpointables` (none beyond fit's own).
 
-    The weights, Adam's slots, the step counter, the random generator and the
-    loop's sums are checkpointed and restore exactly. The position in the
-    data is not saved (TensorFlow cannot checkpoint a distributed iterator):
-    the first `run` after a restore starts `train_data.repeat()` afresh and
-    skips `state.step` batches (every step, skipped ones too, takes one
-    batch). That is exact when each pass's order depends only on TF's global
-    seed and the pass number, as for `tfvae.data.load` / `from_arrays` built
-    right after `tf.random.set_seed` (what `fit` does): a resumed run then
-    sees the batches of an uninterrupted one. It costs one pass over the
-    skipped batches (their preprocessing, no training) at the restart.
+    Every step is a function of `state.step` alone, so a checkpoint of the
+    weights, the optimizer and the loop state resumes exactly, on any number
+    of replicas: the draws of z are seeded by (train.seed, step), and the
+    data restart at the step's batch (TensorFlow cannot checkpoint a
+    distributed iterator), by `batches_from(step)`. See `global_batches`.
     """
 
     def __init__(
@@ -276,20 +272,18 @@ class DistributedRunner:
         model: VAE,
         optimizer: snt.Optimizer,
         settings: TrainConfig,
-        train_data: tf.data.Dataset,
-        rng: tf.random.Generator,
         state,
+        batches_from: Callable[[int], tf.data.Dataset],
         learning_rate: Callable[[TrainConfig, tf.Tensor], tf.Tensor],
     ):
-        self.strategy, self.model, self.optimizer, self.state = strategy, model, optimizer, state
-        self.checkpoint_objects = {"model": model, "optimizer": optimizer, "rng": rng, "state": state}
-        self._train_data = train_data
-        self._run_steps = make_distributed_loop(strategy, model, optimizer, settings, rng, state, learning_rate)
+        self.strategy, self.state, self.checkpointables = strategy, state, {}
+        self._batches_from = batches_from
+        self._run_steps = make_distributed_loop(strategy, model, optimizer, settings, state, learning_rate)
         self._iterator = None
 
     def run(self, num_steps: int) -> None:
         """Runs up to `num_steps` steps (fewer when a non-finite step stops the loop)."""
-        if self._iterator is None:
+        if self._iterator is None:  # after fit's restore: the data start at the restored step
             self._iterator = self._start_data()
         self._run_steps(self._iterator, tf.constant(num_steps, tf.int64))
 
@@ -297,10 +291,38 @@ class DistributedRunner:
         step = int(self.state.step.numpy())
         check_same_step(self.strategy, step)
         options = tf.data.Options()
-        # Every worker reads every batch and keeps its replicas' parts of it (there are no files to split).
+        # Every worker makes every global batch and keeps its replicas' parts (there are no files to split).
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-        dataset = self._train_data.repeat().skip(step).prefetch(2).with_options(options)
+        dataset = self._batches_from(step).prefetch(2).with_options(options)
         return iter(self.strategy.experimental_distribute_dataset(dataset))
+
+
+def global_batches(
+    dataset: tf.data.Dataset, start: int, pass_seed: Callable[[int, tf.Tensor], tf.Tensor]
+) -> tf.data.Dataset:
+    """The global batches of training steps start, start + 1, ... (endless), for `DistributedRunner`.
+
+    For in-memory data (`tfvae.data.array_source`, every `from_arrays` and
+    named dataset) step s is batch k = s mod n of pass e = s div n, made as
+    `fit`'s array runner makes it (order and binarization seeded by
+    `pass_seed(source.seed, e)`): exact, and nothing to skip. For any other
+    pipeline it is `dataset.repeat().skip(start)`: exact when each pass's
+    order depends only on TF's global seed and the pass number (build the
+    dataset right after `tf.random.set_seed(train.seed)`), and the skipped
+    batches are made (not trained on) once at the restart.
+    """
+    source = data_lib.array_source(dataset)
+    if source is None:
+        return dataset.repeat().skip(start)
+    batches, size, examples = source.num_batches, source.batch_size, source.num_examples
+
+    def batch(step: tf.Tensor) -> tf.Tensor:
+        epoch, k = step // batches, step % batches
+        seed = pass_seed(source.seed, epoch)
+        index = source.indices(seed, k * size, tf.minimum((k + 1) * size, examples))
+        return source.preprocess(tf.gather(source.pixels, index), seed, k)
+
+    return tf.data.Dataset.range(start, tf.int64.max).map(batch)
 
 
 def check_same_step(strategy: tf.distribute.Strategy, step: int) -> None:
@@ -384,6 +406,7 @@ __all__ = [
     "build_strategy",
     "check_same_step",
     "check_tf_config",
+    "global_batches",
     "global_step",
     "is_chief",
     "make_distributed_loop",

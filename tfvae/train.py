@@ -26,8 +26,9 @@ import dataclasses
 import math
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -37,7 +38,8 @@ from tqdm.auto import tqdm
 
 from tfvae import data as data_lib
 from tfvae import model as model_lib
-from tfvae import devices, objectives, precision, rundir
+from tfvae import devices, distribute, objectives, precision, rundir
+from tfvae.optimizers import build_optimizer  # noqa: F401  (the public name, re-exported)
 from tfvae.config import Experiment, TrainConfig
 from tfvae.model import VAE
 
@@ -135,70 +137,190 @@ def train_step(
     return terms
 
 
-def make_train_loop(
-    model: VAE, optimizer: snt.Optimizer, settings: TrainConfig, rng: tf.random.Generator, state: LoopState
-):
-    """A compiled function (iterator, num_steps) that runs up to `num_steps` steps.
+class Runner(NamedTuple):
+    """How `fit` runs steps: `run(num_steps)` advances `LoopState.step` by up to num_steps.
 
-    Each step draws its own stateless seed from `rng`, checks that the terms
-    and gradients are finite, and only then applies the update and adds the
-    terms to `state`. A non-finite step is skipped (counted in
-    `state.skipped`) or, by default, recorded in `state.bad_step` /
-    `state.bad_term` and ends the call before the step is counted.
+    `checkpointables` are the objects besides the model, optimizer and loop
+    state that a checkpoint must hold to resume this runner exactly (e.g. an
+    iterator and a random generator); the array runner needs none.
     """
-    skip = settings.on_nonfinite == "skip"
+
+    run: Callable[[int], None]
+    checkpointables: dict
+
+
+def checked_step(
+    model: VAE,
+    optimizer: snt.Optimizer,
+    settings: TrainConfig,
+    state: LoopState,
+    images: tf.Tensor,
+    seed: tf.Tensor,
+    check_finite: bool = True,
+) -> tf.Tensor:
+    """One step at global step `state.step`, inside a compiled loop; returns True when the loop must stop.
+
+    The terms and gradients are checked to be finite. With
+    train.on_nonfinite "stop" (the default) a non-finite step is recorded in
+    `state.bad_step` / `state.bad_term` and not counted, and the loop must
+    stop: `fit` then raises without writing a checkpoint or calling a hook,
+    so the update, which is applied unconditionally, never leaves the loop.
+    With "skip" the update sits in a conditional and a non-finite step
+    leaves the weights and the optimizer untouched (counted in
+    `state.skipped`); XLA copies every weight and slot around such a
+    conditional, so this mode costs ~20% a step. `check_finite=False` drops
+    the check (only to measure what it costs: benchmarks/train_speed.py).
+    """
+    weight = objectives.kl_weight(settings, state.step)
+    terms, gradients = loss_and_gradients(model, images, settings, weight, seed)
+    size = tf.cast(tf.shape(images)[0], tf.float32)
+    finite = _finite_flags(terms, gradients) if check_finite else tf.ones([len(CHECKED_TERMS)], tf.bool)
+    good = tf.reduce_all(finite)
+    if settings.on_nonfinite == "skip":
+        if good:
+            _apply(optimizer, model, settings, state.step, gradients)
+        state.skipped.assign_add(1 - tf.cast(good, tf.int64))
+    else:
+        _apply(optimizer, model, settings, state.step, gradients)
+        first_bad = tf.cast(tf.argmin(tf.cast(finite, tf.int32)), tf.int32)
+        state.bad_step.assign(tf.where(good, state.bad_step, state.step + 1))
+        state.bad_term.assign(tf.where(good, state.bad_term, first_bad))
+    # Selects, not a conditional: a non-finite step adds nothing (and no NaN) to the sums.
+    state.sums.assign_add(tf.where(good, size * tf.stack(terms), tf.zeros([3])))
+    state.count.assign_add(tf.where(good, size, 0.0))
+    stop = tf.logical_and(tf.logical_not(good), settings.on_nonfinite != "skip")
+    state.step.assign_add(1 - tf.cast(stop, tf.int64))
+    return stop
+
+
+def _finite_flags(terms: objectives.Terms, gradients: Sequence[tf.Tensor]) -> tf.Tensor:
+    """[4] bool: loss, reconstruction, kl and all gradients finite (the order of CHECKED_TERMS)."""
+    return tf.stack(
+        [tf.reduce_all(tf.math.is_finite(term)) for term in terms]
+        + [tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in gradients])]
+    )
+
+
+def _apply(optimizer: snt.Optimizer, model: VAE, settings: TrainConfig, step: tf.Tensor, gradients) -> None:
+    """The optimizer's update at the learning rate of `step`."""
+    optimizer.learning_rate.assign(learning_rate(settings, step))
+    optimizer.apply(gradients, model.trainable_variables)
+
+
+def make_iterator_runner(
+    model: VAE,
+    optimizer: snt.Optimizer,
+    settings: TrainConfig,
+    state: LoopState,
+    dataset: tf.data.Dataset,
+    check_finite: bool = True,
+) -> Runner:
+    """Steps over any `tf.data` pipeline: one compiled call (no XLA: it holds an iterator) per interval.
+
+    Each step draws its stateless seed from a `tf.random.Generator`; the
+    generator and the iterator are checkpointed, so a resumed run continues
+    exactly where it stopped.
+    """
+    rng = tf.random.Generator.from_seed(settings.seed)
+    iterator = iter(dataset.repeat().prefetch(2))
 
     @tf.function
-    def run_steps(iterator: Iterator, num_steps: tf.Tensor) -> None:
+    def run_steps(num_steps: tf.Tensor) -> None:
         for _ in tf.range(num_steps):
-            images = next(iterator)
-            weight = objectives.kl_weight(settings, state.step)
-            terms, gradients = loss_and_gradients(model, images, settings, weight, rng.uniform_full_int([2], tf.int32))
-            finite = tf.stack(
-                [tf.reduce_all(tf.math.is_finite(term)) for term in terms]
-                + [tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in gradients])]
-            )
-            if tf.reduce_all(finite):
-                optimizer.learning_rate.assign(learning_rate(settings, state.step))
-                optimizer.apply(gradients, model.trainable_variables)
-                size = tf.cast(tf.shape(images)[0], tf.float32)
-                state.sums.assign_add(size * tf.stack(terms))
-                state.count.assign_add(size)
-            elif skip:
-                state.skipped.assign_add(1)
-            else:
-                state.bad_step.assign(state.step + 1)
-                state.bad_term.assign(tf.cast(tf.argmin(tf.cast(finite, tf.int32)), tf.int32))
+            seed = rng.uniform_full_int([2], tf.int32)
+            if checked_step(model, optimizer, settings, state, next(iterator), seed, check_finite):
                 break
-            state.step.assign_add(1)
 
-    return run_steps
+    return Runner(lambda num_steps: run_steps(tf.constant(num_steps, tf.int64)), {"rng": rng, "iterator": iterator})
 
 
-def build_optimizer(model: VAE, learning_rate: float, name: str = "adam", momentum: float = 0.9) -> snt.Optimizer:
-    """The optimizer `name` (see `tfvae.config.OPTIMIZERS`) with its slots created now.
+def make_array_runner(
+    model: VAE,
+    optimizer: snt.Optimizer,
+    settings: TrainConfig,
+    state: LoopState,
+    source: data_lib.ArraySource,
+    check_finite: bool = True,
+) -> Runner:
+    """Steps over in-memory images with no `tf.data` in the loop, XLA-compiled with train.jit_compile.
 
-    Sonnet optimizers make their slots (Adam's moments, the momentum
-    accumulator) on the first `apply`; that must not happen inside
-    `tf.function` loops. A zero update leaves the weights as they are (Adam's
-    step is 0 / (0 + eps); SGD and momentum move by lr * 0), and Adam's step
-    counter is reset. The learning rate is a variable, so a schedule can set
-    it each step.
+    Pass e visits the images in the order `source.indices(pass_seed(source.seed,
+    e), ...)`, computed once per pass; batch k of it is preprocessed
+    (binarized) as the `from_arrays` dataset does with that pass seed (the
+    same distribution; under XLA not the same draws, since XLA's stateless
+    random numbers come from another algorithm than TensorFlow's kernels),
+    and the draws of z at step s use the stateless seed (train.seed, s). So
+    everything a step sees is a function of `state.step`: a checkpoint of the
+    weights, the optimizer and `state` resumes exactly, and how the steps are
+    split into calls does not change the result. Calls must not cross a pass
+    boundary (`fit` stops at every epoch end). The full batches of a pass run
+    in one compiled function whose shapes do not depend on the call, so XLA
+    compiles it once; a smaller last batch has its own.
     """
-    rate = tf.Variable(learning_rate, dtype=tf.float32, trainable=False, name="learning_rate")
-    optimizers = {
-        "adam": lambda: snt.optimizers.Adam(rate),
-        "sgd": lambda: snt.optimizers.SGD(rate),
-        "momentum": lambda: snt.optimizers.Momentum(rate, momentum),
-    }
-    if name not in optimizers:
-        raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(optimizers)}")
-    optimizer = optimizers[name]()
-    variables = model.trainable_variables
-    optimizer.apply([tf.zeros_like(v) for v in variables], variables)
-    if hasattr(optimizer, "step"):
-        optimizer.step.assign(0)
-    return optimizer
+    batch_size, examples = source.batch_size, source.num_examples
+    full_batches, steps_per_pass = examples // batch_size, source.num_batches
+    cached_orders: dict[int, tuple[tf.Tensor, tf.Tensor]] = {}
+
+    @tf.function
+    def pass_order(epoch: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        seed = pass_seed(source.seed, epoch)
+        return source.indices(seed, 0, examples), seed
+
+    def step_on(index: tf.Tensor, seed: tf.Tensor, k: tf.Tensor) -> tf.Tensor:
+        images = source.preprocess(tf.gather(source.pixels, index), seed, k)
+        step_seed = tf.cast(tf.stack([tf.constant(settings.seed, tf.int64), state.step]), tf.int32)
+        return checked_step(model, optimizer, settings, state, images, step_seed, check_finite)
+
+    # XLA compiles a function anew for every value of an input it must know at
+    # compile time: the begin of a `tf.slice` and the bounds of a `tf.range`
+    # are such inputs, and with them every call recompiled (~2 s). So the
+    # batch's indices are gathered from [batches, batch_size], and the loop
+    # runs while `state.step < stop_at`, a variable: one compilation in all.
+    stop_at = tf.Variable(0, dtype=tf.int64, trainable=False, name="stop_at")
+
+    @tf.function(jit_compile=settings.jit_compile)
+    def run_full(order: tf.Tensor, seed: tf.Tensor) -> None:
+        batches = tf.reshape(order[: full_batches * batch_size], [full_batches, batch_size])
+        while state.step < stop_at:
+            k = state.step % steps_per_pass
+            if step_on(tf.gather(batches, k), seed, k):
+                break
+
+    @tf.function(jit_compile=settings.jit_compile)
+    def run_last(order: tf.Tensor, seed: tf.Tensor) -> None:
+        step_on(order[full_batches * batch_size :], seed, tf.constant(full_batches, tf.int64))
+
+    def run(num_steps: int) -> None:
+        step = int(state.step.numpy())
+        epoch, first = divmod(step, steps_per_pass)
+        if first + num_steps > steps_per_pass:
+            raise ValueError(f"{num_steps} steps from step {step} would cross the end of pass {epoch}")
+        if epoch not in cached_orders:
+            cached_orders.clear()
+            cached_orders[epoch] = pass_order(tf.constant(epoch, tf.int64))
+        order, seed = cached_orders[epoch]
+        full_steps = min(first + num_steps, full_batches) - first
+        if full_steps > 0:
+            stop_at.assign(step + full_steps)
+            run_full(order, seed)
+        if full_steps < num_steps and int(state.bad_step.numpy()) < 0:
+            run_last(order, seed)
+
+    return Runner(run, {})
+
+
+def pass_seed(seed: int, epoch) -> tf.Tensor:
+    """The seed of pass `epoch` over in-memory training data (an int64 scalar), stateless in (seed, epoch)."""
+    pair = tf.cast(tf.stack([tf.constant(seed, tf.int64), tf.cast(epoch, tf.int64)]), tf.int32)
+    return tf.random.stateless_uniform([], pair, minval=None, maxval=None, dtype=tf.int64)
+
+
+def make_runner(model, optimizer, settings: TrainConfig, state: LoopState, dataset: tf.data.Dataset) -> Runner:
+    """The array runner for in-memory data (every `from_arrays` dataset, so every named one), else the iterator runner."""
+    source = data_lib.array_source(dataset)
+    if source is not None:
+        return make_array_runner(model, optimizer, settings, state, source)
+    return make_iterator_runner(model, optimizer, settings, state, dataset)
 
 
 def prepare_run_dir(run_dir: str | os.PathLike, experiment: Experiment) -> Path:
@@ -238,13 +360,16 @@ def fit(
         good checkpoint is kept).
       RunDirError, ValueError: an unusable run directory or dataset.
     """
-    with rundir.lock(run_dir), devices.placement(experiment.train.device):
+    strategy = distribute.build_strategy(experiment.train.distribute)  # first: see distribute.build_strategy
+    # Only the chief of a multi-worker run writes run_dir; the other workers write a scratch copy.
+    with distribute.worker_run_dir(strategy, run_dir) as run_dir, rundir.lock(run_dir), \
+            devices.placement(experiment.train.device):
         run_dir = rundir.prepare(run_dir, experiment)
         rundir.remove_stale_temporaries(run_dir)
-        return _fit_locked(experiment, run_dir, train_data, test_data, hooks, progress)
+        return _fit_locked(experiment, run_dir, train_data, test_data, hooks, progress, strategy)
 
 
-def _fit_locked(experiment, run_dir, train_data, test_data, hooks, progress) -> FitResult:
+def _fit_locked(experiment, run_dir, train_data, test_data, hooks, progress, strategy) -> FitResult:
     settings = experiment.train
     if settings.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -261,20 +386,26 @@ def _fit_locked(experiment, run_dir, train_data, test_data, hooks, progress) -> 
     steps_per_epoch = _steps_per_epoch(train_data)
     total_steps = settings.epochs * steps_per_epoch
 
-    model = model_lib.build(experiment.model, image_shape)
-    model(tf.zeros([1, *image_shape]))  # create the weights now, from the data's shape
-    optimizer = build_optimizer(model, settings.learning_rate, settings.optimizer, settings.momentum)
-    rng = tf.random.Generator.from_seed(settings.seed)
     state = LoopState()
-    iterator = iter(train_data.repeat().prefetch(2))
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, rng=rng, iterator=iterator, state=state)
+    if settings.distribute == "default":
+        model = model_lib.build(experiment.model, image_shape)
+        model(tf.zeros([1, *image_shape]))  # create the weights now, from the data's shape
+        optimizer = build_optimizer(model, settings.learning_rate, settings.optimizer, settings.momentum)
+        runner = make_runner(model, optimizer, settings, state, train_data)
+    else:  # the same steps, on the replicas of tfvae.distribute
+        model, optimizer = distribute.build_replicated(
+            strategy, experiment.model, image_shape,
+            lambda vae: build_optimizer(vae, settings.learning_rate, settings.optimizer, settings.momentum),
+        )
+        batches_from = lambda step: distribute.global_batches(train_data, step, pass_seed)  # noqa: E731
+        runner = distribute.DistributedRunner(strategy, model, optimizer, settings, state, batches_from, learning_rate)
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, state=state, **runner.checkpointables)
     restored = rundir.restore_latest(checkpoint, rundir.checkpoint_dir(run_dir))  # the last good checkpoint
     manager = tf.train.CheckpointManager(checkpoint, rundir.checkpoint_dir(run_dir), settings.max_checkpoints)
 
     history = read_history(run_dir)
     rows = history[history["step"] <= int(state.step.numpy())].to_dict("records")
     wall_offset = float(rows[-1]["wall_time"]) if rows else 0.0
-    run_steps = make_train_loop(model, optimizer, settings, rng, state)
     bar = tqdm(total=total_steps, initial=int(state.step.numpy()), disable=not progress, unit="step", desc=experiment.name)
     started = time.perf_counter()
     step = int(state.step.numpy())
@@ -285,7 +416,7 @@ def _fit_locked(experiment, run_dir, train_data, test_data, hooks, progress) -> 
             _next_multiple(step, settings.checkpoint_every or total_steps),
             total_steps,
         )
-        run_steps(iterator, tf.constant(target - step, tf.int64))
+        runner.run(target - step)
         if int(state.bad_step.numpy()) >= 0:
             bar.close()
             raise _nonfinite_error(state, restored)
