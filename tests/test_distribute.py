@@ -43,13 +43,15 @@ FIT_SCRIPT = textwrap.dedent(
                 raise Interrupt
         return hook
 
-    def fit(run_dir, changes, hooks=()):
+    def fit(run_dir, changes, hooks=(), pipeline=False):
         # No XLA for the one-device runs: the same steps as with it (to rounding), and 10 s less compiling.
         base = {"model.hidden_sizes": [16], "model.latent_size": 2, "data.batch_size": 8, "train.epochs": 4,
                 "train.log_every": 3, "train.jit_compile": False}
         experiment = config.override(config.preset("tiny"), {**base, **changes})
         tf.random.set_seed(experiment.train.seed)  # as fit does, so the shuffles are fit's
         train_data = data.from_arrays(TRAIN, batch_size=8, shuffle=True, seed=1, prefetch=False)
+        if pipeline:  # any other tf.data pipeline: the runner restarts it and skips to the step
+            train_data = train_data.map(lambda images: images)
         test_data = data.from_arrays(TEST, batch_size=8)
         result = train.fit(experiment, run_dir, train_data=train_data, test_data=test_data, hooks=hooks, progress=False)
         history = result.history
@@ -78,6 +80,12 @@ FIT_SCRIPT = textwrap.dedent(
     except Interrupt:
         pass
     results["mirrored/vae_resumed"] = fit(f"{root}/split", {**vae, **mirrored})
+    results["mirrored/pipeline"] = fit(f"{root}/pipeline", {**vae, **mirrored}, pipeline=True)
+    try:
+        fit(f"{root}/pipeline-split", {**vae, **mirrored}, hooks=[stop_at(9)], pipeline=True)
+    except Interrupt:
+        pass
+    results["mirrored/pipeline_resumed"] = fit(f"{root}/pipeline-split", {**vae, **mirrored}, pipeline=True)
     print(json.dumps(results))
     """
 )
@@ -127,10 +135,12 @@ def test_mirrored_fit_follows_the_single_device_loss_curve_with_sampled_z(runs):
     np.testing.assert_allclose(runs["mirrored/vae"]["test_loss"], runs["default/vae"]["test_loss"], rtol=0.03)
 
 
-def test_an_interrupted_mirrored_fit_resumes_to_the_uninterrupted_result(runs):
-    # Weights, Adam, step, random generator and loop sums come from the
-    # checkpoint; the data position is found again by skipping `step` batches.
-    whole, resumed = runs["mirrored/vae"], runs["mirrored/vae_resumed"]
+@pytest.mark.parametrize("data", ["vae", "pipeline"])
+def test_an_interrupted_mirrored_fit_resumes_to_the_uninterrupted_result(runs, data):
+    # Weights, Adam, step and loop sums come from the checkpoint; z is seeded by
+    # the step; the data restart at the step's batch: made from the step for
+    # in-memory data ("vae"), by skipping `step` batches of any other pipeline.
+    whole, resumed = runs[f"mirrored/{data}"], runs[f"mirrored/{data}_resumed"]
     assert resumed["step"] == whole["step"]
     np.testing.assert_allclose(resumed["train_loss"], whole["train_loss"], rtol=1e-6)
     np.testing.assert_allclose(resumed["weights"], whole["weights"], atol=1e-6)

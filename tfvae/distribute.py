@@ -1,4 +1,7 @@
-"""Data-parallel training: a strategy from `train.distribute`, and a step that splits a global batch over replicas.
+"""Data-parallel training: a strategy from `train.distribute`, and steps that split a global batch over replicas.
+
+`tfvae.fit` runs a config with `train.distribute` "mirrored" or
+"multi_worker" through `DistributedRunner`; the pieces work on their own too:
 
     strategy = distribute.build_strategy("mirrored")          # every local GPU (the CPU if none)
     model, optimizer = distribute.build_replicated(strategy, experiment.model, image_shape, make_optimizer)
@@ -7,10 +10,11 @@
         terms, finite = step(images, step_number, seed)
 
 Strategies (`STRATEGIES`): "default" is TensorFlow's default strategy (one
-device, what `fit` does today); "mirrored" is `tf.distribute.MirroredStrategy`
-over the local GPUs; "multi_worker" is `tf.distribute.MultiWorkerMirroredStrategy`
-over the machines that the TF_CONFIG environment variable lists (every
-machine runs the same command; see docs/scale_out.md).
+device); "mirrored" is `tf.distribute.MirroredStrategy` over the local GPUs;
+"multi_worker" is `tf.distribute.MultiWorkerMirroredStrategy` over the
+machines that the TF_CONFIG environment variable lists (every machine runs
+the same command; README, "GPU and many machines"). In a multi-worker run
+only the chief writes the run directory (`is_chief`, `worker_run_dir`).
 
 Why this combination. Sonnet's optimizers refuse to run under any strategy
 but its own `snt.distribute.Replicator` (one machine only) and TpuReplicator:
@@ -39,7 +43,7 @@ resume on another number of devices. The cost is that the Adam update runs on
 one device per machine and is copied to the others, negligible for these
 models (the 784-400-20 VAE has 0.65 M parameters). Two things do depend on
 the replica count: the draws of z (each replica folds its index into the
-step's seed, so 1 replica draws what `fit` draws and 2 replicas draw other,
+step's seed, so 1 replica draws what `fit` draws on in-memory data and 2 replicas draw other,
 equally distributed, noise), and free bits, whose per-dimension floor applies
 to each replica's batch mean rather than the global one.
 """
