@@ -102,7 +102,8 @@ def runs(tmp_path_factory):
 
 
 def test_a_mirrored_fit_runs_on_mirrored_variables_that_single_device_code_restores(runs):
-    assert runs["mirrored/vae"]["kinds"] == ["MirroredVariable"] and runs["default/vae"]["kinds"] == ["ResourceVariable"]
+    assert runs["mirrored/vae"]["kinds"] == ["MirroredVariable"]
+    assert runs["default/vae"]["kinds"] == ["ResourceVariable"]
     for run in ("mirrored/vae", "mirrored/autoencoder"):  # the checkpoint restores into a one-device model
         np.testing.assert_array_equal(runs[run]["restored"], runs[run]["weights"])
 

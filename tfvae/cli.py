@@ -135,7 +135,8 @@ def _train(args: argparse.Namespace) -> None:
     chief = distribute.is_chief(strategy)  # the other workers of a multi-worker run write nothing to keep
     with devices.placement(experiment.train.device):  # first: a missing GPU fails before any data is read
         recorders = [plots.ProgressRecorder.for_experiment(experiment)] if args.progress_gifs and chief else []
-        loggers = [] if args.no_tensorboard or not chief else [tensorboard.TensorBoardLogger.for_experiment(experiment, run_dir)]
+        writes_events = chief and not args.no_tensorboard
+        loggers = [tensorboard.TensorBoardLogger.for_experiment(experiment, run_dir)] if writes_events else []
         result = train.fit(experiment, run_dir, progress=not args.no_progress, hooks=[*recorders, *loggers])
     for logger in loggers:
         logger.close()

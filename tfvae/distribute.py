@@ -338,9 +338,11 @@ def check_same_step(strategy: tf.distribute.Strategy, step: int) -> None:
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return  # one process: its replicas share one step counter
 
+    def replica_steps() -> tf.Tensor:
+        return tf.distribute.get_replica_context().all_gather(tf.constant([step], tf.int64), 0)
+
     @tf.function
     def gather() -> tf.Tensor:
-        replica_steps = lambda: tf.distribute.get_replica_context().all_gather(tf.constant([step], tf.int64), 0)  # noqa: E731
         return strategy.experimental_local_results(strategy.run(replica_steps))[0]
 
     steps = gather().numpy()
