@@ -55,6 +55,8 @@ _LAZY = {
     "tensorboard": "tfvae.tensorboard",
     "TensorBoardLogger": "tfvae.tensorboard",
     "devices": "tfvae.devices",
+    "distribute": "tfvae.distribute",
+    "precision": "tfvae.precision",
     "sweep": "tfvae.sweep",
     "roc_auc": "tfvae.evaluate",
 }

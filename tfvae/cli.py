@@ -1,6 +1,7 @@
 """The `tfvae` command: parse, build an Experiment, call the library.
 
     tfvae train [--preset mnist-bernoulli-20d] [--run-dir DIR] [--epochs N] [--set model.latent_size=2 ...]
+                [--device auto|cpu|gpu] [--distribute default|mirrored|multi_worker] [--precision float32|...]
     tfvae plot RUN_DIR
     tfvae data fetch NAME [--data-dir DIR]
     tfvae evaluate RUN_DIR [--k 5000] [--chunk N] [--limit N]
@@ -37,6 +38,15 @@ _SHORTCUTS = {
     "latent_size": "model.latent_size",
     "device": "train.device",
     "distribute": "train.distribute",
+    "precision": "train.precision",
+}
+# What --help says beyond "sets FIELD" (see README, "GPU and many machines").
+_HELP = {
+    "device": "auto (a GPU if TensorFlow sees one) | cpu | gpu",
+    "distribute": "default (one device) | mirrored (every local GPU) | multi_worker (every machine TF_CONFIG lists; "
+                  "run the same command on each); --batch-size is the global batch, split over the replicas",
+    "precision": "float32 | mixed_float16 | mixed_bfloat16: float16/bfloat16 layers with float32 weights and loss, "
+                 "for GPUs with tensor cores (slower on a CPU)",
 }
 
 
@@ -63,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--preset", default=config_lib.DEFAULT_PRESET, help="named setup (see `tfvae presets`)")
     train.add_argument("--run-dir", type=Path, help="where the run goes (default: runs/PRESET)")
     for option, field in _SHORTCUTS.items():
-        train.add_argument(f"--{option.replace('_', '-')}", type=_parse_value, help=f"sets {field}")
+        described = f"; {_HELP[option]}" if option in _HELP else ""
+        train.add_argument(f"--{option.replace('_', '-')}", type=_parse_value, help=f"sets {field}{described}")
     train.add_argument("--set", dest="changes", action="append", default=[], type=_parse_assignment,
                        metavar="FIELD=VALUE", help="override any config field, e.g. model.hidden_sizes=[400,150]")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -113,23 +124,27 @@ def experiment_from_args(args: argparse.Namespace) -> config_lib.Experiment:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from tfvae import devices, plots, tensorboard, train
+    from tfvae import devices, distribute, plots, tensorboard, train
 
     experiment = experiment_from_args(args)
-    if experiment.train.distribute != "default":  # until fit runs tfvae.distribute's step (issue 8)
-        raise config_lib.ConfigError(
-            f"train.distribute={experiment.train.distribute} is not wired into `tfvae train` yet; "
-            "use tfvae.distribute from Python (see docs/scale_out.md)"
-        )
-    devices.set_threads(experiment.train.threads)  # before TensorFlow runs an op
+    # Both before TensorFlow runs an op: its thread pools, and a multi-worker strategy, are fixed then.
+    devices.set_threads(experiment.train.threads)
+    strategy = distribute.build_strategy(experiment.train.distribute)
+
     run_dir = args.run_dir or Path("runs") / experiment.name
+    chief = distribute.is_chief(strategy)  # the other workers of a multi-worker run write nothing to keep
     with devices.placement(experiment.train.device):  # first: a missing GPU fails before any data is read
-        recorders = [plots.ProgressRecorder.for_experiment(experiment)] if args.progress_gifs else []
-        loggers = [] if args.no_tensorboard else [tensorboard.TensorBoardLogger.for_experiment(experiment, run_dir)]
+        recorders = [plots.ProgressRecorder.for_experiment(experiment)] if args.progress_gifs and chief else []
+        writes_events = chief and not args.no_tensorboard
+        loggers = [tensorboard.TensorBoardLogger.for_experiment(experiment, run_dir)] if writes_events else []
         result = train.fit(experiment, run_dir, progress=not args.no_progress, hooks=[*recorders, *loggers])
     for logger in loggers:
         logger.close()
     summary = train.run_summary(result.history)
+    if not chief:
+        print(f"worker {strategy.cluster_resolver.task_id} done: test negative ELBO {summary['test_loss']:.2f}; "
+              f"the chief writes the run directory {run_dir}")
+        return
     train.write_atomically(Path(run_dir) / "metrics.json", json.dumps(summary, indent=2) + "\n")
     print(f"test negative ELBO {summary['test_loss']:.2f} nats per image "
           f"(reconstruction {summary['test_reconstruction']:.2f}, KL {summary['test_kl']:.2f}) "

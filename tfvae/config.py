@@ -25,6 +25,7 @@ LR_SCHEDULES = ("constant", "exponential")
 NONFINITE_POLICIES = ("stop", "skip")
 DEVICES = ("auto", "cpu", "gpu")
 STRATEGIES = ("default", "mirrored", "multi_worker")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 OPTIMIZERS = ("adam", "sgd", "momentum")
 
 
@@ -192,6 +193,11 @@ class TrainConfig:
     jit_compile: bool = True
     # Threads inside and between TensorFlow ops; 0 is TensorFlow's default (one per core).
     threads: int = 0
+    # The networks' compute dtype in training (tfvae.precision): "float32", or
+    # float16 / bfloat16 layers with float32 weights, loss and evaluation
+    # ("mixed_float16" for GPUs with tensor cores, "mixed_bfloat16" for A100s
+    # and TPUs). Off by default: on a CPU it is slower, not faster.
+    precision: str = "float32"
 
     def __post_init__(self) -> None:
         _require(_is_int(self.epochs) and self.epochs > 0, f"train.epochs must be a positive integer, got {self.epochs!r}")
@@ -287,6 +293,10 @@ class TrainConfig:
         _require(
             _is_int(self.threads) and self.threads >= 0,
             f"train.threads must be an integer >= 0 (0: one per core, TensorFlow's default), got {self.threads!r}",
+        )
+        _require(
+            self.precision in PRECISIONS,
+            f"train.precision must be one of {', '.join(PRECISIONS)}; got {self.precision!r}",
         )
 
 

@@ -1,4 +1,7 @@
-"""Data-parallel training: a strategy from `train.distribute`, and a step that splits a global batch over replicas.
+"""Data-parallel training: a strategy from `train.distribute`, and steps that split a global batch over replicas.
+
+`tfvae.fit` runs a config with `train.distribute` "mirrored" or
+"multi_worker" through `DistributedRunner`; the pieces work on their own too:
 
     strategy = distribute.build_strategy("mirrored")          # every local GPU (the CPU if none)
     model, optimizer = distribute.build_replicated(strategy, experiment.model, image_shape, make_optimizer)
@@ -7,10 +10,11 @@
         terms, finite = step(images, step_number, seed)
 
 Strategies (`STRATEGIES`): "default" is TensorFlow's default strategy (one
-device, what `fit` does today); "mirrored" is `tf.distribute.MirroredStrategy`
-over the local GPUs; "multi_worker" is `tf.distribute.MultiWorkerMirroredStrategy`
-over the machines that the TF_CONFIG environment variable lists (every
-machine runs the same command; see docs/scale_out.md).
+device); "mirrored" is `tf.distribute.MirroredStrategy` over the local GPUs;
+"multi_worker" is `tf.distribute.MultiWorkerMirroredStrategy` over the
+machines that the TF_CONFIG environment variable lists (every machine runs
+the same command; README, "GPU and many machines"). In a multi-worker run
+only the chief writes the run directory (`is_chief`, `worker_run_dir`).
 
 Why this combination. Sonnet's optimizers refuse to run under any strategy
 but its own `snt.distribute.Replicator` (one machine only) and TpuReplicator:
@@ -39,22 +43,27 @@ resume on another number of devices. The cost is that the Adam update runs on
 one device per machine and is copied to the others, negligible for these
 models (the 784-400-20 VAE has 0.65 M parameters). Two things do depend on
 the replica count: the draws of z (each replica folds its index into the
-step's seed, so 1 replica draws what `fit` draws and 2 replicas draw other,
+step's seed, so 1 replica draws what `fit` draws on in-memory data and 2 replicas draw other,
 equally distributed, noise), and free bits, whose per-dimension floor applies
 to each replica's batch mean rather than the global one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Callable, Sequence
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 
 import sonnet as snt
 import tensorflow as tf
 
+from tfvae import data as data_lib
 from tfvae import model as model_lib
-from tfvae import objectives
+from tfvae import objectives, precision
 from tfvae.config import STRATEGIES, ModelConfig, TrainConfig
 from tfvae.model import VAE
 
@@ -66,24 +75,50 @@ class DistributeError(ValueError):
 
 
 def build_strategy(name: str, devices: Sequence[str] | None = None) -> tf.distribute.Strategy:
-    """The strategy `name` (one of STRATEGIES) names.
+    """The strategy `name` (one of STRATEGIES) names; the same object for the same arguments in one process.
 
     Args:
       name: "default", "mirrored" or "multi_worker".
       devices: for "mirrored" only, the devices to replicate over (e.g.
-        ["/CPU:0", "/CPU:1"]); default every local GPU, or the CPU when there is none.
+        ["/CPU:0", "/CPU:1"]); default every local GPU, or when there is none
+        every logical CPU device (one, unless the CPU was split with
+        `tf.config.set_logical_device_configuration`).
+
+    A process keeps one strategy of each kind (two MirroredStrategy objects
+    reuse each other's collective keys; TensorFlow allows one
+    MultiWorkerMirroredStrategy). "multi_worker" must be built before
+    TensorFlow runs its first op: `fit` and `tfvae train` build it first thing.
 
     Raises:
-      DistributeError: an unknown name, or "multi_worker" without a usable TF_CONFIG.
+      DistributeError: an unknown name, "multi_worker" without a usable
+        TF_CONFIG, or "multi_worker" asked for after TensorFlow started.
     """
     if name == "default":
         return tf.distribute.get_strategy()
+    if name not in STRATEGIES:
+        raise DistributeError(f"train.distribute must be one of {', '.join(STRATEGIES)}; got {name!r}")
+    key = (name, tuple(devices) if devices else None)
+    if key not in _STRATEGIES:
+        _STRATEGIES[key] = _new_strategy(name, devices)
+    return _STRATEGIES[key]
+
+
+_STRATEGIES: dict[tuple, tf.distribute.Strategy] = {}
+
+
+def _new_strategy(name: str, devices: Sequence[str] | None) -> tf.distribute.Strategy:
     if name == "mirrored":
+        if not devices:
+            devices = [d.name for d in tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")]
         return tf.distribute.MirroredStrategy(devices)
-    if name == "multi_worker":
-        check_tf_config(os.environ.get("TF_CONFIG"))
+    check_tf_config(os.environ.get("TF_CONFIG"))
+    try:
         return tf.distribute.MultiWorkerMirroredStrategy()
-    raise DistributeError(f"train.distribute must be one of {', '.join(STRATEGIES)}; got {name!r}")
+    except RuntimeError as error:  # "Collective ops must be configured at program startup"
+        raise DistributeError(
+            "train.distribute=multi_worker must be set up before TensorFlow runs anything: call "
+            "tfvae.distribute.build_strategy('multi_worker') first thing in the program (tfvae train does)"
+        ) from error
 
 
 def check_tf_config(text: str | None) -> dict:
@@ -138,30 +173,228 @@ def make_distributed_step(
     caller stops or skips, as `train.on_nonfinite` says.
     """
 
-    def replica_step(images: tf.Tensor, weight: tf.Tensor, seed: tf.Tensor):
-        context = tf.distribute.get_replica_context()
-        local = tf.cast(tf.shape(images)[0], tf.float32)
-        share = local / context.all_reduce(SUM, local)
-        with tf.GradientTape() as tape:
-            terms = objectives.training_terms(model, images, settings, weight, _replica_seed(seed, context))
-            scaled = terms.loss * share
-        gradients = tape.gradient(scaled, model.trainable_variables)
-        # One batched all-reduce over every replica of every machine; each replica then holds the sums.
-        return context.all_reduce(SUM, (gradients, tf.stack(terms) * share))
-
     @tf.function
     def step(images, step_number: tf.Tensor, seed: tf.Tensor) -> tuple[objectives.Terms, tf.Tensor]:
         weight = objectives.kl_weight(settings, step_number)
-        summed = strategy.run(replica_step, args=(images, weight, seed))
-        gradients, terms = strategy.experimental_local_results(summed)[0]  # every replica's copy is the same
-        finite = tf.concat(
-            [tf.math.is_finite(terms), [tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in gradients])]], 0
-        )
+        gradients, terms, _, finite = global_step(strategy, model, settings, images, weight, seed)
         if tf.reduce_all(finite):
             optimizer.apply(gradients, model.trainable_variables)  # cross-replica context: see the module docstring
         return objectives.Terms(*tf.unstack(terms)), finite
 
     return step
+
+
+def global_step(
+    strategy: tf.distribute.Strategy, model: VAE, settings: TrainConfig, images, weight: tf.Tensor, seed: tf.Tensor
+) -> tuple[list[tf.Tensor], tf.Tensor, tf.Tensor, tf.Tensor]:
+    """The gradients and terms of one global batch, summed over replicas, in cross-replica context.
+
+    Returns (gradients of the global batch mean loss, terms [3] as global
+    batch means in nats per image, the number of images in the global batch,
+    finite [4] as in `make_distributed_step`). Call it inside `tf.function`.
+    """
+
+    def replica_step(images: tf.Tensor, weight: tf.Tensor, seed: tf.Tensor):
+        context = tf.distribute.get_replica_context()
+        local = tf.cast(tf.shape(images)[0], tf.float32)
+        total = context.all_reduce(SUM, local)
+        share = local / total
+        with tf.GradientTape() as tape:
+            terms = objectives.training_terms(model, images, settings, weight, _replica_seed(seed, context))
+            # A replica may get no images (a last batch smaller than the replica count): its
+            # mean is NaN, its share 0; multiply_no_nan makes its part (and its gradient) 0.
+            scaled = tf.math.multiply_no_nan(terms.loss, share)
+        gradients = precision.gradients(tape, scaled, model.trainable_variables, settings.precision)
+        # One batched all-reduce over every replica of every machine; each replica then holds the sums.
+        gradients, terms = context.all_reduce(SUM, (gradients, tf.math.multiply_no_nan(tf.stack(terms), share)))
+        return gradients, terms, total
+
+    summed = strategy.run(replica_step, args=(images, weight, seed))
+    gradients, terms, total = strategy.experimental_local_results(summed)[0]  # every replica's copy is the same
+    finite = tf.concat(
+        [tf.math.is_finite(terms), [tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in gradients])]], 0
+    )
+    return gradients, terms, total, finite
+
+
+def make_distributed_loop(
+    strategy: tf.distribute.Strategy,
+    model: VAE,
+    optimizer: snt.Optimizer,
+    settings: TrainConfig,
+    state,
+    learning_rate: Callable[[TrainConfig, tf.Tensor], tf.Tensor],
+):
+    """The loop of `tfvae.train`'s runners under a strategy: a compiled (distributed iterator, num_steps) -> None.
+
+    Step for step what one device does: the draws of z at step s use the
+    stateless seed (train.seed, s) on replica 0 (so one replica draws what
+    `fit`'s array runner draws), the KL weight and `learning_rate(settings,
+    step)` of the global step, the finite checks before the update, the terms
+    added to `state` (a `tfvae.train.LoopState`) weighted by the global
+    batch's size, and a non-finite step skipped or recorded in
+    `state.bad_step` / `state.bad_term` as `settings.on_nonfinite` says.
+    """
+    skip = settings.on_nonfinite == "skip"
+
+    @tf.function
+    def run_steps(iterator, num_steps: tf.Tensor) -> None:
+        for _ in tf.range(num_steps):
+            images = next(iterator)
+            weight = objectives.kl_weight(settings, state.step)
+            seed = tf.cast(tf.stack([tf.constant(settings.seed, tf.int64), state.step]), tf.int32)
+            gradients, terms, total, finite = global_step(strategy, model, settings, images, weight, seed)
+            if tf.reduce_all(finite):
+                optimizer.learning_rate.assign(learning_rate(settings, state.step))
+                optimizer.apply(gradients, model.trainable_variables)
+                state.sums.assign_add(total * terms)
+                state.count.assign_add(total)
+            elif skip:
+                state.skipped.assign_add(1)
+            else:
+                state.bad_step.assign(state.step + 1)
+                state.bad_term.assign(tf.cast(tf.argmin(tf.cast(finite, tf.int32)), tf.int32))
+                break
+            state.step.assign_add(1)
+
+    return run_steps
+
+
+class DistributedRunner:
+    """`fit`'s runner under a strategy: `run(num_steps)`, and `checkpointables` (none beyond fit's own).
+
+    Every step is a function of `state.step` alone, so a checkpoint of the
+    weights, the optimizer and the loop state resumes exactly, on any number
+    of replicas: the draws of z are seeded by (train.seed, step), and the
+    data restart at the step's batch (TensorFlow cannot checkpoint a
+    distributed iterator), by `batches_from(step)`. See `global_batches`.
+    """
+
+    def __init__(
+        self,
+        strategy: tf.distribute.Strategy,
+        model: VAE,
+        optimizer: snt.Optimizer,
+        settings: TrainConfig,
+        state,
+        batches_from: Callable[[int], tf.data.Dataset],
+        learning_rate: Callable[[TrainConfig, tf.Tensor], tf.Tensor],
+    ):
+        self.strategy, self.state, self.checkpointables = strategy, state, {}
+        self._batches_from = batches_from
+        self._run_steps = make_distributed_loop(strategy, model, optimizer, settings, state, learning_rate)
+        self._iterator = None
+
+    def run(self, num_steps: int) -> None:
+        """Runs up to `num_steps` steps (fewer when a non-finite step stops the loop)."""
+        if self._iterator is None:  # after fit's restore: the data start at the restored step
+            self._iterator = self._start_data()
+        self._run_steps(self._iterator, tf.constant(num_steps, tf.int64))
+
+    def _start_data(self):
+        step = int(self.state.step.numpy())
+        check_same_step(self.strategy, step)
+        options = tf.data.Options()
+        # Every worker makes every global batch and keeps its replicas' parts (there are no files to split).
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        dataset = self._batches_from(step).prefetch(2).with_options(options)
+        return iter(self.strategy.experimental_distribute_dataset(dataset))
+
+
+def global_batches(
+    dataset: tf.data.Dataset, start: int, pass_seed: Callable[[int, tf.Tensor], tf.Tensor]
+) -> tf.data.Dataset:
+    """The global batches of training steps start, start + 1, ... (endless), for `DistributedRunner`.
+
+    For in-memory data (`tfvae.data.array_source`, every `from_arrays` and
+    named dataset) step s is batch k = s mod n of pass e = s div n, made as
+    `fit`'s array runner makes it (order and binarization seeded by
+    `pass_seed(source.seed, e)`): exact, and nothing to skip. For any other
+    pipeline it is `dataset.repeat().skip(start)`: exact when each pass's
+    order depends only on TF's global seed and the pass number (build the
+    dataset right after `tf.random.set_seed(train.seed)`), and the skipped
+    batches are made (not trained on) once at the restart.
+    """
+    source = data_lib.array_source(dataset)
+    if source is None:
+        return dataset.repeat().skip(start)
+    batches, size, examples = source.num_batches, source.batch_size, source.num_examples
+
+    def batch(step: tf.Tensor) -> tf.Tensor:
+        epoch, k = step // batches, step % batches
+        seed = pass_seed(source.seed, epoch)
+        index = source.indices(seed, k * size, tf.minimum((k + 1) * size, examples))
+        return source.preprocess(tf.gather(source.pixels, index), seed, k)
+
+    return tf.data.Dataset.range(start, tf.int64.max).map(batch)
+
+
+def check_same_step(strategy: tf.distribute.Strategy, step: int) -> None:
+    """A DistributeError unless every replica (on every worker) restored the same step.
+
+    Workers that restored different checkpoints would wait on each other
+    forever at the first step they do not share.
+    """
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return  # one process: its replicas share one step counter
+
+    def replica_steps() -> tf.Tensor:
+        return tf.distribute.get_replica_context().all_gather(tf.constant([step], tf.int64), 0)
+
+    @tf.function
+    def gather() -> tf.Tensor:
+        return strategy.experimental_local_results(strategy.run(replica_steps))[0]
+
+    steps = gather().numpy()
+    if len(set(steps.tolist())) > 1:
+        raise DistributeError(
+            f"the workers restored different checkpoints (steps {sorted(set(steps.tolist()))}): a multi-worker run "
+            "resumes only when every worker reads the chief's run directory (a shared file system)"
+        )
+
+
+# --------------------------------------------------------------------------- who writes what
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """True for the process that writes the run directory: the only process, or the multi-worker chief.
+
+    The chief is the task of type "chief", or worker 0 when TF_CONFIG lists no chief.
+    """
+    resolver = getattr(strategy, "cluster_resolver", None)
+    task_type = getattr(resolver, "task_type", None)
+    if not task_type:
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return task_type == "chief" or (task_type == "worker" and resolver.task_id == 0 and not has_chief)
+
+
+@contextlib.contextmanager
+def worker_run_dir(strategy: tf.distribute.Strategy, run_dir: str | os.PathLike) -> Iterator[Path]:
+    """Where this process writes its run directory: `run_dir` for the chief, a scratch copy for other workers.
+
+    Every worker of a MultiWorkerMirroredStrategy must save checkpoints (saving
+    may involve collective ops), but only the chief's are kept: the others
+    write theirs, their config.json and history.csv into a temporary
+    directory, deleted at the end (TensorFlow's multi-worker checkpoint
+    pattern). The scratch copy starts with the chief's checkpoints and
+    history, so that every worker resumes from the same step; for that the
+    run directory must be on a file system all workers read.
+    """
+    if is_chief(strategy):
+        yield Path(run_dir)
+        return
+    index = strategy.cluster_resolver.task_id
+    with tempfile.TemporaryDirectory(prefix=f"tfvae-worker{index}-") as scratch:
+        _copy_resumable(Path(run_dir), Path(scratch))
+        yield Path(scratch)
+
+
+def _copy_resumable(run_dir: Path, scratch: Path) -> None:
+    """The chief's config.json, history.csv and checkpoints (not a killed write's *_temp* leftovers)."""
+    for name in ("config.json", "history.csv"):
+        if (run_dir / name).is_file():
+            shutil.copy2(run_dir / name, scratch / name)
+    if (run_dir / "checkpoints").is_dir():
+        shutil.copytree(run_dir / "checkpoints", scratch / "checkpoints", ignore=shutil.ignore_patterns("*_temp*"))
 
 
 def _replica_seed(seed: tf.Tensor, context: tf.distribute.ReplicaContext) -> tf.Tensor:
@@ -174,8 +407,15 @@ def _replica_seed(seed: tf.Tensor, context: tf.distribute.ReplicaContext) -> tf.
 __all__ = [
     "STRATEGIES",
     "DistributeError",
+    "DistributedRunner",
     "build_replicated",
     "build_strategy",
+    "check_same_step",
     "check_tf_config",
+    "global_batches",
+    "global_step",
+    "is_chief",
+    "make_distributed_loop",
     "make_distributed_step",
+    "worker_run_dir",
 ]

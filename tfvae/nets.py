@@ -35,6 +35,7 @@ import sonnet as snt
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfvae import precision
 from tfvae.config import ModelConfig
 
 tfd = tfp.distributions
@@ -152,7 +153,7 @@ class Encoder(snt.Module):
 
     def __call__(self, images: tf.Tensor) -> tfd.Distribution:
         """images: [batch, H, W, C] in [0, 1] -> q(z|x), batch [batch], event [latent_size]."""
-        return _posterior(self._head(self._torso(images)), self._min_scale, self._deterministic)
+        return _posterior(precision.run(images, self._torso, self._head), self._min_scale, self._deterministic)
 
 
 class ConvEncoder(snt.Module):
@@ -190,7 +191,7 @@ class ConvEncoder(snt.Module):
 
     def __call__(self, images: tf.Tensor) -> tfd.Distribution:
         """images: [batch, H, W, C] in [0, 1] -> q(z|x), batch [batch], event [latent_size]."""
-        return _posterior(self._head(self._torso(images)), self._min_scale, self._deterministic)
+        return _posterior(precision.run(images, self._torso, self._head), self._min_scale, self._deterministic)
 
 
 # --------------------------------------------------------------------------- likelihood
@@ -294,7 +295,7 @@ class Decoder(snt.Module):
     def __call__(self, z: tf.Tensor) -> tfd.Distribution:
         """z: [..., latent_size] -> p(x|z), batch [...], event [H, W, C]."""
         flat_z, leading = _flatten_leading(z)
-        outputs = tf.reshape(self._network(flat_z), tf.concat([leading, self.output_shape], axis=0))
+        outputs = tf.reshape(precision.run(flat_z, self._network), tf.concat([leading, self.output_shape], axis=0))
         return self.likelihood(outputs)
 
 
@@ -350,7 +351,7 @@ class ConvDecoder(snt.Module):
         """z: [..., latent_size] -> p(x|z), batch [...], event [H, W, C]."""
         flat_z, leading = _flatten_leading(z)
         height, width, _ = self.output_shape
-        outputs = self._network(flat_z)[:, :height, :width, :]
+        outputs = precision.run(flat_z, self._network)[:, :height, :width, :]
         return self.likelihood(tf.reshape(outputs, tf.concat([leading, self.output_shape], axis=0)))
 
 

@@ -26,6 +26,7 @@ from typing import NamedTuple
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfvae import precision
 from tfvae.config import TrainConfig
 
 tfd = tfp.distributions
@@ -246,7 +247,9 @@ def training_terms(model, images: tf.Tensor, config: TrainConfig, kl_weight: tf.
     applies.
 
     In both cases `reconstruction` and `kl` are the unweighted per-image means
-    (free bits and the weight not applied), for logging.
+    (free bits and the weight not applied), for logging. With
+    config.precision "mixed_*" the networks' layers compute in float16 or
+    bfloat16 (`tfvae.precision`); all the terms are float32 either way.
 
     Args:
       model: a `tfvae.VAE`.
@@ -255,7 +258,11 @@ def training_terms(model, images: tf.Tensor, config: TrainConfig, kl_weight: tf.
       kl_weight: the weight from `kl_weight(config, step)`.
       seed: a stateless seed, shape [2] int, for the draws of z.
     """
-    weight = tf.cast(kl_weight, tf.float32)
+    with precision.compute(config.precision):  # the networks' layers only: every term here is float32
+        return _training_terms(model, images, config, tf.cast(kl_weight, tf.float32), seed)
+
+
+def _training_terms(model, images: tf.Tensor, config: TrainConfig, weight: tf.Tensor, seed: tf.Tensor) -> Terms:
     if config.objective == "iwae":
         samples = importance_samples(model, images, [config.num_samples, config.iwae_k], seed)
         bound = log_mean_exp(samples.log_likelihood + weight * samples.log_ratio, axis=1)  # [num_samples, b]

@@ -47,8 +47,11 @@ HISTORY_COLUMNS = (
 
 
 # A run may be continued for more epochs, with its data moved elsewhere, or on
-# other devices or threads (tfvae.distribute keeps one checkpoint layout for any replica count).
-_MAY_CHANGE_ON_RESUME = ("train.epochs", "data.data_dir", "train.device", "train.distribute", "train.threads")
+# other devices or threads (tfvae.distribute keeps one checkpoint layout for any replica count),
+# or in another precision (the weights are float32 in every precision).
+_MAY_CHANGE_ON_RESUME = (
+    "train.epochs", "data.data_dir", "train.device", "train.distribute", "train.threads", "train.precision"
+)
 
 
 class RunDirError(ValueError):

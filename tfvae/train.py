@@ -46,7 +46,7 @@ from tqdm.auto import tqdm
 
 from tfvae import data as data_lib
 from tfvae import model as model_lib
-from tfvae import devices, objectives, rundir
+from tfvae import devices, distribute, objectives, precision, rundir
 from tfvae.optimizers import build_optimizer  # noqa: F401  (the public name, re-exported)
 from tfvae.config import Experiment, TrainConfig
 from tfvae.model import VAE
@@ -115,7 +115,7 @@ def loss_and_gradients(
     """The batch-mean training terms (see `objectives.training_terms`) and the loss's gradients."""
     with tf.GradientTape() as tape:
         terms = objectives.training_terms(model, images, settings, kl_weight, seed)
-    return terms, tape.gradient(terms.loss, model.trainable_variables)
+    return terms, precision.gradients(tape, terms.loss, model.trainable_variables, settings.precision)
 
 
 def learning_rate(settings: TrainConfig, step) -> tf.Tensor:
@@ -368,13 +368,16 @@ def fit(
         good checkpoint is kept).
       RunDirError, ValueError: an unusable run directory or dataset.
     """
-    with rundir.lock(run_dir), devices.placement(experiment.train.device):
+    strategy = distribute.build_strategy(experiment.train.distribute)  # first: see distribute.build_strategy
+    # Only the chief of a multi-worker run writes run_dir; the other workers write a scratch copy.
+    with distribute.worker_run_dir(strategy, run_dir) as run_dir, rundir.lock(run_dir), \
+            devices.placement(experiment.train.device):
         run_dir = rundir.prepare(run_dir, experiment)
         rundir.remove_stale_temporaries(run_dir)
-        return _fit_locked(experiment, run_dir, train_data, test_data, hooks, progress)
+        return _fit_locked(experiment, run_dir, train_data, test_data, hooks, progress, strategy)
 
 
-def _fit_locked(experiment, run_dir, train_data, test_data, hooks, progress) -> FitResult:
+def _fit_locked(experiment, run_dir, train_data, test_data, hooks, progress, strategy) -> FitResult:
     settings = experiment.train
     if settings.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -391,11 +394,19 @@ def _fit_locked(experiment, run_dir, train_data, test_data, hooks, progress) -> 
     steps_per_epoch = _steps_per_epoch(train_data)
     total_steps = settings.epochs * steps_per_epoch
 
-    model = model_lib.build(experiment.model, image_shape)
-    model(tf.zeros([1, *image_shape]))  # create the weights now, from the data's shape
-    optimizer = build_optimizer(model, settings.learning_rate, settings.optimizer, settings.momentum)
     state = LoopState()
-    runner = make_runner(model, optimizer, settings, state, train_data)
+    if settings.distribute == "default":
+        model = model_lib.build(experiment.model, image_shape)
+        model(tf.zeros([1, *image_shape]))  # create the weights now, from the data's shape
+        optimizer = build_optimizer(model, settings.learning_rate, settings.optimizer, settings.momentum)
+        runner = make_runner(model, optimizer, settings, state, train_data)
+    else:  # the same steps, on the replicas of tfvae.distribute
+        model, optimizer = distribute.build_replicated(
+            strategy, experiment.model, image_shape,
+            lambda vae: build_optimizer(vae, settings.learning_rate, settings.optimizer, settings.momentum),
+        )
+        batches_from = lambda step: distribute.global_batches(train_data, step, pass_seed)  # noqa: E731
+        runner = distribute.DistributedRunner(strategy, model, optimizer, settings, state, batches_from, learning_rate)
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, state=state, **runner.checkpointables)
     restored = rundir.restore_latest(checkpoint, rundir.checkpoint_dir(run_dir))  # the last good checkpoint
     manager = tf.train.CheckpointManager(checkpoint, rundir.checkpoint_dir(run_dir), settings.max_checkpoints)
