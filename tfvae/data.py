@@ -381,8 +381,8 @@ class ArraySource:
 
     `from_arrays` datasets carry one (see `array_source`), so a training
     loop can skip `tf.data` and gather its batches straight from `pixels`:
-    batch k of a pass with seed s is `preprocess(pixels[indices(s, k*b,
-    (k+1)*b)], s, k)`, the same values the dataset yields.
+    `batch(s, k)` is batch k of the pass with seed s, the same values the
+    dataset yields.
     """
 
     pixels: tf.Tensor  # uint8 (scaled by 1/255) or float32 in [0, 1], [N, H, W, C]
@@ -414,6 +414,11 @@ class ArraySource:
             return position
         seed = tf.stack([tf.cast(pass_seed, tf.int64), tf.constant(0, tf.int64)])
         return tf.random.experimental.index_shuffle(position, seed, n - 1)
+
+    def batch(self, pass_seed: tf.Tensor, k: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """Batch k of the pass with seed `pass_seed`: (images float32 [b, H, W, C], their indices int64 [b])."""
+        index = self.indices(pass_seed, k * self.batch_size, (k + 1) * self.batch_size)
+        return self.preprocess(tf.gather(self.pixels, index), pass_seed, k), index
 
     def preprocess(self, pixels: tf.Tensor, pass_seed: tf.Tensor, k: tf.Tensor) -> tf.Tensor:
         """Gathered pixels of batch k [b, H, W, C] -> float32 in [0, 1], scaled and binarized."""
@@ -456,8 +461,8 @@ def from_arrays(images, labels=None, *, batch_size: int, binarize: str = "none",
 
     def make_batch(epoch_seed, k):
         """Batch k of an epoch: a stateless function of (epoch_seed, k), so iterator state is tiny."""
-        index = source.indices(epoch_seed, k * batch_size, (k + 1) * batch_size)
-        x = tf.ensure_shape(source.preprocess(tf.gather(pixels, index), epoch_seed, k), [batch_dim, *pixels.shape[1:]])
+        x, index = source.batch(epoch_seed, k)
+        x = tf.ensure_shape(x, [batch_dim, *pixels.shape[1:]])
         return x if targets is None else (x, tf.ensure_shape(tf.gather(targets, index), [batch_dim]))
 
     def epoch(epoch_seed):

@@ -63,9 +63,6 @@ def placement(device: str) -> Iterator[str]:
         yield name
 
 
-__all__ = ["DeviceError", "gpus", "placement", "resolve"]
-
-
 def set_threads(threads: int) -> None:
     """Uses `threads` threads inside each op and between ops (0: TensorFlow's default, one per core).
 
@@ -85,3 +82,6 @@ def set_threads(threads: int) -> None:
             f"train.threads={threads} must be set before TensorFlow runs its first op; in a notebook or script, "
             f"call tfvae.devices.set_threads({threads}) first (the CLI does)"
         ) from error
+
+
+__all__ = ["DeviceError", "gpus", "placement", "resolve", "set_threads"]

@@ -318,13 +318,11 @@ def global_batches(
     source = data_lib.array_source(dataset)
     if source is None:
         return dataset.repeat().skip(start)
-    batches, size, examples = source.num_batches, source.batch_size, source.num_examples
+    batches = source.num_batches
 
     def batch(step: tf.Tensor) -> tf.Tensor:
-        epoch, k = step // batches, step % batches
-        seed = pass_seed(source.seed, epoch)
-        index = source.indices(seed, k * size, tf.minimum((k + 1) * size, examples))
-        return source.preprocess(tf.gather(source.pixels, index), seed, k)
+        images, _ = source.batch(pass_seed(source.seed, step // batches), step % batches)
+        return images
 
     return tf.data.Dataset.range(start, tf.int64.max).map(batch)
 
