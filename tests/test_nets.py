@@ -26,6 +26,27 @@ def test_every_likelihood_scores_images_with_one_number_each(likelihood):
     assert mean.shape == (3, 6, 4, 5, 2) and mean.min() >= 0 and mean.max() <= 1
 
 
+@pytest.mark.parametrize("likelihood", nets.LIKELIHOODS)
+def test_likelihood_over_flat_pixels_equals_tfps_over_the_image_shape(likelihood):
+    image_shape = (3, 4, 2)
+    pixels = nets.PixelLikelihood(likelihood, image_shape)
+    if likelihood == "normal":  # a different scale for every pixel, so a misplaced reshape shows
+        pixels.raw_scale.assign(tf.random.stateless_normal(image_shape, seed=[4, 4]))
+    outputs = tf.random.stateless_normal([2, 5, *image_shape], seed=[3, 3]) * 2
+    x = unit_images([5, *image_shape])
+    per_pixel = {
+        "bernoulli": lambda: tfd.Bernoulli(logits=outputs, dtype=tf.float32),
+        "continuous_bernoulli": lambda: tfd.ContinuousBernoulli(logits=outputs),
+        "normal": lambda: tfd.Normal(tf.sigmoid(outputs), pixels.scale()),
+    }[likelihood]()
+    if likelihood == "bernoulli":
+        x = tf.round(x)
+    ours, theirs = pixels(outputs), tfd.Independent(per_pixel, 3)
+    assert ours.batch_shape == [2, 5] and ours.event_shape == list(image_shape)
+    np.testing.assert_allclose(ours.log_prob(x), theirs.log_prob(x), rtol=1e-5)
+    np.testing.assert_allclose(ours.mean(), theirs.mean(), rtol=1e-6)
+
+
 def test_bernoulli_log_prob_is_tfps_and_the_cross_entropy():
     logits = tf.random.stateless_normal([5, 3, 3, 1], seed=[1, 2]) * 4
     x = tf.cast(unit_images([5, 3, 3, 1]) > 0.5, tf.float32)

@@ -45,7 +45,7 @@ def test_terms_add_up_and_reconstruction_is_bernoulli_cross_entropy(vae, images)
     assert all(term.shape == [8] for term in terms)
     np.testing.assert_allclose(terms.loss, terms.reconstruction + 0.25 * terms.kl, rtol=1e-6)
     output = vae(images, seed=seed)  # the same draw of z
-    logits = output.likelihood.distribution.logits
+    logits = tf.reshape(output.likelihood.distribution.distribution.logits, images.shape)
     cross_entropy = tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(labels=images, logits=logits), [1, 2, 3])
     np.testing.assert_allclose(terms.reconstruction, cross_entropy, rtol=1e-5)
 

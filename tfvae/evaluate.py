@@ -39,6 +39,7 @@ from scipy import stats
 from tqdm.auto import tqdm
 
 from tfvae import data as data_lib
+from tfvae import model as model_lib
 from tfvae import objectives
 from tfvae import train as train_lib
 from tfvae.config import Experiment
@@ -154,7 +155,7 @@ def _compile_batch_statistics(model, k: int, chunk: int, num_chunks: int, jit_co
         log_likelihood_sum = tf.zeros([batch])
         for j in tf.range(num_chunks):
             draws = tf.cast(tf.random.experimental.stateless_fold_in(seed, j), tf.int32)
-            z = posterior.sample(chunk, seed=draws)  # [chunk, b, latent]
+            z = model_lib.draw_latents(posterior, [chunk], draws)  # [chunk, b, latent]
             log_likelihood = model.decode(z).log_prob(images)  # [chunk, b]
             log_weights = log_likelihood + model.prior.log_prob(z) - posterior.log_prob(z)
             # The last chunk may run past k draws: those get weight 0 (log weight -inf).
@@ -166,12 +167,12 @@ def _compile_batch_statistics(model, k: int, chunk: int, num_chunks: int, jit_co
             "count": tf.ones([batch]),
             "log_px": log_px - math.log(k),
             "reconstruction": -log_likelihood_sum / k,
-            "kl": objectives.kl_divergence(posterior, model.prior, posterior.sample(seed=seed)),
+            "kl": objectives.kl_divergence(posterior, model.prior, model_lib.draw_latents(posterior, seed=seed)),
             "posterior_mean": posterior.mean(),
         }
         if objectives.is_factorised(posterior) and objectives.is_factorised(model.prior):
             stats["kl_per_dimension"] = objectives.kl_per_dimension(
-                posterior, model.prior, posterior.sample(seed=seed)
+                posterior, model.prior, model_lib.draw_latents(posterior, seed=seed)
             )
         return stats
 

@@ -30,6 +30,29 @@ class VAEOutput(NamedTuple):
     likelihood: tfd.Distribution  # p(x|z), batch [b], event [H, W, C]
 
 
+def draw_latents(posterior: tfd.Distribution, sample_shape=(), seed: tf.Tensor | None = None) -> tf.Tensor:
+    """Reparameterised draws z ~ posterior, [*sample_shape, *batch, *event].
+
+    For a Normal posterior (or an Independent over a Normal, what the
+    encoders return) with a stateless `seed` ([2] int), z = loc + scale * eps
+    with eps drawn by Philox (`tf.random.stateless_normal(alg="philox")`):
+    the same distribution and gradients as `posterior.sample`, whose default
+    algorithm choice made the draw of a [128, 20] eps cost ~0.9 ms inside an
+    XLA-compiled step here, against ~0.06 ms (benchmarks/README.md). Other
+    posteriors, and `seed=None`, use `posterior.sample`.
+    """
+    normal = posterior.distribution if isinstance(posterior, tfd.Independent) else posterior
+    if seed is None or type(normal) is not tfd.Normal:
+        return posterior.sample(sample_shape, seed=seed)
+    loc, scale = tf.convert_to_tensor(normal.loc), tf.convert_to_tensor(normal.scale)
+    shape = tf.concat(
+        [tf.reshape(tf.constant(sample_shape, tf.int32), [-1]), tf.broadcast_dynamic_shape(tf.shape(loc), tf.shape(scale))],
+        axis=0,
+    )
+    eps = tf.random.stateless_normal(shape, seed=seed, dtype=loc.dtype, alg="philox")
+    return loc + scale * eps
+
+
 def standard_normal_prior(latent_size: int) -> tfd.Distribution:
     """p(z) = N(0, I), event shape [latent_size]."""
     return tfd.Independent(
@@ -64,7 +87,7 @@ class VAE(snt.Module):
     def __call__(self, images: tf.Tensor, seed: tf.Tensor | None = None) -> VAEOutput:
         """Encodes, draws one z per image (reparameterised) and decodes it."""
         posterior = self.encode(images)
-        z = posterior.sample(seed=seed)
+        z = draw_latents(posterior, seed=seed)
         return VAEOutput(posterior=posterior, z=z, likelihood=self.decode(z))
 
     def sample(self, n: int, seed: tf.Tensor | None = None) -> tf.Tensor:

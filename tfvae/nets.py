@@ -38,6 +38,7 @@ import tensorflow_probability as tfp
 from tfvae import precision
 from tfvae.config import ModelConfig
 
+tfb = tfp.bijectors
 tfd = tfp.distributions
 
 ACTIVATIONS: dict[str, Callable[[tf.Tensor], tf.Tensor]] = {
@@ -250,13 +251,24 @@ class PixelLikelihood(snt.Module):
         return _MIN_PIXEL_SCALE + tf.nn.softplus(self.raw_scale)
 
     def __call__(self, outputs: tf.Tensor) -> tfd.Distribution:
+        """outputs [..., H, W, C] -> p(x|z), batch [...], event [H, W, C].
+
+        The pixels' distribution is built over the flattened image, [..., H*W*C]
+        (`result.distribution.distribution`), and reshaped to [H, W, C] by a
+        `tfb.Reshape`: XLA's CPU loops over a [b, 28, 28, 1] array ran the
+        per-pixel log-density and its gradient ~3x slower than over [b, 784]
+        (the trailing axis of 1 is what it vectorises).
+        """
+        pixels_per_image = math.prod(self.image_shape)
+        flat = tf.reshape(outputs, tf.concat([tf.shape(outputs)[:-3], [pixels_per_image]], axis=0))
         if self.likelihood == "bernoulli":
-            pixels = LogitBernoulli(logits=outputs, dtype=outputs.dtype)
+            pixels = LogitBernoulli(logits=flat, dtype=flat.dtype)
         elif self.likelihood == "continuous_bernoulli":
-            pixels = tfd.ContinuousBernoulli(logits=outputs)
+            pixels = tfd.ContinuousBernoulli(logits=flat)
         else:
-            pixels = tfd.Normal(loc=tf.sigmoid(outputs), scale=self.scale())
-        return tfd.Independent(pixels, reinterpreted_batch_ndims=3)
+            pixels = tfd.Normal(loc=tf.sigmoid(flat), scale=tf.reshape(self.scale(), [-1]))
+        image = tfb.Reshape(event_shape_out=self.image_shape, event_shape_in=[pixels_per_image])
+        return tfd.TransformedDistribution(tfd.Independent(pixels, reinterpreted_batch_ndims=1), image)
 
 
 def _flatten_leading(z: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:

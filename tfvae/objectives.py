@@ -28,6 +28,7 @@ import tensorflow_probability as tfp
 
 from tfvae import precision
 from tfvae.config import TrainConfig
+from tfvae.model import draw_latents
 
 tfd = tfp.distributions
 
@@ -150,7 +151,7 @@ def importance_samples(model, images: tf.Tensor, sample_shape, seed: tf.Tensor |
     so k samples cost one big matrix product per layer, not k small ones.
     """
     posterior = model.encode(images)
-    z = posterior.sample(sample_shape, seed=seed)
+    z = draw_latents(posterior, sample_shape, seed)
     log_likelihood = model.decode(z).log_prob(images)
     log_ratio = model.prior.log_prob(z) - posterior.log_prob(z)
     return ImportanceSamples(posterior, z, log_likelihood, log_ratio)

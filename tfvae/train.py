@@ -202,11 +202,16 @@ def checked_step(
 
 
 def _finite_flags(terms: objectives.Terms, gradients: Sequence[tf.Tensor]) -> tf.Tensor:
-    """[4] bool: loss, reconstruction, kl and all gradients finite (the order of CHECKED_TERMS)."""
-    return tf.stack(
-        [tf.reduce_all(tf.math.is_finite(term)) for term in terms]
-        + [tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in gradients])]
-    )
+    """[4] bool: loss, reconstruction, kl and all gradients finite (the order of CHECKED_TERMS).
+
+    The gradients are checked through the sum of all their entries, one
+    read-only pass each (an element-wise `is_finite` wrote a mask and reduced
+    it, ~3x the time): a NaN or an infinity anywhere makes the sum NaN or
+    infinite, and a sum of finite entries overflows only when the gradients
+    are already ~1e32 or more.
+    """
+    gradient_sum = tf.add_n([tf.reduce_sum(tf.cast(g, tf.float32)) for g in gradients])
+    return tf.stack([tf.reduce_all(tf.math.is_finite(term)) for term in terms] + [tf.math.is_finite(gradient_sum)])
 
 
 def _apply(optimizer: snt.Optimizer, model: VAE, settings: TrainConfig, step: tf.Tensor, gradients) -> None:
