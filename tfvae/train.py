@@ -268,7 +268,8 @@ def make_array_runner(
     split into calls does not change the result. Calls must not cross a pass
     boundary (`fit` stops at every epoch end). The full batches of a pass run
     in one compiled function whose shapes do not depend on the call, so XLA
-    compiles it once; a smaller last batch has its own.
+    compiles it once; a smaller last batch runs as a TensorFlow graph (so its
+    draws are TensorFlow's kernels', whatever train.jit_compile says).
     """
     batch_size, examples = source.batch_size, source.num_examples
     full_batches, steps_per_pass = examples // batch_size, source.num_batches
@@ -299,7 +300,8 @@ def make_array_runner(
             if step_on(tf.gather(batches, k), seed, k):
                 break
 
-    @tf.function(jit_compile=settings.jit_compile)
+    # One step a pass: as a TensorFlow graph, not an XLA program of its own (~2 s to compile).
+    @tf.function(jit_compile=False)
     def run_last(order: tf.Tensor, seed: tf.Tensor) -> None:
         step_on(order[full_batches * batch_size :], seed, tf.constant(full_batches, tf.int64))
 
