@@ -134,17 +134,6 @@ def learning_rate(settings: TrainConfig, step) -> tf.Tensor:
     raise ValueError(f"unknown learning-rate schedule {settings.lr_schedule!r}")
 
 
-def train_step(
-    model: VAE, optimizer: snt.Optimizer, images: tf.Tensor, settings: TrainConfig, step: tf.Tensor, seed: tf.Tensor
-) -> objectives.Terms:
-    """One gradient step at global step `step`; returns the batch-mean terms (nats per image)."""
-    terms, gradients = loss_and_gradients(model, images, settings, objectives.kl_weight(settings, step), seed)
-    if isinstance(optimizer.learning_rate, tf.Variable):
-        optimizer.learning_rate.assign(learning_rate(settings, step))
-    optimizer.apply(gradients, model.trainable_variables)
-    return terms
-
-
 class Runner(NamedTuple):
     """How `fit` runs steps: `run(num_steps)` advances `LoopState.step` by up to num_steps.
 
@@ -273,7 +262,7 @@ def make_array_runner(
     """
     batch_size, examples = source.batch_size, source.num_examples
     full_batches, steps_per_pass = examples // batch_size, source.num_batches
-    cached_orders: dict[int, tuple[tf.Tensor, tf.Tensor]] = {}
+    cached_order: list = [None, None, None]  # (epoch, order, seed) of the pass in progress
 
     @tf.function
     def pass_order(epoch: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -310,10 +299,9 @@ def make_array_runner(
         epoch, first = divmod(step, steps_per_pass)
         if first + num_steps > steps_per_pass:
             raise ValueError(f"{num_steps} steps from step {step} would cross the end of pass {epoch}")
-        if epoch not in cached_orders:
-            cached_orders.clear()
-            cached_orders[epoch] = pass_order(tf.constant(epoch, tf.int64))
-        order, seed = cached_orders[epoch]
+        if cached_order[0] != epoch:
+            cached_order[:] = [epoch, *pass_order(tf.constant(epoch, tf.int64))]
+        _, order, seed = cached_order
         full_steps = min(first + num_steps, full_batches) - first
         if full_steps > 0:
             stop_at.assign(step + full_steps)
