@@ -46,7 +46,7 @@ def draw_latents(posterior: tfd.Distribution, sample_shape=(), seed: tf.Tensor |
         return posterior.sample(sample_shape, seed=seed)
     loc, scale = tf.convert_to_tensor(normal.loc), tf.convert_to_tensor(normal.scale)
     shape = tf.concat(
-        [tf.reshape(tf.constant(sample_shape, tf.int32), [-1]), tf.broadcast_dynamic_shape(tf.shape(loc), tf.shape(scale))],
+        [tf.reshape(tf.cast(sample_shape, tf.int32), [-1]), tf.broadcast_dynamic_shape(tf.shape(loc), tf.shape(scale))],
         axis=0,
     )
     eps = tf.random.stateless_normal(shape, seed=seed, dtype=loc.dtype, alg="philox")
