@@ -69,6 +69,15 @@ def test_dataset_average_weights_examples_not_batches(vae, images):
     np.testing.assert_allclose(average.loss.numpy(), np.concatenate(per_example).mean(), rtol=1e-5)
 
 
+def test_average_over_images_in_memory_equals_the_average_over_those_batches(vae, images):
+    uneven = tf.data.Dataset.from_tensor_slices(images).batch(5)  # batches of 5 and 3, as the images are cut
+    over_dataset = objectives.average_over_dataset(vae, uneven, beta=0.5, seed=3)
+    over_images = objectives.average_over_images(vae, images, 5, beta=0.5, seed=3)
+    np.testing.assert_allclose(over_images, over_dataset, rtol=1e-6)
+    # The draws follow the seed and the batch index, so other batches give other numbers.
+    assert not np.allclose(objectives.average_over_images(vae, images, 4, beta=0.5, seed=3), over_dataset, rtol=1e-6)
+
+
 # --------------------------------------------------------------------------- IWAE, Monte Carlo KL, free bits
 def test_iwae_bound_with_one_sample_is_the_one_sample_elbo(vae, images):
     seed = tf.constant([11, 12])

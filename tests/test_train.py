@@ -8,7 +8,7 @@ import pytest
 import sonnet as snt
 import tensorflow as tf
 
-from tfvae import config, data, model, train
+from tfvae import config, data, model, objectives, train
 
 IMAGE_SHAPE = (8, 8, 1)
 
@@ -147,6 +147,10 @@ def test_history_columns_and_units(tmp_path):
     assert 0 < last["test_loss"] < 64 * np.log(2) * 1.5  # nats per 8x8 image, not per pixel or per batch
     assert json.loads((tmp_path / "run" / "config.json").read_text()) == experiment.to_dict()
     assert result.history["step"].tolist() == history["step"].tolist()
+    # The test ELBO of the last row is that of the final model over the whole test set (held in memory
+    # by fit, as its batches are the same every pass), with the draws seeded by train.seed.
+    test_terms = objectives.average_over_dataset(result.model, datasets(experiment)[1], seed=experiment.train.seed)
+    np.testing.assert_allclose(last["test_loss"], test_terms.loss.numpy(), rtol=1e-5)
 
 
 def test_run_dir_with_other_settings_is_refused_naming_the_fields(tmp_path):

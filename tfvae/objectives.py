@@ -300,6 +300,25 @@ def average_over_dataset(model, dataset: tf.data.Dataset, beta: float = 1.0, see
     return _average_over_dataset(model, dataset, tf.constant(beta, tf.float32), tf.constant(seed, tf.int32))
 
 
+def average_over_images(model, images: tf.Tensor, batch_size: int, beta: float = 1.0, seed: int = 0) -> Terms:
+    """`average_over_dataset` over `images` [N, H, W, C] held in memory, in batches of `batch_size`, in order.
+
+    The same numbers as over a dataset yielding those batches (the draws for
+    batch i use the seed (seed, i)), without a `tf.data` iterator in the
+    loop: about half the time for the MNIST test set here.
+    """
+    return _average_over_images(
+        model, tf.convert_to_tensor(images, tf.float32), tf.constant(batch_size, tf.int32),
+        tf.constant(beta, tf.float32), tf.constant(seed, tf.int32),
+    )
+
+
+def _batch_sums(model, images: tf.Tensor, beta: tf.Tensor, seed: tf.Tensor, batch_index: tf.Tensor) -> tf.Tensor:
+    """[3]: the terms of `negative_elbo` summed over the batch, z drawn with the seed (seed, batch_index)."""
+    terms = negative_elbo(model, images, beta, seed=tf.stack([seed, batch_index]))
+    return tf.stack([tf.reduce_sum(term) for term in terms])
+
+
 @tf.function
 def _average_over_dataset(model, dataset, beta, seed):
     sums = tf.zeros([3])
@@ -307,17 +326,27 @@ def _average_over_dataset(model, dataset, beta, seed):
     batch_index = tf.constant(0, tf.int32)
     for element in dataset:
         images = element[0] if isinstance(element, tuple) else element
-        terms = negative_elbo(model, images, beta, seed=tf.stack([seed, batch_index]))
-        sums += tf.stack([tf.reduce_sum(term) for term in terms])
+        sums += _batch_sums(model, images, beta, seed, batch_index)
         count += tf.cast(tf.shape(images)[0], tf.float32)
         batch_index += 1
     return Terms(*tf.unstack(sums / count))
+
+
+@tf.function
+def _average_over_images(model, images, batch_size, beta, seed):
+    count = tf.shape(images)[0]
+    sums = tf.zeros([3])
+    for batch_index in tf.range((count + batch_size - 1) // batch_size):
+        batch = images[batch_index * batch_size : (batch_index + 1) * batch_size]
+        sums += _batch_sums(model, batch, beta, seed, batch_index)
+    return Terms(*tf.unstack(sums / tf.cast(count, tf.float32)))
 
 
 __all__ = [
     "ImportanceSamples",
     "Terms",
     "average_over_dataset",
+    "average_over_images",
     "batch_mean",
     "free_bits_rate",
     "importance_samples",

@@ -67,6 +67,8 @@ from tfvae.rundir import (  # noqa: F401
 Hook = Callable[[int, VAE, dict], None]
 # What can go non-finite in a step, in the order it is checked.
 CHECKED_TERMS = ("loss", "reconstruction", "kl", "gradient")
+# The largest test set (float32 bytes) that fit keeps in memory for its end-of-epoch test ELBO.
+_MAX_HELD_TEST_BYTES = 512 * 2**20
 
 
 class NonFiniteError(FloatingPointError):
@@ -388,6 +390,7 @@ def _fit_locked(experiment, run_dir, train_data, test_data, hooks, progress, str
     _check_images(next(iter(train_data)), "training", experiment.model.likelihood)
     steps_per_epoch = _steps_per_epoch(train_data)
     total_steps = settings.epochs * steps_per_epoch
+    test_pass = _test_pass(test_data, settings)
 
     state = LoopState()
     if settings.distribute == "default":
@@ -434,7 +437,7 @@ def _fit_locked(experiment, run_dir, train_data, test_data, hooks, progress, str
                 learning_rate=float(learning_rate(settings, step - 1)),
             )
             if end_of_epoch:
-                test_terms = objectives.average_over_dataset(model, test_data, settings.beta, seed=settings.seed)
+                test_terms = test_pass(model)
                 row.update({f"test_{name}": float(value) for name, value in test_terms._asdict().items()})
             rows.append(row)
             bar.set_postfix(epoch=f"{row['epoch']:.2f}", loss=f"{row['train_loss']:.2f}", test=f"{row['test_loss']:.2f}")
@@ -475,6 +478,24 @@ def _check_images(batch: tf.Tensor, which: str, likelihood: str) -> None:
             f"a {likelihood} likelihood needs pixels in [0, 1]; the {which} dataset's first batch "
             f"spans [{values.min():g}, {values.max():g}]"
         )
+
+
+def _test_pass(test_data: tf.data.Dataset, settings: TrainConfig) -> Callable[[VAE], objectives.Terms]:
+    """The end-of-epoch test ELBO: model -> mean terms over the test set (draws seeded by train.seed).
+
+    When every pass of the test data yields the same images (in-memory data,
+    not shuffled, not dynamically binarized) and they fit in
+    `_MAX_HELD_TEST_BYTES`, they are read once and kept as one tensor: the
+    same numbers in about half the time of a pass through the pipeline.
+    """
+    source = data_lib.array_source(test_data)
+    held = source is not None and source.binarize != "dynamic" and not source.shuffle
+    if held and source.num_examples * math.prod(source.pixels.shape[1:]) * 4 <= _MAX_HELD_TEST_BYTES:
+        images = tf.concat(list(test_data), axis=0)
+        return lambda model: objectives.average_over_images(
+            model, images, source.batch_size, settings.beta, seed=settings.seed
+        )
+    return lambda model: objectives.average_over_dataset(model, test_data, settings.beta, seed=settings.seed)
 
 
 def _images_only(dataset: tf.data.Dataset) -> tf.data.Dataset:
