@@ -211,10 +211,7 @@ def global_step(
 
     summed = strategy.run(replica_step, args=(images, weight, seed))
     gradients, terms, total = strategy.experimental_local_results(summed)[0]  # every replica's copy is the same
-    finite = tf.concat(
-        [tf.math.is_finite(terms), [tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in gradients])]], 0
-    )
-    return gradients, terms, total, finite
+    return gradients, terms, total, objectives.finite_flags(tf.unstack(terms), gradients)
 
 
 def make_distributed_loop(

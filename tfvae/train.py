@@ -173,7 +173,7 @@ def checked_step(
     weight = objectives.kl_weight(settings, state.step)
     terms, gradients = loss_and_gradients(model, images, settings, weight, seed)
     size = tf.cast(tf.shape(images)[0], tf.float32)
-    finite = _finite_flags(terms, gradients) if check_finite else tf.ones([len(CHECKED_TERMS)], tf.bool)
+    finite = objectives.finite_flags(terms, gradients) if check_finite else tf.ones([len(CHECKED_TERMS)], tf.bool)
     good = tf.reduce_all(finite)
     if settings.on_nonfinite == "skip":
         if good:
@@ -190,19 +190,6 @@ def checked_step(
     stop = tf.logical_and(tf.logical_not(good), settings.on_nonfinite != "skip")
     state.step.assign_add(1 - tf.cast(stop, tf.int64))
     return stop
-
-
-def _finite_flags(terms: objectives.Terms, gradients: Sequence[tf.Tensor]) -> tf.Tensor:
-    """[4] bool: loss, reconstruction, kl and all gradients finite (the order of CHECKED_TERMS).
-
-    The gradients are checked through the sum of all their entries, one
-    read-only pass each (an element-wise `is_finite` wrote a mask and reduced
-    it, ~3x the time): a NaN or an infinity anywhere makes the sum NaN or
-    infinite, and a sum of finite entries overflows only when the gradients
-    are already ~1e32 or more.
-    """
-    gradient_sum = tf.add_n([tf.reduce_sum(tf.cast(g, tf.float32)) for g in gradients])
-    return tf.stack([tf.reduce_all(tf.math.is_finite(term)) for term in terms] + [tf.math.is_finite(gradient_sum)])
 
 
 def _apply(optimizer: snt.Optimizer, model: VAE, settings: TrainConfig, step: tf.Tensor, gradients) -> None:
