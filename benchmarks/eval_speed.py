@@ -1,4 +1,4 @@
-"""Speed and memory of importance-sampled log p(x) (`tfvae.evaluate`) against its FLOP limit.
+"""Speed and memory of importance-sampled log p(x) (`tfvae.evaluation`) against its FLOP limit.
 
     python benchmarks/eval_speed.py                          # k = 5000, all 10,000 test images; ~10 minutes here
     python benchmarks/eval_speed.py --limit 500 --chunks 0 16 53 428 --repeats 3   # compare chunk sizes
@@ -11,7 +11,7 @@ decoder's matrix products, 2 (20*400 + 400*784) FLOP per image and draw,
 at that matmul's rate. Chunk sizes are interleaved over --repeats rounds;
 prints for each the median seconds, the ratio to the FLOP limit, images
 per second and the peak resident memory (ru_maxrss) of its process.
-Chunk 0 means `tfvae.evaluate`'s default.
+Chunk 0 means `tfvae.evaluation`'s default.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 GEMM_SIZE = 2048
@@ -40,18 +39,19 @@ def measure(k: int, limit: int, chunk: int, run_dir: str | None) -> dict:
     import tensorflow as tf
 
     import tfvae
-    from tfvae import evaluate, model as model_lib, train
+    from tfvae import evaluation, rundir
+    from tfvae import model as model_lib
 
     experiment = tfvae.preset("mnist-bernoulli-20d")
-    dataset = evaluate.fixed_test_set(experiment, batch_size=100, limit=limit)
+    dataset = evaluation.fixed_test_set(experiment, batch_size=100, limit=limit)
     if run_dir:
-        vae = train.restore_model(run_dir, (28, 28, 1))
+        vae = rundir.restore_model(run_dir, (28, 28, 1))
     else:
         tf.random.set_seed(0)
         vae = model_lib.build(experiment.model, (28, 28, 1))
         vae(tf.zeros([1, 28, 28, 1]))
     started = time.perf_counter()
-    results = evaluate.evaluate(vae, dataset, k=k, chunk=chunk or None)
+    results = evaluation.evaluate(vae, dataset, k=k, chunk=chunk or None)
     seconds = time.perf_counter() - started
     a = tf.random.normal([GEMM_SIZE, GEMM_SIZE])
     tf.linalg.matmul(a, a).numpy()

@@ -6,7 +6,7 @@ non-finite checks, and with and without TensorFlow op determinism.
 The default preset (784-400-20, batch 128, 469 steps an epoch) on MNIST. Each
 round starts two worker processes, one with `tf.config.experimental.
 enable_op_determinism()` (it cannot be switched off within a process) and one
-without; each worker times whole epochs of `tfvae.train.make_array_runner`
+without; each worker times whole epochs of `tfvae.runners.ArrayRunner`
 (what `fit` runs on in-memory data) with the checks, alternating with the
 same runner built with `check_finite=False`. The
 figures printed are medians over all timed epochs, and the ratios of those
@@ -32,27 +32,28 @@ def worker(deterministic: bool, epochs: int) -> dict:
     import tensorflow as tf
 
     import tfvae
-    from tfvae import data, rundir, train
+    from tfvae import optimizers, rundir, runners
     from tfvae import model as model_lib
+    from tfvae import step as step_lib
 
     if deterministic:
         tf.config.experimental.enable_op_determinism()
     experiment = tfvae.preset("mnist-bernoulli-20d")
     settings = experiment.train
     tf.random.set_seed(settings.seed)
-    source = data.array_source(rundir.load_split(experiment, "train"))  # in memory: fit's array runner
-    runners, states = {}, {}
+    source = rundir.load_split(experiment, "train")  # in memory: fit's array runner
+    loops, states = {}, {}
     for name, check_finite in (("checks", True), ("no checks", False)):
         model = model_lib.build(experiment.model, (28, 28, 1))
         model(tf.zeros([1, 28, 28, 1]))
-        optimizer = train.build_optimizer(model, settings.learning_rate)
-        states[name] = train.LoopState()
-        runners[name] = train.make_array_runner(model, optimizer, settings, states[name], source, check_finite)
-    for name, runner in runners.items():  # compile and warm up: one epoch each
+        optimizer = optimizers.build_optimizer(model, settings.learning_rate)
+        states[name] = step_lib.LoopState()
+        loops[name] = runners.ArrayRunner(model, optimizer, settings, states[name], source, check_finite)
+    for name, runner in loops.items():  # compile and warm up: one epoch each
         runner.run(source.num_batches)
-    times = {name: [] for name in runners}
+    times = {name: [] for name in loops}
     for _ in range(epochs):
-        for name, runner in runners.items():
+        for name, runner in loops.items():
             started = time.perf_counter()
             runner.run(source.num_batches)
             states[name].take_interval_means()  # reads back, so the timed work has finished

@@ -20,7 +20,7 @@ rate of a large float32 `tf.linalg.matmul`, measured between the epochs in
 the tfvae process. With --overheads two more tfvae processes join the
 rotation: one with train.deterministic (op determinism), one with the
 non-finite checks removed (the benchmark's own patch of
-`tfvae.train.make_array_runner`, there is no user switch).
+`tfvae.runners.ArrayRunner`, there is no user switch).
 """
 
 from __future__ import annotations
@@ -48,14 +48,14 @@ def tfvae_worker(run_dir: str, variant: str, epochs: int) -> None:
     import tensorflow as tf
 
     import tfvae
-    from tfvae import train
+    from tfvae import objectives, runners
 
     changes = {"train.epochs": epochs}
     if variant == "deterministic":
         changes["train.deterministic"] = True
     if variant == "unchecked":
-        original = train.make_array_runner
-        train.make_array_runner = lambda *args, **kwargs: original(*args, **kwargs, check_finite=False)
+        original = runners.ArrayRunner
+        runners.ArrayRunner = lambda *args, **kwargs: original(*args, **kwargs, check_finite=False)
     experiment = tfvae.override(tfvae.preset(PRESET), changes)
     test_seconds = []
 
@@ -69,8 +69,7 @@ def tfvae_worker(run_dir: str, variant: str, epochs: int) -> None:
         return timed_test_pass
 
     # fit's end-of-epoch test ELBO: over the images held in memory, or over the pipeline.
-    for name in ("average_over_images", "average_over_dataset"):
-        setattr(train.objectives, name, timed(getattr(train.objectives, name)))
+    objectives.average_terms = timed(objectives.average_terms)
     resume, results = threading.Semaphore(0), []
     ended = threading.Event()
     clock = {"start": 0.0}
@@ -83,7 +82,7 @@ def tfvae_worker(run_dir: str, variant: str, epochs: int) -> None:
 
     def run():
         try:
-            train.fit(experiment, run_dir, hooks=[at_epoch_end], progress=False)
+            tfvae.fit(experiment, run_dir, hooks=[at_epoch_end], progress=False)
         finally:
             ended.set()
 

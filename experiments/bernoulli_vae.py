@@ -23,7 +23,7 @@ import pandas as pd
 
 import tfvae
 from experiments import common
-from tfvae import data, evaluate, plots, sweep
+from tfvae import data, evaluation, plots, sweep
 
 PUBLISHED = {"mnist-bernoulli-20d": 87.65, "mnist-bernoulli-2d": 140.24}
 REQUIRED = {"mnist-bernoulli-20d": 88.0, "mnist-bernoulli-2d": 142.0}
@@ -41,7 +41,7 @@ def progress_recorder(experiment: tfvae.Experiment) -> plots.ProgressRecorder:
 
 
 def score_sources(model, data_dir: str | None, seed: int) -> pd.DataFrame:
-    """Per-image anomaly scores (`tfvae.evaluate.anomaly_scores`) with a `source` column."""
+    """Per-image anomaly scores (`tfvae.evaluation.anomaly_scores`) with a `source` column."""
     rng = np.random.default_rng(seed)
     noise = rng.random((NOISE_IMAGES, 28, 28, 1), dtype=np.float32)
     sources = {
@@ -52,7 +52,7 @@ def score_sources(model, data_dir: str | None, seed: int) -> pd.DataFrame:
         "Fashion-MNIST test": data.load("fashion_mnist", "test", batch_size=1000, binarize="threshold",
                                         data_dir=data_dir),
     }
-    frames = [evaluate.anomaly_scores(model, dataset).assign(source=name) for name, dataset in sources.items()]
+    frames = [evaluation.anomaly_scores(model, dataset).assign(source=name) for name, dataset in sources.items()]
     return pd.concat(frames, ignore_index=True)
 
 
@@ -64,8 +64,8 @@ def anomaly_table(scores: pd.DataFrame, normal: str = "MNIST test") -> pd.DataFr
         row = {"source": source, "images": len(group), "median KL": group["kl"].median(),
                "median -ELBO": group["negative_elbo"].median()}
         if source not in (normal, "MNIST train"):
-            row["AUC (KL)"] = evaluate.roc_auc(reference["kl"], group["kl"])
-            row["AUC (-ELBO)"] = evaluate.roc_auc(reference["negative_elbo"], group["negative_elbo"])
+            row["AUC (KL)"] = evaluation.roc_auc(reference["kl"], group["kl"])
+            row["AUC (-ELBO)"] = evaluation.roc_auc(reference["negative_elbo"], group["negative_elbo"])
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -22,7 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import pandas as pd  # noqa: E402
 
 import tfvae  # noqa: E402
-from tfvae import rundir  # noqa: E402
+from tfvae import rundir# noqa: E402
 
 
 def parse_args(name: str, description: str, argv: Sequence[str] | None = None) -> argparse.Namespace:

@@ -48,11 +48,15 @@ def experiment(name: str, beta: float, data_dir: str | None) -> tfvae.Experiment
 
 
 def training_data(exp: tfvae.Experiment, steps: int) -> tf.data.Dataset:
-    """`steps` shuffled batches of 64 (one 'epoch' of fit), repeating the training split as needed."""
+    """`steps` shuffled batches of 64 (one 'epoch' of fit), repeating the training split as needed.
+
+    A `tf.data` pipeline (fit trains it through an iterator), since one 'epoch'
+    here is `steps` batches rather than one pass over the split.
+    """
     tf.random.set_seed(exp.train.seed)  # see tfvae.fit: pipelines built after the global seed repeat exactly
     train = data.load("mnist", "train", batch_size=64, shuffle=True, seed=exp.train.seed, drop_remainder=True,
-                      prefetch=False, data_dir=exp.data.data_dir)
-    return train.repeat().take(steps)
+                      data_dir=exp.data.data_dir)
+    return train.as_dataset(prefetch=False).repeat().take(steps)
 
 
 def in_published_units(history: pd.DataFrame, beta: float = PUBLISHED_BETA) -> pd.DataFrame:

@@ -1,7 +1,5 @@
 """tfvae.data: offline TFDS builders on tiny IDX fixtures, the tf.data pipeline, validation, resume."""
 
-import gzip
-import struct
 
 import numpy as np
 import pytest
@@ -50,7 +48,7 @@ def test_load_gives_float_batches_and_labels(idx_dir):
     assert by_image(np.round(images * 255).astype(np.uint8), labels) == by_image(expected_images, expected_labels)
     assert data.num_examples(ds) == N_TRAIN and data.image_shape(ds) == (28, 28, 1)
     no_labels = data.load("mnist", "test", 4, data_dir=str(data_dir), drop_remainder=True)
-    assert no_labels.element_spec.shape.as_list() == [4, 28, 28, 1]
+    assert no_labels.as_dataset().element_spec.shape.as_list() == [4, 28, 28, 1]
     assert data.num_examples(no_labels) == 8 and data.image_shape(no_labels) == (28, 28, 1)
 
 
@@ -118,7 +116,7 @@ def test_dynamic_binarization_is_seeded_and_fresh_each_epoch():
     np.testing.assert_array_equal(first, again)
     other_seed = collect(data.from_arrays(images, batch_size=64, binarize="dynamic", seed=6))
     assert not np.array_equal(first, other_seed)
-    repeated = iter(data.from_arrays(images, batch_size=64, binarize="dynamic", seed=5).repeat())
+    repeated = iter(data.from_arrays(images, batch_size=64, binarize="dynamic", seed=5).as_dataset().repeat())
     two_epochs = np.concatenate([next(repeated).numpy() for _ in range(8)])
     np.testing.assert_array_equal(two_epochs[:256], first)
     assert not np.array_equal(two_epochs[256:], first)
@@ -129,7 +127,7 @@ def test_shuffle_is_a_fresh_permutation_each_epoch_and_seeded():
     labels = np.arange(50)
 
     def epochs(seed, count=2):
-        it = iter(data.from_arrays(images, labels, batch_size=8, shuffle=True, seed=seed).repeat())
+        it = iter(data.from_arrays(images, labels, batch_size=8, shuffle=True, seed=seed).as_dataset().repeat())
         return [np.concatenate([next(it)[1].numpy() for _ in range(7)]) for _ in range(count)]
 
     one, two = epochs(0)
@@ -149,7 +147,7 @@ def test_iterator_checkpoint_resumes_with_identical_batches(tmp_path, binarize, 
     def fresh_iterator():
         ds = data.from_arrays(images, labels, batch_size=16, binarize=binarize, shuffle=shuffle, seed=3,
                               prefetch=False)
-        return iter(ds.repeat().prefetch(2))  # as tfvae.train.fit does
+        return iter(ds.as_dataset().repeat().prefetch(2))  # as tfvae.runners.IteratorRunner does
 
     it = fresh_iterator()
     for _ in range(saved_after):  # 7 batches per pass
@@ -189,7 +187,7 @@ def test_num_examples_and_image_shape():
     plain = tf.data.Dataset.from_tensor_slices((tf.zeros([10, 2, 3, 1]), tf.zeros([10]))).batch(3)
     assert data.num_examples(plain) == 10 and data.image_shape(plain) == (2, 3, 1)
     with pytest.raises(ValueError, match="infinite"):
-        data.num_examples(ds.repeat())
+        data.num_examples(ds.as_dataset().repeat())
 
 
 def write_png(path, array):

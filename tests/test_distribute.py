@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tfvae import cli, config, distribute
+from tfvae import cli, config, distribute, optimizers
 
 # Runs in its own process: the CPU must be split into two logical devices
 # before TensorFlow initialises its devices. `fit` trains the same experiment
@@ -51,7 +51,7 @@ FIT_SCRIPT = textwrap.dedent(
         tf.random.set_seed(experiment.train.seed)  # as fit does, so the shuffles are fit's
         train_data = data.from_arrays(TRAIN, batch_size=8, shuffle=True, seed=1, prefetch=False)
         if pipeline:  # any other tf.data pipeline: the runner restarts it and skips to the step
-            train_data = train_data.map(lambda images: images)
+            train_data = train_data.as_dataset().map(lambda images: images)
         test_data = data.from_arrays(TEST, batch_size=8)
         result = train.fit(experiment, run_dir, train_data=train_data, test_data=test_data, hooks=hooks, progress=False)
         history = result.history
@@ -267,18 +267,21 @@ def test_two_workers_train_resume_and_follow_the_single_process_run(tmp_path):
 def test_a_non_finite_step_is_reported_and_not_applied():
     import tensorflow as tf
 
-    from tfvae import train
+    from tfvae import model
+    from tfvae import step as step_lib
 
     strategy = distribute.build_strategy("default")
-    settings = config.TrainConfig()
-    vae, optimizer = distribute.build_replicated(
-        strategy, config.ModelConfig(hidden_sizes=(4,), latent_size=2), (2, 2, 1),
-        lambda model: train.build_optimizer(model, 1e-3),
-    )
+    settings = config.TrainConfig(on_nonfinite="skip")
+    with strategy.scope():
+        vae = model.build(config.ModelConfig(hidden_sizes=(4,), latent_size=2), (2, 2, 1))
+        vae(tf.zeros([1, 2, 2, 1]))
+    optimizer = optimizers.build_optimizer(vae, 1e-3)
     before = [v.numpy() for v in vae.trainable_variables]
-    step = distribute.make_distributed_step(strategy, vae, optimizer, settings)
     images = tf.constant([[[[float("nan")], [0.0]], [[1.0], [0.0]]]])
-    terms, finite = step(images, tf.constant(0, tf.int64), tf.constant([0, 0]))
+    step = tf.function(lambda x: step_lib.train_step(
+        vae, optimizer, x, tf.constant([0, 0]), tf.constant(0, tf.int64), step_lib.training_loss(settings), settings,
+        gradients_fn=distribute.replicated_gradients(strategy)))
+    finite = step(images).finite
     assert finite.shape == [4] and not finite.numpy()[0] and not finite.numpy()[3]  # the loss and the gradients
     for old, new in zip(before, vae.trainable_variables):
         np.testing.assert_array_equal(old, new.numpy())

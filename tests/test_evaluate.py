@@ -18,7 +18,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 from scipy import stats
 
-from tfvae import cli, config, evaluate, model, objectives, train
+from tfvae import cli, config, evaluation, model, objectives, train
 
 tfd = tfp.distributions
 
@@ -86,7 +86,7 @@ def dataset(images, batch_size=16):
 
 def test_log_px_is_exact_with_the_exact_posterior(problem):
     *_, images, exact = problem
-    result = evaluate.evaluate(vae_for(problem), dataset(images), k=50, chunk=7, per_example=True)
+    result = evaluation.evaluate(vae_for(problem), dataset(images), k=50, chunk=7, per_example=True)
     assert np.max(np.abs(np.array(result["log_px"]) - exact)) < 0.01
     assert abs(result["nll"] + exact.mean()) < 0.01
     assert abs(result["iwae_gap"]) < 0.01  # the ELBO is tight too: q is the posterior
@@ -95,7 +95,7 @@ def test_log_px_is_exact_with_the_exact_posterior(problem):
 def test_log_px_with_an_imperfect_encoder_and_many_samples_approaches_the_exact_value(problem):
     *_, images, exact = problem
     # k = 5000 in chunks of 1200: the last chunk runs 1000 draws past k, which must not count.
-    result = evaluate.evaluate(vae_for(problem, shift=0.2, stretch=1.1), dataset(images), k=5000, chunk=1200,
+    result = evaluation.evaluate(vae_for(problem, shift=0.2, stretch=1.1), dataset(images), k=5000, chunk=1200,
                                per_example=True)
     errors = np.array(result["log_px"]) - exact
     # Monte Carlo error: sd 0.004 nats per image here (0.008 with shift 0.5, stretch 1.3).
@@ -130,7 +130,7 @@ def test_kl_per_dimension_and_active_units(problem):
     w_one = w.copy()
     w_one[:, 1] = 0  # the second latent dimension does not reach x: its posterior is the prior
     vae = model.VAE(PosteriorEncoder(w_one, b, s), LinearGaussianDecoder(w_one, b, s))
-    result = evaluate.evaluate(vae, dataset(images), k=10)
+    result = evaluation.evaluate(vae, dataset(images), k=10)
     assert result["active_units"] == 1
     assert result["kl_per_dimension"][1] == pytest.approx(0.0, abs=1e-5)
     assert sum(result["kl_per_dimension"]) == pytest.approx(result["kl"], rel=1e-4)
@@ -142,9 +142,9 @@ def test_kl_per_dimension_and_active_units(problem):
 def test_results_are_repeatable_and_chunking_only_changes_the_draws(problem):
     *_, images, _ = problem
     vae = vae_for(problem, shift=0.5, stretch=1.3)
-    first = evaluate.evaluate(vae, dataset(images), k=300, chunk=64, seed=3)
-    again = evaluate.evaluate(vae, dataset(images), k=300, chunk=64, seed=3)
-    other = evaluate.evaluate(vae, dataset(images), k=300, chunk=300, seed=3)
+    first = evaluation.evaluate(vae, dataset(images), k=300, chunk=64, seed=3)
+    again = evaluation.evaluate(vae, dataset(images), k=300, chunk=64, seed=3)
+    other = evaluation.evaluate(vae, dataset(images), k=300, chunk=300, seed=3)
     assert first["nll"] == again["nll"]
     assert first["chunk"] == 60  # 5 equal chunks instead of 64 * 4 + 44
     assert abs(first["nll"] - other["nll"]) < 0.02
@@ -153,25 +153,25 @@ def test_results_are_repeatable_and_chunking_only_changes_the_draws(problem):
 def test_bad_arguments_are_refused(problem):
     *_, images, _ = problem
     with pytest.raises(ValueError, match="k must be an integer >= 1"):
-        evaluate.evaluate(vae_for(problem), dataset(images), k=0)
+        evaluation.evaluate(vae_for(problem), dataset(images), k=0)
     with pytest.raises(ValueError, match="chunk must be a positive integer"):
-        evaluate.evaluate(vae_for(problem), dataset(images), k=5, chunk=0)
+        evaluation.evaluate(vae_for(problem), dataset(images), k=5, chunk=0)
 
 
 def test_dynamically_binarized_test_set_is_one_fixed_draw(mnist_data_dir):
     experiment = config.override(config.preset("tiny"), {"data.data_dir": mnist_data_dir, "data.binarize": "dynamic"})
-    first = np.concatenate(list(evaluate.fixed_test_set(experiment, batch_size=16).as_numpy_iterator()))
-    dataset_ = evaluate.fixed_test_set(experiment, batch_size=16)
+    first = np.concatenate(list(evaluation.fixed_test_set(experiment, batch_size=16).as_dataset().as_numpy_iterator()))
+    dataset_ = evaluation.fixed_test_set(experiment, batch_size=16).as_dataset()
     again = np.concatenate(list(dataset_.as_numpy_iterator()))
     second_pass = np.concatenate(list(dataset_.as_numpy_iterator()))
     assert first.shape == (40, 28, 28, 1) and set(np.unique(first)) <= {0.0, 1.0}
     np.testing.assert_array_equal(first, again)
     np.testing.assert_array_equal(first, second_pass)
     grey_experiment = config.override(experiment, {"data.binarize": "none"})
-    grey = np.concatenate(list(evaluate.fixed_test_set(grey_experiment).as_numpy_iterator()))
+    grey = np.concatenate(list(evaluation.fixed_test_set(grey_experiment).as_dataset().as_numpy_iterator()))
     assert abs(first.mean() - grey.mean()) < 0.01  # a Bernoulli draw of each pixel's intensity
-    assert "default_rng(0)" in evaluate.describe_test_set(experiment)
-    np.testing.assert_array_equal(evaluate.fixed_test_set(experiment, limit=5).as_numpy_iterator().next(), first[:5])
+    assert "default_rng(0)" in evaluation.describe_test_set(experiment)
+    np.testing.assert_array_equal(evaluation.fixed_test_set(experiment, limit=5).as_dataset().as_numpy_iterator().next(), first[:5])
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 from scipy import stats
 
-from tfvae import config, model, nets, objectives
+from tfvae import config, model, nets, step
 
 tfd = tfp.distributions
 
@@ -123,13 +123,13 @@ def test_deterministic_encoder_fixes_the_scale_and_with_beta_zero_the_loss_is_re
     np.testing.assert_allclose(posterior.stddev().numpy(), 1e-4)
     z = posterior.sample(seed=[2, 3])
     np.testing.assert_allclose(z, posterior.mean(), atol=1e-3)
-    train = config.TrainConfig(beta=0.0)
-    terms = objectives.training_terms(vae, images, train, objectives.kl_weight(train, 0), tf.constant([1, 2]))
-    assert np.isfinite(terms.kl.numpy()) and terms.kl.numpy() > 3 * 8  # a point mass carries many nats
-    np.testing.assert_allclose(terms.loss, terms.reconstruction)
+    loss_fn = step.training_loss(config.TrainConfig(beta=0.0))
+    terms = loss_fn(vae, images, tf.constant([1, 2]), 0)
+    assert np.isfinite(terms.rate.numpy()) and terms.rate.numpy() > 3 * 8  # a point mass carries many nats
+    np.testing.assert_allclose(terms.loss, terms.distortion)
     # The autoencoder's loss reaches the mean of the posterior only: the gradient flows through the mean.
     with tf.GradientTape() as tape:
-        loss = objectives.training_terms(vae, images, train, 0.0, tf.constant([1, 2])).loss
+        loss = loss_fn(vae, images, tf.constant([1, 2]), 0).loss
     gradients = tape.gradient(loss, vae.encoder.trainable_variables)
     assert all(g is not None and np.any(g.numpy() != 0) for g in gradients)
 

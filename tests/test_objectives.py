@@ -5,9 +5,17 @@ import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+import dataclasses
+
 from tfvae import config, model, objectives
+from tfvae import step as step_lib
 
 tfd = tfp.distributions
+
+
+def training_terms(vae, images, settings, weight, seed):
+    """The batch-mean terms `fit` trains `settings` on, with the KL weight `weight` (a constant schedule)."""
+    return step_lib.training_loss(dataclasses.replace(settings, beta=float(weight)))(vae, images, seed, 0)
 
 
 @pytest.fixture(scope="module")
@@ -43,11 +51,11 @@ def test_terms_add_up_and_reconstruction_is_bernoulli_cross_entropy(vae, images)
     seed = tf.constant([7, 8])
     terms = objectives.negative_elbo(vae, images, beta=0.25, seed=seed)
     assert all(term.shape == [8] for term in terms)
-    np.testing.assert_allclose(terms.loss, terms.reconstruction + 0.25 * terms.kl, rtol=1e-6)
+    np.testing.assert_allclose(terms.loss, terms.distortion + 0.25 * terms.rate, rtol=1e-6)
     output = vae(images, seed=seed)  # the same draw of z
     logits = tf.reshape(output.likelihood.distribution.distribution.logits, images.shape)
     cross_entropy = tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(labels=images, logits=logits), [1, 2, 3])
-    np.testing.assert_allclose(terms.reconstruction, cross_entropy, rtol=1e-5)
+    np.testing.assert_allclose(terms.distortion, cross_entropy, rtol=1e-5)
 
 
 def test_eager_equals_tf_function(vae, images):
@@ -61,7 +69,7 @@ def test_eager_equals_tf_function(vae, images):
 def test_dataset_average_weights_examples_not_batches(vae, images):
     seed = 3
     uneven = tf.data.Dataset.from_tensor_slices(images).batch(5)  # batches of 5 and 3
-    average = objectives.average_over_dataset(vae, uneven, beta=1.0, seed=seed)
+    average = objectives.average_terms(vae, uneven, beta=1.0, seed=seed)
     per_example = [
         objectives.negative_elbo(vae, batch, 1.0, seed=tf.constant([seed, index])).loss.numpy()
         for index, batch in enumerate(uneven)
@@ -71,11 +79,11 @@ def test_dataset_average_weights_examples_not_batches(vae, images):
 
 def test_average_over_images_in_memory_equals_the_average_over_those_batches(vae, images):
     uneven = tf.data.Dataset.from_tensor_slices(images).batch(5)  # batches of 5 and 3, as the images are cut
-    over_dataset = objectives.average_over_dataset(vae, uneven, beta=0.5, seed=3)
-    over_images = objectives.average_over_images(vae, images, 5, beta=0.5, seed=3)
+    over_dataset = objectives.average_terms(vae, uneven, beta=0.5, seed=3)
+    over_images = objectives.average_terms(vae, images, beta=0.5, seed=3, batch_size=5)
     np.testing.assert_allclose(over_images, over_dataset, rtol=1e-6)
     # The draws follow the seed and the batch index, so other batches give other numbers.
-    assert not np.allclose(objectives.average_over_images(vae, images, 4, beta=0.5, seed=3), over_dataset, rtol=1e-6)
+    assert not np.allclose(objectives.average_terms(vae, images, beta=0.5, seed=3, batch_size=4), over_dataset, rtol=1e-6)
 
 
 # --------------------------------------------------------------------------- IWAE, Monte Carlo KL, free bits
@@ -87,7 +95,7 @@ def test_iwae_bound_with_one_sample_is_the_one_sample_elbo(vae, images):
     # ... and the training objectives agree too: IWAE with k = 1 draws the same z as the ELBO.
     for objective in ("iwae", "elbo"):
         settings = config.TrainConfig(objective=objective, iwae_k=1, kl_estimator="monte_carlo")
-        loss = objectives.training_terms(vae, images, settings, 1.0, seed).loss
+        loss = training_terms(vae, images, settings, 1.0, seed).loss
         np.testing.assert_allclose(loss, -tf.reduce_mean(iwae_1), rtol=1e-5)
 
 
@@ -97,7 +105,7 @@ def test_iwae_bound_equals_the_analytic_elbo_in_expectation_and_rises_with_k(vae
     bounds = {k: objectives.iwae_bound(vae, tiled, k, seed=tf.constant([k, 1])).numpy().reshape(500, 8)
               for k in (1, 10)}
     errors = bounds[1].std(axis=0) / np.sqrt(500)
-    reconstruction = objectives.negative_elbo(vae, tiled, seed=tf.constant([3, 3])).reconstruction.numpy()
+    reconstruction = objectives.negative_elbo(vae, tiled, seed=tf.constant([3, 3])).distortion.numpy()
     kl = objectives.kl_divergence(vae.encode(images), vae.prior, None)
     analytic = -(reconstruction.reshape(500, 8).mean(axis=0) + kl)
     assert np.all(np.abs(bounds[1].mean(axis=0) - analytic) < 5 * errors)
@@ -112,10 +120,10 @@ def test_monte_carlo_kl_converges_to_the_analytic_kl_per_dimension(vae, images):
     assert analytic.shape == monte_carlo.shape == (8, 4)
     np.testing.assert_allclose(analytic.sum(-1), objectives.kl_divergence(posterior, vae.prior, None), rtol=1e-5)
     np.testing.assert_allclose(monte_carlo, analytic, atol=0.03)
-    total = objectives.kl_estimate(posterior, vae.prior, z, "monte_carlo").numpy()
+    total = objectives.rate(posterior, vae.prior, z, "monte_carlo").numpy()
     np.testing.assert_allclose(total, analytic.sum(-1), atol=0.05)
     with pytest.raises(ValueError, match="unknown KL estimator"):
-        objectives.kl_estimate(posterior, vae.prior, z, "exact")
+        objectives.rate(posterior, vae.prior, z, "exact")
 
 
 def test_free_bits_never_lets_a_dimension_count_for_less_than_its_floor():
@@ -133,43 +141,43 @@ def test_free_bits_in_the_training_loss(vae, images):
     per_dim = objectives.kl_per_dimension(vae.encode(images), vae.prior).numpy().mean(axis=0)
     for floor in (0.0, float(np.median(per_dim)), 1e3):
         settings = config.TrainConfig(free_bits=floor)
-        terms = objectives.training_terms(vae, images, settings, weight, seed)
+        terms = training_terms(vae, images, settings, weight, seed)
         expected_rate = np.maximum(floor, per_dim).sum()
-        np.testing.assert_allclose(terms.loss, terms.reconstruction + weight * expected_rate, rtol=1e-5)
-        np.testing.assert_allclose(terms.kl, per_dim.sum(), rtol=1e-5)  # logged plain, without the floor
-        assert terms.loss >= terms.reconstruction + weight * (floor * 4) - 1e-4
+        np.testing.assert_allclose(terms.loss, terms.distortion + weight * expected_rate, rtol=1e-5)
+        np.testing.assert_allclose(terms.rate, per_dim.sum(), rtol=1e-5)  # logged plain, without the floor
+        assert terms.loss >= terms.distortion + weight * (floor * 4) - 1e-4
 
 
-# --------------------------------------------------------------------------- the two entry points of the training loop
+# --------------------------------------------------------------------------- the loss a TrainConfig trains on (tfvae.step)
 def test_training_terms_are_scalars_and_the_elbo_is_the_weighted_sum(vae, images):
     settings = config.TrainConfig(num_samples=3)
-    terms = objectives.training_terms(vae, images, settings, 0.25, tf.constant([4, 4]))
+    terms = training_terms(vae, images, settings, 0.25, tf.constant([4, 4]))
     assert all(term.shape == [] for term in terms)
-    np.testing.assert_allclose(terms.loss, terms.reconstruction + 0.25 * terms.kl, rtol=1e-6)
+    np.testing.assert_allclose(terms.loss, terms.distortion + 0.25 * terms.rate, rtol=1e-6)
 
 
 def test_iwae_training_loss_is_below_the_elbo_loss_on_average(vae, images):
     tiled = tf.tile(images, [50, 1, 1, 1])
-    elbo = objectives.training_terms(vae, tiled, config.TrainConfig(), 1.0, tf.constant([1, 1])).loss
+    elbo = training_terms(vae, tiled, config.TrainConfig(), 1.0, tf.constant([1, 1])).loss
     iwae_settings = config.TrainConfig(objective="iwae", iwae_k=20)
-    iwae = objectives.training_terms(vae, tiled, iwae_settings, 1.0, tf.constant([1, 1]))
+    iwae = training_terms(vae, tiled, iwae_settings, 1.0, tf.constant([1, 1]))
     assert iwae.loss < elbo - 0.1
-    assert np.isfinite(iwae.reconstruction.numpy()) and iwae.kl > 0
+    assert np.isfinite(iwae.distortion.numpy()) and iwae.rate > 0
 
 
 def test_training_terms_eager_equals_tf_function(vae, images):
     seed = tf.constant([9, 10])
     variants = (config.TrainConfig(free_bits=0.1, num_samples=2), config.TrainConfig(objective="iwae", num_samples=2))
     for settings in variants:
-        step = tf.function(lambda x, w: objectives.training_terms(vae, x, settings, w, seed))
-        eager = objectives.training_terms(vae, images, settings, tf.constant(0.5), seed)
-        compiled = step(images, tf.constant(0.5))
+        loss = step_lib.training_loss(dataclasses.replace(settings, beta=0.5))
+        eager = loss(vae, images, seed, 0)
+        compiled = tf.function(lambda x, s: loss(vae, x, seed, s))(images, tf.constant(0, tf.int64))
         for a, b in zip(eager, compiled):
             np.testing.assert_allclose(a, b, rtol=1e-5)
 
 
 def weights(settings, steps):
-    return [float(objectives.kl_weight(settings, tf.constant(step, tf.int64))) for step in steps]
+    return [float(step_lib.kl_weight(settings, tf.constant(step, tf.int64))) for step in steps]
 
 
 def test_kl_weight_schedules():
@@ -178,7 +186,7 @@ def test_kl_weight_schedules():
     np.testing.assert_allclose(weights(linear, [0, 25, 50, 100, 10**6]), [0.0, 0.5, 1.0, 2.0, 2.0])
     cyclical = config.TrainConfig(kl_schedule="cyclical", cycle_steps=100)  # ramp over 50 steps, hold for 50
     np.testing.assert_allclose(weights(cyclical, [0, 25, 50, 99, 100, 125, 350]), [0, 0.5, 1, 1, 0, 0.5, 1])
-    compiled = tf.function(lambda step: objectives.kl_weight(linear, step))
+    compiled = tf.function(lambda step: step_lib.kl_weight(linear, step))
     assert compiled(tf.constant(50, tf.int64)).dtype == tf.float32
     np.testing.assert_allclose(compiled(tf.constant(50, tf.int64)), 1.0)
 

@@ -9,7 +9,7 @@ import tensorflow as tf
 from PIL import Image
 from scipy import stats
 
-from tfvae import cli, config, data, evaluate, model, objectives, plots, train
+from tfvae import cli, config, data, evaluation, model, objectives, plots, rundir, train
 
 IMAGE_SHAPE = (8, 8, 1)
 H, W = IMAGE_SHAPE[:2]
@@ -197,12 +197,12 @@ def test_progress_recorder_records_during_fit_and_writes_looping_gifs(tmp_path):
 
 def test_anomaly_scores_are_the_per_example_terms_of_the_negative_elbo(vae, images):
     labels = np.arange(len(images)) % 3
-    scores = evaluate.anomaly_scores(vae, data.from_arrays(images, labels, batch_size=5), seed=7)
+    scores = evaluation.anomaly_scores(vae, data.from_arrays(images, labels, batch_size=5), seed=7)
     assert list(scores.columns) == ["kl", "reconstruction", "negative_elbo", "label"] and len(scores) == len(images)
     np.testing.assert_array_equal(scores["label"], labels)
     terms = objectives.negative_elbo(vae, tf.constant(images[5:10]), 1.0, seed=tf.constant([7, 1], tf.int32))
     np.testing.assert_allclose(scores["negative_elbo"][5:10], terms.loss.numpy(), rtol=1e-5)
-    np.testing.assert_allclose(scores["kl"][5:10], terms.kl.numpy(), rtol=1e-5)
+    np.testing.assert_allclose(scores["kl"][5:10], terms.rate.numpy(), rtol=1e-5)
 
 
 # --------------------------------------------------------------------------- the command line, end to end
@@ -242,7 +242,7 @@ def trained_run(mnist_data_dir, tmp_path_factory):
 def test_train_with_progress_gifs_writes_looping_gifs(trained_run):
     # 200 images, batch 32: rows at 2 4 6 7 8 10 12 14. Recorded every 4 * log_every = 8 steps:
     # the first row (2), the first at or after 8 (8) and the last (14).
-    assert train.read_history(trained_run)["step"].tolist() == [2, 4, 6, 7, 8, 10, 12, 14]
+    assert rundir.read_history(trained_run)["step"].tolist() == [2, 4, 6, 7, 8, 10, 12, 14]
     for name in ("progress_manifold", "progress_reconstructions"):
         gif = Image.open(trained_run / "figures" / f"{name}.gif")
         assert gif.n_frames == 3 and gif.info["loop"] == 0

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfvae import config, model, objectives, precision, train
+from tfvae import config, model, precision, train
+from tfvae import step as step_lib
 from test_train import IMAGE_SHAPE, datasets, prototype_images, tiny_experiment
 
 
@@ -22,13 +23,20 @@ def test_precision_is_validated():
     assert config.TrainConfig().precision == "float32"
 
 
+def loss_and_gradients(vae, images, settings, seed):
+    """The training terms (a list of 3) and gradients of `settings`'s loss at step 0."""
+    loss = step_lib.training_loss(settings)
+    terms, gradients, _ = step_lib.loss_and_gradients(vae, images, seed, loss, 0, settings.precision)
+    return tf.unstack(terms), gradients
+
+
 @pytest.mark.parametrize("name, dtype", [("mixed_bfloat16", "bfloat16"), ("mixed_float16", "float16")])
 @pytest.mark.parametrize("architecture, op", [("mlp", "MatMul"), ("conv", "Conv2D")])
 def test_layers_compute_in_low_precision_and_everything_else_is_float32(name, dtype, architecture, op):
     vae = small_vae(architecture)
     settings = config.TrainConfig(precision=name)
     images = tf.constant(prototype_images(16))
-    step = tf.function(lambda x: train.loss_and_gradients(vae, x, settings, 1.0, tf.constant([1, 2])))
+    step = tf.function(lambda x: loss_and_gradients(vae, x, settings, tf.constant([1, 2])))
     graph = step.get_concrete_function(images).graph
     assert {o.get_attr("T").name for o in graph.get_operations() if o.type == op} == {dtype}
     terms, gradients = step(images)
@@ -36,7 +44,7 @@ def test_layers_compute_in_low_precision_and_everything_else_is_float32(name, dt
     assert {v.dtype for v in vae.trainable_variables} == {g.dtype for g in gradients} == {tf.float32}
     # The same numbers as float32 up to the low precision's rounding (bfloat16 keeps 8 bits).
     seed = tf.constant([1, 2])
-    reference, reference_gradients = train.loss_and_gradients(vae, images, config.TrainConfig(), 1.0, seed)
+    reference, reference_gradients = loss_and_gradients(vae, images, config.TrainConfig(), seed)
     np.testing.assert_allclose([float(t) for t in terms], [float(t) for t in reference], rtol=0.02, atol=0.05)
     for low, full in zip(gradients, reference_gradients):
         assert np.abs(low - full).max() <= 0.05 * np.abs(full).max() + 1e-6
@@ -50,8 +58,8 @@ def test_float16_gradients_are_unscaled():
     vae = small_vae()
     images = tf.constant(prototype_images(16))
     seed = tf.constant([1, 2])
-    _, low = train.loss_and_gradients(vae, images, config.TrainConfig(precision="mixed_float16"), 1.0, seed)
-    _, full = train.loss_and_gradients(vae, images, config.TrainConfig(), 1.0, seed)
+    _, low = loss_and_gradients(vae, images, config.TrainConfig(precision="mixed_float16"), seed)
+    _, full = loss_and_gradients(vae, images, config.TrainConfig(), seed)
     ratios = [float(tf.norm(a) / tf.norm(b)) for a, b in zip(low, full)]
     np.testing.assert_allclose(ratios, 1.0, rtol=0.02)
 

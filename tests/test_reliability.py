@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from tfvae import config, data, train
+from tfvae import config, data, rundir, train
+from tfvae import step as step_lib
 
 # 200 images, batch 8: 25 steps an epoch; 4 epochs; a checkpoint every 5 steps.
 COMMAND = [
@@ -117,11 +118,11 @@ def unchecked_dataset(images, batch_size=8):
 
 def test_nan_batch_stops_training_naming_step_and_term_and_keeps_a_loadable_checkpoint(tmp_path):
     experiment = small_experiment()
-    with pytest.raises(train.NonFiniteError, match=r"the loss was not finite at step 3; the last good checkpoint, ckpt-2, is kept"):
+    with pytest.raises(step_lib.NonFiniteError, match=r"the loss was not finite at step 3; the last good checkpoint, ckpt-2, is kept"):
         train.fit(experiment, tmp_path / "run", train_data=unchecked_dataset(images_with_nan_batch()),
                   test_data=unchecked_dataset(images_with_nan_batch()[:16] * 0), progress=False)  # fmt: skip
     assert tf.train.latest_checkpoint(tmp_path / "run" / "checkpoints").endswith("ckpt-2")
-    model = train.restore_model(tmp_path / "run", image_shape=IMAGE_SHAPE)
+    model = rundir.restore_model(tmp_path / "run", image_shape=IMAGE_SHAPE)
     assert all(np.all(np.isfinite(variable.numpy())) for variable in model.variables)
 
 
@@ -138,10 +139,10 @@ def test_divergent_learning_rate_stops_with_a_clear_error(tmp_path):
     images = (np.random.default_rng(1).random((64, *IMAGE_SHAPE)) < 0.5).astype(np.float32)
     # Adam moves each weight by up to the learning rate a step: 1e12 overflows float32 in the second step.
     experiment = small_experiment(**{"train.learning_rate": 1e12, "train.checkpoint_every": 1})
-    with pytest.raises(train.NonFiniteError, match=r"was not finite at step 2; the last good checkpoint, ckpt-1, is kept"):
+    with pytest.raises(step_lib.NonFiniteError, match=r"was not finite at step 2; the last good checkpoint, ckpt-1, is kept"):
         train.fit(experiment, tmp_path / "run", train_data=data.from_arrays(images, batch_size=8, prefetch=False),
                   test_data=data.from_arrays(images, batch_size=8), progress=False)  # fmt: skip
-    train.restore_model(tmp_path / "run", image_shape=IMAGE_SHAPE)  # the kept checkpoint still loads
+    rundir.restore_model(tmp_path / "run", image_shape=IMAGE_SHAPE)  # the kept checkpoint still loads
 
 
 @pytest.mark.parametrize(
@@ -166,12 +167,12 @@ def test_damaged_newest_checkpoint_falls_back_to_the_one_before(tmp_path):
     folder = tmp_path / "run" / "checkpoints"
     newest = next(folder.glob("ckpt-4.data-*"))
     newest.write_bytes(newest.read_bytes()[:10])  # truncated, as by a full disk
-    model = train.restore_model(tmp_path / "run", image_shape=IMAGE_SHAPE)
+    model = rundir.restore_model(tmp_path / "run", image_shape=IMAGE_SHAPE)
     assert model.variables
     for data_file in folder.glob("ckpt-*.data-*"):
         data_file.write_bytes(b"garbage")
-    with pytest.raises(train.RunDirError, match="no checkpoint in .* could be read"):
-        train.restore_model(tmp_path / "run", image_shape=IMAGE_SHAPE)
+    with pytest.raises(rundir.RunDirError, match="no checkpoint in .* could be read"):
+        rundir.restore_model(tmp_path / "run", image_shape=IMAGE_SHAPE)
 
 
 def test_cli_reports_a_nonfinite_stop_in_one_line(mnist_data_dir, tmp_path, capsys):

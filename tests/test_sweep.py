@@ -6,17 +6,18 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from tfvae import config, evaluate, model, plots, sweep, train
+from tfvae import config, evaluation, model, optimizers, plots, rundir, sweep, train
+from tfvae import step as step_lib
 
 
 # --------------------------------------------------------------------------- ROC AUC
 def test_roc_auc_matches_a_hand_count_of_pairs():
     # Pairs (normal, anomalous) with anomalous > normal: 3 vs {1, 2, 3}: 2 wins + 1 tie; 5 vs all: 3 wins;
     # 0 vs all: none. (2 + 0.5 + 3 + 0) / 9.
-    assert evaluate.roc_auc([1, 2, 3], [3, 5, 0]) == pytest.approx(5.5 / 9)
-    assert evaluate.roc_auc([0, 1], [2, 3]) == 1.0
-    assert evaluate.roc_auc([2, 3], [0, 1]) == 0.0
-    assert evaluate.roc_auc([1, 1], [1]) == 0.5
+    assert evaluation.roc_auc([1, 2, 3], [3, 5, 0]) == pytest.approx(5.5 / 9)
+    assert evaluation.roc_auc([0, 1], [2, 3]) == 1.0
+    assert evaluation.roc_auc([2, 3], [0, 1]) == 0.0
+    assert evaluation.roc_auc([1, 1], [1]) == 0.5
 
 
 def test_roc_auc_equals_the_area_under_the_traced_curve():
@@ -25,14 +26,14 @@ def test_roc_auc_equals_the_area_under_the_traced_curve():
     thresholds = np.sort(np.concatenate([normal, anomalous, [np.inf]]))[::-1]
     tpr = [(anomalous >= t).mean() for t in thresholds]
     fpr = [(normal >= t).mean() for t in thresholds]
-    assert evaluate.roc_auc(normal, anomalous) == pytest.approx(np.trapezoid(tpr, fpr), abs=1e-12)
+    assert evaluation.roc_auc(normal, anomalous) == pytest.approx(np.trapezoid(tpr, fpr), abs=1e-12)
 
 
 def test_roc_auc_refuses_empty_or_non_finite_scores():
     with pytest.raises(ValueError, match="at least one"):
-        evaluate.roc_auc([], [1.0])
+        evaluation.roc_auc([], [1.0])
     with pytest.raises(ValueError, match="finite"):
-        evaluate.roc_auc([np.nan], [1.0])
+        evaluation.roc_auc([np.nan], [1.0])
 
 
 # --------------------------------------------------------------------------- sweep table and chart
@@ -51,7 +52,7 @@ def test_sweep_table_has_a_row_per_run_with_its_final_terms(two_runs):
     table = sweep.sweep_table(two_runs, "beta", k=4, limit=16)
     assert list(table.columns) == ["beta", *sweep.SWEEP_COLUMNS] and list(table["beta"]) == [0.5, 2.0]
     for row in table.itertuples():
-        last = train.read_history(row.run_dir).dropna(subset=["test_loss"]).iloc[-1]
+        last = rundir.read_history(row.run_dir).dropna(subset=["test_loss"]).iloc[-1]
         assert row.test_kl == pytest.approx(last["test_kl"]) and row.k == 4
         assert row.negative_elbo == pytest.approx(last["test_reconstruction"] + last["test_kl"])
         assert np.isfinite(row.log_px) and row.log_px < 0
@@ -75,12 +76,13 @@ def test_each_optimizer_is_built_with_its_state_and_leaves_weights_alone(name):
     vae = model.build(config.ModelConfig(hidden_sizes=(8,), latent_size=2), (4, 4, 1))
     vae(tf.zeros([1, 4, 4, 1]))
     before = [v.numpy().copy() for v in vae.trainable_variables]
-    optimizer = train.build_optimizer(vae, 0.1, name, momentum=0.5)
+    optimizer = optimizers.build_optimizer(vae, 0.1, name, momentum=0.5)
     for value, old in zip(vae.trainable_variables, before):
         np.testing.assert_array_equal(value.numpy(), old)
     images = tf.cast(tf.random.uniform([3, 4, 4, 1]) < 0.5, tf.float32)
     settings = config.TrainConfig(optimizer=name)
-    train.checked_step(vae, optimizer, settings, train.LoopState(), images, tf.constant([0, 1]))
+    step_lib.checked_step(vae, optimizer, step_lib.LoopState(), images, tf.constant([0, 1]),
+                          step_lib.training_loss(settings), settings)
     assert any(not np.array_equal(v.numpy(), old) for v, old in zip(vae.trainable_variables, before))
 
 

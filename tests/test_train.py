@@ -8,7 +8,8 @@ import pytest
 import sonnet as snt
 import tensorflow as tf
 
-from tfvae import config, data, model, objectives, train
+from tfvae import config, data, model, objectives, optimizers, rundir, runners, train
+from tfvae import step as step_lib
 
 IMAGE_SHAPE = (8, 8, 1)
 
@@ -41,14 +42,14 @@ def built(seed: int = 0):
     tf.random.set_seed(seed)
     vae = model.build(config.ModelConfig(hidden_sizes=(32,), latent_size=2), IMAGE_SHAPE)
     vae(tf.zeros([1, *IMAGE_SHAPE]))
-    return vae, train.build_optimizer(vae, 1e-2)
+    return vae, optimizers.build_optimizer(vae, 1e-2)
 
 
 def test_loss_falls_over_a_few_hundred_steps_on_a_small_batch():
     vae, optimizer = built()
     batch = tf.constant(prototype_images(32))
-    state = train.LoopState()
-    runner = train.make_iterator_runner(vae, optimizer, config.TrainConfig(), state, tf.data.Dataset.from_tensors(batch))
+    state = step_lib.LoopState()
+    runner = runners.IteratorRunner(vae, optimizer, config.TrainConfig(), state, tf.data.Dataset.from_tensors(batch))
     runner.run(10)
     first = state.take_interval_means()
     runner.run(280)
@@ -65,14 +66,14 @@ def test_the_learning_rate_schedule_sets_the_size_of_adams_step():
     # learning rate in effect: 1e-3 * 0.1 ** (10 / 10) = 1e-4 at step 10.
     vae, optimizer = built()
     settings = config.TrainConfig(learning_rate=1e-3, lr_schedule="exponential", lr_decay_rate=0.1, lr_decay_steps=10)
-    state = train.LoopState()
+    state = step_lib.LoopState()
     state.step.assign(10)
     before = [v.numpy() for v in vae.trainable_variables]
-    train.make_iterator_runner(vae, optimizer, settings, state, tf.data.Dataset.from_tensors(prototype_images(16))).run(1)
+    runners.IteratorRunner(vae, optimizer, settings, state, tf.data.Dataset.from_tensors(prototype_images(16))).run(1)
     largest_move = max(np.abs(v.numpy() - b).max() for v, b in zip(vae.trainable_variables, before))
     np.testing.assert_allclose(largest_move, 1e-4, rtol=1e-3)
-    np.testing.assert_allclose(float(train.learning_rate(settings, 25)), 1e-3 * 0.1**2.5, rtol=1e-5)
-    assert float(train.learning_rate(config.TrainConfig(learning_rate=3e-4), 10**6)) == pytest.approx(3e-4)
+    np.testing.assert_allclose(float(step_lib.learning_rate(settings, 25)), 1e-3 * 0.1**2.5, rtol=1e-5)
+    assert float(step_lib.learning_rate(config.TrainConfig(learning_rate=3e-4), 10**6)) == pytest.approx(3e-4)
 
 
 def test_optimizer_slots_exist_before_training_and_weights_are_untouched():
@@ -86,7 +87,7 @@ def test_optimizer_slots_exist_before_training_and_weights_are_untouched():
 def test_checkpoint_round_trip_restores_weights_and_optimizer_state(tmp_path):
     vae, optimizer = built(seed=1)
     images = tf.data.Dataset.from_tensors(prototype_images(16))
-    train.make_iterator_runner(vae, optimizer, config.TrainConfig(), train.LoopState(), images).run(5)
+    runners.IteratorRunner(vae, optimizer, config.TrainConfig(), step_lib.LoopState(), images).run(5)
     path = tf.train.Checkpoint(model=vae, optimizer=optimizer).save(str(tmp_path / "ckpt"))
 
     restored, restored_optimizer = built(seed=2)  # different initial weights
@@ -120,7 +121,7 @@ def test_interrupted_fit_resumes_from_its_checkpoint_to_the_same_result(tmp_path
         train.fit(experiment, tmp_path / "split", train_data=datasets(experiment)[0],
                   test_data=datasets(experiment)[1], hooks=[interrupt_at(8)], progress=False)
     assert tf.train.latest_checkpoint(tmp_path / "split" / "checkpoints").endswith("ckpt-5")
-    assert train.read_history(tmp_path / "split")["step"].max() == 5
+    assert rundir.read_history(tmp_path / "split")["step"].max() == 5
     resumed = train.fit(experiment, tmp_path / "split", train_data=datasets(experiment)[0],
                         test_data=datasets(experiment)[1], progress=False)
 
@@ -137,7 +138,7 @@ def test_history_columns_and_units(tmp_path):
     experiment = tiny_experiment(epochs=1)
     result = train.fit(experiment, tmp_path / "run", train_data=datasets(experiment)[0],
                        test_data=datasets(experiment)[1], progress=False)
-    history = train.read_history(tmp_path / "run")
+    history = rundir.read_history(tmp_path / "run")
     required = ["step", "epoch", "train_loss", "train_reconstruction", "train_kl",
                 "test_loss", "test_reconstruction", "test_kl", "wall_time"]
     assert set(required) <= set(history.columns)
@@ -149,31 +150,31 @@ def test_history_columns_and_units(tmp_path):
     assert result.history["step"].tolist() == history["step"].tolist()
     # The test ELBO of the last row is that of the final model over the whole test set (held in memory
     # by fit, as its batches are the same every pass), with the draws seeded by train.seed.
-    test_terms = objectives.average_over_dataset(result.model, datasets(experiment)[1], seed=experiment.train.seed)
+    test_terms = objectives.average_terms(result.model, datasets(experiment)[1], seed=experiment.train.seed)
     np.testing.assert_allclose(last["test_loss"], test_terms.loss.numpy(), rtol=1e-5)
 
 
 def test_run_dir_with_other_settings_is_refused_naming_the_fields(tmp_path):
     experiment = tiny_experiment(epochs=1)
-    train.prepare_run_dir(tmp_path / "run", experiment)
+    rundir.prepare(tmp_path / "run", experiment)
     other = config.override(experiment, {"train.beta": 0.5, "model.latent_size": 3})
-    with pytest.raises(train.RunDirError, match=r"model.latent_size: 2 in the run, 3 now; train.beta: 1.0 in the run, 0.5 now"):
-        train.prepare_run_dir(tmp_path / "run", other)
-    train.prepare_run_dir(tmp_path / "run", config.override(experiment, {"train.epochs": 4}))  # extending is fine
+    with pytest.raises(rundir.RunDirError, match=r"model.latent_size: 2 in the run, 3 now; train.beta: 1.0 in the run, 0.5 now"):
+        rundir.prepare(tmp_path / "run", other)
+    rundir.prepare(tmp_path / "run", config.override(experiment, {"train.epochs": 4}))  # extending is fine
 
 
 def test_run_dir_that_is_a_file_is_refused(tmp_path):
     (tmp_path / "run").write_text("not a directory")
-    with pytest.raises(train.RunDirError, match="is not a directory"):
-        train.prepare_run_dir(tmp_path / "run", tiny_experiment())
+    with pytest.raises(rundir.RunDirError, match="is not a directory"):
+        rundir.prepare(tmp_path / "run", tiny_experiment())
 
 
 def array_runner_run(step_counts, settings, images):
     """Weights after running the in-memory runner in calls of `step_counts` steps (from fresh weights)."""
     vae, optimizer = built(seed=3)
-    source = data.array_source(data.from_arrays(images, batch_size=8, binarize="dynamic", shuffle=True, seed=4))
-    state = train.LoopState()
-    runner = train.make_array_runner(vae, optimizer, settings, state, source)
+    source = data.from_arrays(images, batch_size=8, binarize="dynamic", shuffle=True, seed=4)
+    state = step_lib.LoopState()
+    runner = runners.ArrayRunner(vae, optimizer, settings, state, source)
     for count in step_counts:
         runner.run(count)
     return vae, state, source
@@ -187,18 +188,18 @@ def test_array_runner_equals_one_step_at_a_time_on_the_same_batches(jit_compile)
     assert int(state.step.numpy()) == 10
 
     vae, optimizer = built(seed=3)
-    stepwise_state = train.LoopState()
+    stepwise_state = step_lib.LoopState()
 
     # Compiled as the runner is (XLA's stateless random numbers are not TensorFlow's kernels'):
     # full batches with train.jit_compile, the smaller last batch of a pass as a graph.
     def step_fn(pixels, pass_seed, k, z_seed):
         batch = source.preprocess(pixels, pass_seed, k)
-        return train.checked_step(vae, optimizer, settings, stepwise_state, batch, z_seed)
+        return step_lib.checked_step(vae, optimizer, stepwise_state, batch, z_seed, step_lib.training_loss(settings), settings)
 
     full_step, last_step = tf.function(step_fn, jit_compile=jit_compile), tf.function(step_fn, jit_compile=False)
 
     for epoch in range(2):
-        seed = train.pass_seed(source.seed, epoch)
+        seed = runners.pass_seed(source.seed, epoch)
         order = source.indices(seed, 0, 36).numpy()
         assert sorted(order) == list(range(36))  # each image once a pass
         for k in range(5):
@@ -229,9 +230,9 @@ def test_fit_uses_the_array_runner_for_in_memory_data_and_the_iterator_runner_ot
     experiment = tiny_experiment()
     train_data, _ = datasets(experiment)
     vae, optimizer = built()
-    state = train.LoopState()
-    assert train.make_runner(vae, optimizer, experiment.train, state, train_data).checkpointables == {}
-    mapped = train.make_runner(vae, optimizer, experiment.train, state, train_data.map(lambda x: x))
+    state = step_lib.LoopState()
+    assert runners.make_runner(vae, optimizer, experiment.train, state, train_data).checkpointables == {}
+    mapped = runners.make_runner(vae, optimizer, experiment.train, state, train_data.as_dataset().map(lambda x: x))
     assert set(mapped.checkpointables) == {"rng", "iterator"}
 
 
@@ -242,7 +243,7 @@ def test_tfvae_adam_makes_the_same_updates_as_sonnets_adam():
     start = [rng.normal(size=(5, 3)).astype(np.float32), rng.normal(size=3).astype(np.float32)]
     ours = [tf.Variable(value) for value in start]
     sonnets = [tf.Variable(value) for value in start]
-    fast, reference = optimizers.Adam(0.01), snt.optimizers.Adam(0.01)
+    fast, reference = optimizers.FoldedAdam(0.01), snt.optimizers.Adam(0.01)
     for step in range(50):  # gradients of very different sizes, so epsilon and the bias corrections matter
         gradients = [tf.constant(rng.normal(size=v.shape) * 10.0 ** rng.integers(-6, 3), tf.float32) for v in ours]
         fast.apply(gradients, ours)

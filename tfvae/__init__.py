@@ -4,8 +4,9 @@
     experiment = tfvae.preset("mnist-bernoulli-20d")
     result = tfvae.fit(experiment, "runs/my-first-vae")
     images = result.model.sample(16)          # [16, 28, 28, 1] pixel probabilities
+    run = tfvae.open_run("runs/my-first-vae") # experiment, history, model, test images
 
-The public names are re-exported here. The modules that import TensorFlow
+The public names are re-exported here (docs/architecture.md). The modules that import TensorFlow
 are loaded on first use, so `tfvae --help` and config work stay fast.
 """
 
@@ -26,39 +27,44 @@ from tfvae.config import (
 
 __version__ = "0.1.0"
 
-# public name -> module that defines it
+# public name -> module that defines it. Verbs are functions (fit, evaluate,
+# export, open_run); nouns are modules (data, plots, objectives, ...).
 _LAZY = {
     "data": "tfvae.data",
     "load": "tfvae.data",
     "from_arrays": "tfvae.data",
     "from_directory": "tfvae.data",
+    "ArraySource": "tfvae.data",
     "DataNotFoundError": "tfvae.data",
     "Encoder": "tfvae.nets",
     "Decoder": "tfvae.nets",
     "VAE": "tfvae.model",
     "VAEOutput": "tfvae.model",
     "build_model": "tfvae.model",
+    "objectives": "tfvae.objectives",
     "Terms": "tfvae.objectives",
     "negative_elbo": "tfvae.objectives",
+    "iwae_bound": "tfvae.objectives",
+    "train_step": "tfvae.step",
+    "NonFiniteError": "tfvae.step",
     "fit": "tfvae.train",
     "FitResult": "tfvae.train",
-    "RunDirError": "tfvae.train",
-    "read_history": "tfvae.train",
-    "restore_model": "tfvae.train",
+    "open_run": "tfvae.rundir",
+    "Run": "tfvae.rundir",
+    "RunDirError": "tfvae.rundir",
+    "read_history": "tfvae.rundir",
+    "restore_model": "tfvae.rundir",
+    "evaluate": "tfvae.evaluation",
+    "evaluate_run": "tfvae.evaluation",
+    "roc_auc": "tfvae.evaluation",
+    "export": "tfvae.savedmodel",
     "plots": "tfvae.plots",
-    "evaluate": "tfvae.evaluate",
-    "iwae_bound": "tfvae.objectives",
-    "training_terms": "tfvae.objectives",
-    "kl_weight": "tfvae.objectives",
-    "NonFiniteError": "tfvae.train",
-    "export": "tfvae.export",
-    "tensorboard": "tfvae.tensorboard",
     "TensorBoardLogger": "tfvae.tensorboard",
     "devices": "tfvae.devices",
     "distribute": "tfvae.distribute",
     "precision": "tfvae.precision",
     "sweep": "tfvae.sweep",
-    "roc_auc": "tfvae.evaluate",
+    "tensorboard": "tfvae.tensorboard",
 }
 _RENAMED = {"build_model": "build"}
 

@@ -81,9 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-figures", action="store_true", help="skip drawing figures")
     train.add_argument("--progress-gifs", action="store_true",
                        help="record the latent grid and reconstructions as it trains; GIFs in RUN_DIR/figures")
-    # On by default, as cheap: for the default 784-400-20 model, measured on 2
-    # busy CPU cores, 3 ms per history row and 0.1-0.5 s per epoch end (the
-    # images), against 4-8 s per MNIST epoch of training.
+    # On by default, as cheap: milliseconds a history row, a fraction of a second an epoch (benchmarks/README.md).
     train.add_argument("--no-tensorboard", action="store_true",
                        help="do not write TensorBoard events to RUN_DIR/tensorboard")
 
@@ -124,7 +122,7 @@ def experiment_from_args(args: argparse.Namespace) -> config_lib.Experiment:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from tfvae import devices, distribute, plots, tensorboard, train
+    from tfvae import devices, distribute, plots, rundir, tensorboard, train
 
     experiment = experiment_from_args(args)
     # Both before TensorFlow runs an op: its thread pools, and a multi-worker strategy, are fixed then.
@@ -140,12 +138,12 @@ def _train(args: argparse.Namespace) -> None:
         result = train.fit(experiment, run_dir, progress=not args.no_progress, hooks=[*recorders, *loggers])
     for logger in loggers:
         logger.close()
-    summary = train.run_summary(result.history)
+    summary = rundir.run_summary(result.history)
     if not chief:
         print(f"worker {strategy.cluster_resolver.task_id} done: test negative ELBO {summary['test_loss']:.2f}; "
               f"the chief writes the run directory {run_dir}")
         return
-    train.write_atomically(Path(run_dir) / "metrics.json", json.dumps(summary, indent=2) + "\n")
+    rundir.write_atomically(Path(run_dir) / "metrics.json", json.dumps(summary, indent=2) + "\n")
     print(f"test negative ELBO {summary['test_loss']:.2f} nats per image "
           f"(reconstruction {summary['test_reconstruction']:.2f}, KL {summary['test_kl']:.2f}) "
           f"after {summary['epochs']:g} epochs, {summary['seconds_per_epoch']:.1f} s per epoch")
@@ -173,12 +171,12 @@ def _fetch(args: argparse.Namespace) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from tfvae import evaluate, train
+    from tfvae import evaluation, rundir
 
-    results = evaluate.evaluate_run(args.run_dir, k=args.k, chunk=args.chunk, batch_size=args.batch_size,
+    results = evaluation.evaluate_run(args.run_dir, k=args.k, chunk=args.chunk, batch_size=args.batch_size,
                                     limit=args.limit, seed=args.seed, progress=not args.no_progress)
     path = Path(args.run_dir) / "eval.json"
-    train.write_atomically(path, json.dumps(results, indent=2) + "\n")
+    rundir.write_atomically(path, json.dumps(results, indent=2) + "\n")
     print(f"-log p(x) {results['nll']:.2f} +- {results['nll_standard_error']:.2f} nats per image "
           f"(k = {results['k']}, {results['num_examples']} test images), negative ELBO {results['negative_elbo']:.2f}, "
           f"{results['bits_per_dim']:.4f} bits/dim, {results['active_units']} active units, {results['seconds']:.0f} s")
@@ -186,10 +184,10 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
-    from tfvae import export
+    from tfvae import savedmodel
 
-    path = export.export(args.run_dir, args.out_dir)
-    print(f"wrote a SavedModel with signatures {', '.join(export.SIGNATURES)} to {path}; "
+    path = savedmodel.export(args.run_dir, args.out_dir)
+    print(f"wrote a SavedModel with signatures {', '.join(savedmodel.SIGNATURES)} to {path}; "
           f"load it with tf.saved_model.load({str(path)!r})")
 
 

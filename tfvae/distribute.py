@@ -1,13 +1,9 @@
 """Data-parallel training: a strategy from `train.distribute`, and steps that split a global batch over replicas.
 
 `tfvae.fit` runs a config with `train.distribute` "mirrored" or
-"multi_worker" through `DistributedRunner`; the pieces work on their own too:
-
-    strategy = distribute.build_strategy("mirrored")          # every local GPU (the CPU if none)
-    model, optimizer = distribute.build_replicated(strategy, experiment.model, image_shape, make_optimizer)
-    step = distribute.make_distributed_step(strategy, model, optimizer, experiment.train)
-    for images in strategy.experimental_distribute_dataset(dataset):   # dataset batched at the GLOBAL batch size
-        terms, finite = step(images, step_number, seed)
+"multi_worker" through `tfvae.runners.DistributedRunner`: the step is
+`tfvae.step.train_step`, with `replicated_gradients(strategy)` as its
+gradients function.
 
 Strategies (`STRATEGIES`): "default" is TensorFlow's default strategy (one
 device); "mirrored" is `tf.distribute.MirroredStrategy` over the local GPUs;
@@ -25,7 +21,7 @@ match nor resume a single-device one. Instead:
 
 1. the model's variables are created inside `strategy.scope()`, so they are
    `MirroredVariable`s: one copy per replica, kept equal by the strategy;
-2. each replica computes `objectives.training_terms` on its share of the
+2. each replica computes the training loss (`tfvae.step.training_loss`) on its share of the
    global batch and the gradient of its loss scaled by local / global batch
    size, so the SUM over replicas is the gradient of the global batch mean
    whatever the number of replicas (and however unevenly a last batch splits);
@@ -58,14 +54,11 @@ import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-import sonnet as snt
 import tensorflow as tf
 
 from tfvae import data as data_lib
-from tfvae import model as model_lib
-from tfvae import objectives, precision
-from tfvae.config import STRATEGIES, ModelConfig, TrainConfig
-from tfvae.model import VAE
+from tfvae import precision
+from tfvae.config import STRATEGIES
 
 SUM = tf.distribute.ReduceOp.SUM
 
@@ -144,184 +137,67 @@ def check_tf_config(text: str | None) -> dict:
     return values
 
 
-def build_replicated(
-    strategy: tf.distribute.Strategy,
-    config: ModelConfig,
-    image_shape: Sequence[int],
-    make_optimizer: Callable[[VAE], snt.Optimizer],
-) -> tuple[VAE, snt.Optimizer]:
-    """The model with mirrored weights, and its optimizer with slots made now, outside the strategy's scope.
+def replicated_gradients(strategy: tf.distribute.Strategy):
+    """A `tfvae.step.train_step` gradients function that splits each global batch over the strategy's replicas.
 
-    `make_optimizer(model)` must create the slots eagerly (`tfvae.train.build_optimizer` does).
-    """
-    with strategy.scope():
-        vae = model_lib.build(config, image_shape)
-        vae(tf.zeros([1, *image_shape]))
-    return vae, make_optimizer(vae)
-
-
-def make_distributed_step(
-    strategy: tf.distribute.Strategy, model: VAE, optimizer: snt.Optimizer, settings: TrainConfig
-) -> Callable[[object, tf.Tensor, tf.Tensor], tuple[objectives.Terms, tf.Tensor]]:
-    """A compiled step (distributed images, global step, seed [2] int32) -> (terms, finite).
-
-    `images` comes from `strategy.experimental_distribute_dataset` over
-    batches of the global batch size. `terms` are the global batch means
-    (nats per image) of `objectives.training_terms`; `finite` is a [4] bool
-    vector: loss, reconstruction, kl and all gradients finite (the order of
-    `tfvae.train.CHECKED_TERMS`). When any is False no update is applied; the
-    caller stops or skips, as `train.on_nonfinite` says.
+    Each replica computes the loss on its share and the gradient of that
+    loss scaled by local / global batch size; one all-reduce (SUM) gives every
+    replica the gradients and terms of the global batch mean, whatever the
+    number of replicas. The first local copy returns to cross-replica
+    context, where `train_step` applies the update (see the module
+    docstring). Returns (terms [3], gradients, images in the global batch).
     """
 
-    @tf.function
-    def step(images, step_number: tf.Tensor, seed: tf.Tensor) -> tuple[objectives.Terms, tf.Tensor]:
-        weight = objectives.kl_weight(settings, step_number)
-        gradients, terms, _, finite = global_step(strategy, model, settings, images, weight, seed)
-        if tf.reduce_all(finite):
-            optimizer.apply(gradients, model.trainable_variables)  # cross-replica context: see the module docstring
-        return objectives.Terms(*tf.unstack(terms)), finite
+    def gradients_fn(model, images, seed: tf.Tensor, loss, step, precision_name: str):
+        def replica_step(images: tf.Tensor, seed: tf.Tensor, step: tf.Tensor):
+            context = tf.distribute.get_replica_context()
+            local = tf.cast(tf.shape(images)[0], tf.float32)
+            total = context.all_reduce(SUM, local)
+            share = local / total
+            with tf.GradientTape() as tape:
+                terms = loss(model, images, _replica_seed(seed, context), step)
+                # A replica may get no images (a last batch smaller than the replica count): its
+                # mean is NaN, its share 0; multiply_no_nan makes its part (and its gradient) 0.
+                scaled = tf.math.multiply_no_nan(terms.loss, share)
+            gradients = precision.gradients(tape, scaled, model.trainable_variables, precision_name)
+            gradients, terms = context.all_reduce(SUM, (gradients, tf.math.multiply_no_nan(tf.stack(terms), share)))
+            return gradients, terms, total
 
-    return step
+        summed = strategy.run(replica_step, args=(images, seed, tf.convert_to_tensor(step)))
+        gradients, terms, total = strategy.experimental_local_results(summed)[0]  # every replica's copy is the same
+        return terms, gradients, total
 
-
-def global_step(
-    strategy: tf.distribute.Strategy, model: VAE, settings: TrainConfig, images, weight: tf.Tensor, seed: tf.Tensor
-) -> tuple[list[tf.Tensor], tf.Tensor, tf.Tensor, tf.Tensor]:
-    """The gradients and terms of one global batch, summed over replicas, in cross-replica context.
-
-    Returns (gradients of the global batch mean loss, terms [3] as global
-    batch means in nats per image, the number of images in the global batch,
-    finite [4] as in `make_distributed_step`). Call it inside `tf.function`.
-    """
-
-    def replica_step(images: tf.Tensor, weight: tf.Tensor, seed: tf.Tensor):
-        context = tf.distribute.get_replica_context()
-        local = tf.cast(tf.shape(images)[0], tf.float32)
-        total = context.all_reduce(SUM, local)
-        share = local / total
-        with tf.GradientTape() as tape:
-            terms = objectives.training_terms(model, images, settings, weight, _replica_seed(seed, context))
-            # A replica may get no images (a last batch smaller than the replica count): its
-            # mean is NaN, its share 0; multiply_no_nan makes its part (and its gradient) 0.
-            scaled = tf.math.multiply_no_nan(terms.loss, share)
-        gradients = precision.gradients(tape, scaled, model.trainable_variables, settings.precision)
-        # One batched all-reduce over every replica of every machine; each replica then holds the sums.
-        gradients, terms = context.all_reduce(SUM, (gradients, tf.math.multiply_no_nan(tf.stack(terms), share)))
-        return gradients, terms, total
-
-    summed = strategy.run(replica_step, args=(images, weight, seed))
-    gradients, terms, total = strategy.experimental_local_results(summed)[0]  # every replica's copy is the same
-    return gradients, terms, total, objectives.finite_flags(tf.unstack(terms), gradients)
+    return gradients_fn
 
 
-def make_distributed_loop(
-    strategy: tf.distribute.Strategy,
-    model: VAE,
-    optimizer: snt.Optimizer,
-    settings: TrainConfig,
-    state,
-    learning_rate: Callable[[TrainConfig, tf.Tensor], tf.Tensor],
-):
-    """The loop of `tfvae.train`'s runners under a strategy: a compiled (distributed iterator, num_steps) -> None.
+def global_batches(data, start: int, pass_seed: Callable[[int, tf.Tensor], tf.Tensor]) -> tf.data.Dataset:
+    """The global batches of training steps start, start + 1, ... (endless), for `tfvae.runners.DistributedRunner`.
 
-    Step for step what one device does: the draws of z at step s use the
-    stateless seed (train.seed, s) on replica 0 (so one replica draws what
-    `fit`'s array runner draws), the KL weight and `learning_rate(settings,
-    step)` of the global step, the finite checks before the update, the terms
-    added to `state` (a `tfvae.train.LoopState`) weighted by the global
-    batch's size, and a non-finite step skipped or recorded in
-    `state.bad_step` / `state.bad_term` as `settings.on_nonfinite` says.
-    """
-    skip = settings.on_nonfinite == "skip"
-
-    @tf.function
-    def run_steps(iterator, num_steps: tf.Tensor) -> None:
-        for _ in tf.range(num_steps):
-            images = next(iterator)
-            weight = objectives.kl_weight(settings, state.step)
-            seed = tf.cast(tf.stack([tf.constant(settings.seed, tf.int64), state.step]), tf.int32)
-            gradients, terms, total, finite = global_step(strategy, model, settings, images, weight, seed)
-            if tf.reduce_all(finite):
-                optimizer.learning_rate.assign(learning_rate(settings, state.step))
-                optimizer.apply(gradients, model.trainable_variables)
-                state.sums.assign_add(total * terms)
-                state.count.assign_add(total)
-            elif skip:
-                state.skipped.assign_add(1)
-            else:
-                state.bad_step.assign(state.step + 1)
-                state.bad_term.assign(tf.cast(tf.argmin(tf.cast(finite, tf.int32)), tf.int32))
-                break
-            state.step.assign_add(1)
-
-    return run_steps
-
-
-class DistributedRunner:
-    """`fit`'s runner under a strategy: `run(num_steps)`, and `checkpointables` (none beyond fit's own).
-
-    Every step is a function of `state.step` alone, so a checkpoint of the
-    weights, the optimizer and the loop state resumes exactly, on any number
-    of replicas: the draws of z are seeded by (train.seed, step), and the
-    data restart at the step's batch (TensorFlow cannot checkpoint a
-    distributed iterator), by `batches_from(step)`. See `global_batches`.
-    """
-
-    def __init__(
-        self,
-        strategy: tf.distribute.Strategy,
-        model: VAE,
-        optimizer: snt.Optimizer,
-        settings: TrainConfig,
-        state,
-        batches_from: Callable[[int], tf.data.Dataset],
-        learning_rate: Callable[[TrainConfig, tf.Tensor], tf.Tensor],
-    ):
-        self.strategy, self.state, self.checkpointables = strategy, state, {}
-        self._batches_from = batches_from
-        self._run_steps = make_distributed_loop(strategy, model, optimizer, settings, state, learning_rate)
-        self._iterator = None
-
-    def run(self, num_steps: int) -> None:
-        """Runs up to `num_steps` steps (fewer when a non-finite step stops the loop)."""
-        if self._iterator is None:  # after fit's restore: the data start at the restored step
-            self._iterator = self._start_data()
-        self._run_steps(self._iterator, tf.constant(num_steps, tf.int64))
-
-    def _start_data(self):
-        step = int(self.state.step.numpy())
-        check_same_step(self.strategy, step)
-        options = tf.data.Options()
-        # Every worker makes every global batch and keeps its replicas' parts (there are no files to split).
-        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-        dataset = self._batches_from(step).prefetch(2).with_options(options)
-        return iter(self.strategy.experimental_distribute_dataset(dataset))
-
-
-def global_batches(
-    dataset: tf.data.Dataset, start: int, pass_seed: Callable[[int, tf.Tensor], tf.Tensor]
-) -> tf.data.Dataset:
-    """The global batches of training steps start, start + 1, ... (endless), for `DistributedRunner`.
-
-    For in-memory data (`tfvae.data.array_source`, every `from_arrays` and
-    named dataset) step s is batch k = s mod n of pass e = s div n, made as
-    `fit`'s array runner makes it (order and binarization seeded by
-    `pass_seed(source.seed, e)`): exact, and nothing to skip. For any other
-    pipeline it is `dataset.repeat().skip(start)`: exact when each pass's
-    order depends only on TF's global seed and the pass number (build the
-    dataset right after `tf.random.set_seed(train.seed)`), and the skipped
+    For an `ArraySource` step s is batch k = s mod n of pass e = s div n,
+    made as the one-device array runner makes it (order and binarization
+    seeded by `pass_seed(source.seed, e)`): exact, and nothing to skip. For a
+    `tf.data.Dataset` it is `dataset.repeat().skip(start)`: exact when each
+    pass's order depends only on TF's global seed and the pass number (build
+    the dataset right after `tf.random.set_seed(train.seed)`), and the skipped
     batches are made (not trained on) once at the restart.
     """
-    source = data_lib.array_source(dataset)
-    if source is None:
-        return dataset.repeat().skip(start)
-    batches = source.num_batches
+    if not isinstance(data, data_lib.ArraySource):
+        return data.repeat().skip(start)
+    batches = data.num_batches
 
     def batch(step: tf.Tensor) -> tf.Tensor:
-        images, _ = source.batch(pass_seed(source.seed, step // batches), step % batches)
+        images, _ = data.batch(pass_seed(data.seed, step // batches), step % batches)
         return images
 
     return tf.data.Dataset.range(start, tf.int64.max).map(batch)
+
+
+def distributed_iterator(strategy: tf.distribute.Strategy, batches: tf.data.Dataset):
+    """An iterator over `batches` (global batches) that hands each replica its share."""
+    options = tf.data.Options()
+    # Every worker makes every global batch and keeps its replicas' parts (there are no files to split).
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return iter(strategy.experimental_distribute_dataset(batches.prefetch(2).with_options(options)))
 
 
 def check_same_step(strategy: tf.distribute.Strategy, step: int) -> None:
@@ -402,15 +278,12 @@ def _replica_seed(seed: tf.Tensor, context: tf.distribute.ReplicaContext) -> tf.
 __all__ = [
     "STRATEGIES",
     "DistributeError",
-    "DistributedRunner",
-    "build_replicated",
     "build_strategy",
     "check_same_step",
     "check_tf_config",
+    "distributed_iterator",
     "global_batches",
-    "global_step",
     "is_chief",
-    "make_distributed_loop",
-    "make_distributed_step",
+    "replicated_gradients",
     "worker_run_dir",
 ]

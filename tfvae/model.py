@@ -37,9 +37,9 @@ def draw_latents(posterior: tfd.Distribution, sample_shape=(), seed: tf.Tensor |
     encoders return) with a stateless `seed` ([2] int), z = loc + scale * eps
     with eps drawn by Philox (`tf.random.stateless_normal(alg="philox")`):
     the same distribution and gradients as `posterior.sample`, whose default
-    algorithm choice made the draw of a [128, 20] eps cost ~0.9 ms inside an
-    XLA-compiled step here, against ~0.06 ms (benchmarks/README.md). Other
-    posteriors, and `seed=None`, use `posterior.sample`.
+    algorithm choice is an order of magnitude slower inside an XLA-compiled
+    step on a CPU (benchmarks/README.md). Other posteriors, and `seed=None`,
+    use `posterior.sample`.
     """
     normal = posterior.distribution if isinstance(posterior, tfd.Independent) else posterior
     if seed is None or type(normal) is not tfd.Normal:

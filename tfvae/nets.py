@@ -255,9 +255,9 @@ class PixelLikelihood(snt.Module):
 
         The pixels' distribution is built over the flattened image, [..., H*W*C]
         (`result.distribution.distribution`), and reshaped to [H, W, C] by a
-        `tfb.Reshape`: inside an XLA-compiled step on a CPU, the per-pixel
-        log-density and its gradient took 1.17 ms a step over [1, 128, 28, 28, 1]
-        and 0.31 ms over [128, 784] (benchmarks/README.md).
+        `tfb.Reshape`: XLA computes the per-pixel log-density and its gradient
+        several times faster over [b, H*W*C] than over [..., H, W, C] on a CPU
+        (measured in benchmarks/README.md).
         """
         pixels_per_image = math.prod(self.image_shape)
         flat = tf.reshape(outputs, tf.concat([tf.shape(outputs)[:-3], [pixels_per_image]], axis=0))

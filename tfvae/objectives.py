@@ -1,22 +1,21 @@
-"""Objectives: the negative ELBO with a KL weight, the IWAE bound, free bits and KL schedules.
+"""Objectives: pure functions of a model (or its distributions), images and a seed.
 
-    -ELBO_beta(x) = -E_q(z|x)[log p(x|z)] + beta * KL(q(z|x) || p(z))
+    -ELBO_beta(x) = E_q(z|x)[-log p(x|z)] + beta * KL(q(z|x) || p(z))
+                  =        distortion      + beta * rate
 
-The first term is the distortion (reconstruction cost), the second the rate.
-beta = 1 is the ELBO of Kingma & Welling (2014); other values give the
-beta-VAE of Higgins et al. (2017). The importance-weighted bound of Burda et
-al. (2015, eq. 8) with k samples z_i ~ q(z|x) is
+beta = 1 is the negative ELBO of Kingma & Welling (2014); other values give
+the beta-VAE of Higgins et al. (2017). The importance-weighted bound of Burda
+et al. (2015, eq. 8) with k draws z_i ~ q(z|x) is
 
-    IWAE_k(x) = log (1/k) sum_i p(x, z_i) / q(z_i|x)  <=  log p(x),
+    IWAE_k(x) = log (1/k) sum_i p(x|z_i) p(z_i) / q(z_i|x)  <=  log p(x),
 
-equal in expectation to the ELBO at k = 1 and rising to log p(x) as k grows.
-All terms are in nats per example: summed over pixels and latent dimensions;
-`batch_mean` averages over the batch.
+the ELBO in expectation at k = 1, rising to log p(x) as k grows.
+`importance_samples` is the one place z is drawn and scored: the ELBO, the
+IWAE bound, and `tfvae.evaluation`'s estimate of log p(x) all start there.
 
-The training loop uses two entry points: `kl_weight(config, step)`, the KL
-weight of a `TrainConfig`'s schedule at a step, and `training_terms(model,
-images, config, kl_weight, seed)`, the loss to differentiate plus the terms to
-log. Everything else here is a pure function of a model, images and a seed.
+Everything is in nats per example (summed over pixels and latent
+dimensions). Nothing here reads a config or keeps state: the training loop
+(`tfvae.step`) picks the objective and its weights from `TrainConfig`.
 """
 
 from __future__ import annotations
@@ -26,25 +25,26 @@ from typing import NamedTuple
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfvae import precision
-from tfvae.config import TrainConfig
+from tfvae.data import ArraySource
 from tfvae.model import draw_latents
 
 tfd = tfp.distributions
 
-# Fu et al. (2019): each cycle ramps the weight up over its first half (R = 0.5), then holds it.
-_CYCLE_RAMP_FRACTION = 0.5
-
 
 class Terms(NamedTuple):
-    """The terms of the objective, each [batch] (per example) or a scalar (mean)."""
+    """The terms of an objective, each [batch] (per example) or a scalar (a batch mean), nats."""
 
-    loss: tf.Tensor  # what is minimised, e.g. reconstruction + beta * kl, nats
-    reconstruction: tf.Tensor  # -log p(x|z) averaged over the draws of z ~ q(z|x), nats
-    kl: tf.Tensor  # KL(q(z|x) || p(z)), nats
+    loss: tf.Tensor  # what is minimised, e.g. distortion + beta * rate
+    distortion: tf.Tensor  # -log p(x|z), averaged over the draws of z ~ q(z|x)
+    rate: tf.Tensor  # KL(q(z|x) || p(z))
+
+    @property
+    def elbo(self) -> tf.Tensor:
+        """The evidence lower bound, -(distortion + rate) (beta = 1 whatever the loss's weight)."""
+        return -(self.distortion + self.rate)
 
 
-# --------------------------------------------------------------------------- KL
+# --------------------------------------------------------------------------- rate
 def kl_divergence(posterior: tfd.Distribution, prior: tfd.Distribution, z: tf.Tensor | None) -> tf.Tensor:
     """KL(q || p) per example [batch]: analytic where TFP has it, else log q(z) - log p(z) at z."""
     try:
@@ -55,7 +55,7 @@ def kl_divergence(posterior: tfd.Distribution, prior: tfd.Distribution, z: tf.Te
         return posterior.log_prob(z) - prior.log_prob(z)
 
 
-def kl_estimate(posterior: tfd.Distribution, prior: tfd.Distribution, z: tf.Tensor, estimator: str = "analytic"):
+def rate(posterior: tfd.Distribution, prior: tfd.Distribution, z: tf.Tensor, estimator: str = "analytic"):
     """KL(q || p) per example, [batch], by the `estimator` ("analytic" or "monte_carlo").
 
     "monte_carlo" averages log q(z) - log p(z) over the draws z [n, batch,
@@ -105,6 +105,17 @@ def is_factorised(distribution: tfd.Distribution) -> bool:
     return _factors(distribution) is not None
 
 
+def free_bits_rate(kl_per_dim: tf.Tensor, floor: float) -> tf.Tensor:
+    """The free-bits rate (Kingma et al., 2016, eq. 15): sum_d max(floor, mean_batch KL_d), a scalar in nats.
+
+    Args:
+      kl_per_dim: [batch, latent] KL of each example and latent dimension.
+      floor: nats per dimension, >= 0. A dimension whose batch-mean KL is
+        below the floor contributes the constant floor (and no gradient).
+    """
+    return tf.reduce_sum(tf.maximum(tf.cast(floor, kl_per_dim.dtype), tf.reduce_mean(kl_per_dim, axis=0)))
+
+
 def _factors(distribution: tfd.Distribution) -> tfd.Distribution | None:
     if not isinstance(distribution, tfd.Independent):
         return None
@@ -128,7 +139,7 @@ def _first_draws(z: tf.Tensor | None, posterior: tfd.Distribution) -> tf.Tensor 
     return z
 
 
-# --------------------------------------------------------------------------- bounds
+# --------------------------------------------------------------------------- draws of z
 def log_mean_exp(values: tf.Tensor, axis: int = 0) -> tf.Tensor:
     """log(mean(exp(values))) along `axis`, stably: logsumexp - log n."""
     n = tf.cast(tf.shape(values)[axis], values.dtype)
@@ -143,28 +154,44 @@ class ImportanceSamples(NamedTuple):
     log_likelihood: tf.Tensor  # log p(x|z), [*sample_shape, b]
     log_ratio: tf.Tensor  # log p(z) - log q(z|x), [*sample_shape, b]
 
+    @property
+    def log_weights(self) -> tf.Tensor:
+        """log p(x, z) / q(z|x), [*sample_shape, b]: the importance weights of log p(x)."""
+        return self.log_likelihood + self.log_ratio
 
-def importance_samples(model, images: tf.Tensor, sample_shape, seed: tf.Tensor | None = None) -> ImportanceSamples:
-    """Encodes `images` once, draws z of `sample_shape` per image (reparameterised) and scores them.
+
+def importance_samples(
+    model, images: tf.Tensor, sample_shape, seed: tf.Tensor | None = None, posterior: tfd.Distribution | None = None
+) -> ImportanceSamples:
+    """Draws z of `sample_shape` per image from q(z|x) (reparameterised) and scores them.
+
+    Args:
+      model: anything with `encode`, `decode` and `prior` (a `tfvae.VAE`).
+      images: [b, H, W, C].
+      sample_shape: draws per image, e.g. [k] or [n, k].
+      seed: a stateless seed, [2] int, or None for TensorFlow's stateful draws.
+      posterior: q(z|x) of `images` when the caller has it already (one
+        encoding for many chunks of draws); encoded here otherwise.
 
     The decoder runs once on all draws together ([*sample_shape, b, latent]),
-    so k samples cost one big matrix product per layer, not k small ones.
+    so k draws cost one large matrix product per layer, not k small ones.
     """
-    posterior = model.encode(images)
+    if posterior is None:
+        posterior = model.encode(images)
     z = draw_latents(posterior, sample_shape, seed)
     log_likelihood = model.decode(z).log_prob(images)
     log_ratio = model.prior.log_prob(z) - posterior.log_prob(z)
     return ImportanceSamples(posterior, z, log_likelihood, log_ratio)
 
 
+# --------------------------------------------------------------------------- bounds
 def iwae_bound(model, images: tf.Tensor, k: int, seed: tf.Tensor | None = None) -> tf.Tensor:
     """The IWAE bound with k importance samples per example, [batch], nats (Burda et al., 2015, eq. 8).
 
     At k = 1 it is a one-sample estimate of the ELBO (with the Monte Carlo
     KL); its expectation rises with k towards log p(x).
     """
-    samples = importance_samples(model, images, [k], seed)
-    return log_mean_exp(samples.log_likelihood + samples.log_ratio, axis=0)
+    return log_mean_exp(importance_samples(model, images, [k], seed).log_weights, axis=0)
 
 
 def negative_elbo(
@@ -181,196 +208,133 @@ def negative_elbo(
     Args:
       model: a `tfvae.VAE` (anything with `encode`, `decode` and `prior`).
       images: [batch, H, W, C], values the likelihood can score.
-      beta: weight of the KL term, >= 0.
+      beta: weight of the rate, >= 0.
       seed: optional stateless seed (shape [2] int) for the draws of z.
-      num_samples: draws of z per image; the reconstruction term (and a
-        Monte Carlo KL) averages over them.
+      num_samples: draws of z per image; the distortion (and a Monte Carlo
+        rate) averages over them.
       kl_estimator: "analytic" (TFP's closed form) or "monte_carlo".
     """
     samples = importance_samples(model, images, [num_samples], seed)
-    reconstruction = -tf.reduce_mean(samples.log_likelihood, axis=0)
-    kl = kl_estimate(samples.posterior, model.prior, samples.z, kl_estimator)
-    return Terms(loss=reconstruction + beta * kl, reconstruction=reconstruction, kl=kl)
+    distortion = -tf.reduce_mean(samples.log_likelihood, axis=0)
+    kl = rate(samples.posterior, model.prior, samples.z, kl_estimator)
+    return Terms(loss=distortion + beta * kl, distortion=distortion, rate=kl)
 
 
-def free_bits_rate(kl_per_dim: tf.Tensor, floor: float) -> tf.Tensor:
-    """The free-bits rate (Kingma et al., 2016, eq. 15): sum_d max(floor, mean_batch KL_d), a scalar in nats.
+# --------------------------------------------------------------------------- batch losses to train on
+def elbo_loss(
+    model,
+    images: tf.Tensor,
+    seed: tf.Tensor,
+    *,
+    beta: tf.Tensor | float = 1.0,
+    num_samples: int = 1,
+    kl_estimator: str = "analytic",
+    free_bits: float = 0.0,
+) -> Terms:
+    """Batch means (scalars, nats per image) of the beta-weighted negative ELBO, the loss to differentiate.
 
-    Args:
-      kl_per_dim: [batch, latent] KL of each example and latent dimension.
-      floor: nats per dimension, >= 0. A dimension whose batch-mean KL is
-        below the floor contributes the constant floor (and no gradient).
+    loss = mean distortion + beta * mean rate, with the distortion averaged
+    over `num_samples` draws per image, or with `free_bits` > 0 the rate
+    replaced by `free_bits_rate` (each dimension's batch-mean KL floored).
+    `distortion` and `rate` are the plain means (no floor, no weight).
     """
-    return tf.reduce_sum(tf.maximum(tf.cast(floor, kl_per_dim.dtype), tf.reduce_mean(kl_per_dim, axis=0)))
-
-
-# --------------------------------------------------------------------------- for the training loop
-def kl_weight(config: TrainConfig, step) -> tf.Tensor:
-    """The KL weight in effect at global step `step` (a float32 scalar), by `config.kl_schedule`.
-
-    "constant": config.beta. "linear": beta * min(1, step / warmup_steps),
-    from 0 at step 0 to beta at warmup_steps (Bowman et al., 2016; Sønderby et
-    al., 2016). "cyclical": the linear ramp over the first half of every
-    cycle of cycle_steps, then beta for the second half (Fu et al., 2019).
-
-    Args:
-      config: the run's `TrainConfig`.
-      step: the global step, a Python int or an integer tensor (int64 inside
-        a tf.function is fine).
-    """
-    beta = tf.constant(config.beta, tf.float32)
-    if config.kl_schedule == "constant":
-        return beta
-    step = tf.cast(step, tf.int64)
-    if config.kl_schedule == "linear":
-        progress = tf.cast(step, tf.float32) / float(config.warmup_steps)
-    elif config.kl_schedule == "cyclical":
-        phase = tf.cast(tf.math.floormod(step, config.cycle_steps), tf.float32) / float(config.cycle_steps)
-        progress = phase / _CYCLE_RAMP_FRACTION
-    else:
-        raise ValueError(f"unknown KL schedule {config.kl_schedule!r}")
-    return beta * tf.clip_by_value(progress, 0.0, 1.0)
-
-
-def training_terms(model, images: tf.Tensor, config: TrainConfig, kl_weight: tf.Tensor, seed: tf.Tensor) -> Terms:
-    """The batch-mean loss to differentiate, and the plain terms to log (scalars, nats per image).
-
-    With config.objective == "elbo": loss = mean reconstruction + kl_weight *
-    rate, where the reconstruction averages -log p(x|z) over
-    config.num_samples draws per image, and the rate is the mean KL (by
-    config.kl_estimator), or with config.free_bits > 0 the free-bits rate
-    sum_d max(free_bits, mean_batch KL_d).
-
-    With "iwae": loss = -mean IWAE bound with config.iwae_k samples, averaged
-    over config.num_samples independent bounds per image (Rainforth et al.,
-    2018). The KL weight w enters each log weight as log p(x|z) + w (log p(z)
-    - log q(z|x)), so w = 1 is the IWAE bound and a warm-up schedule still
-    applies.
-
-    In both cases `reconstruction` and `kl` are the unweighted per-image means
-    (free bits and the weight not applied), for logging. With
-    config.precision "mixed_*" the networks' layers compute in float16 or
-    bfloat16 (`tfvae.precision`); all the terms are float32 either way.
-
-    Args:
-      model: a `tfvae.VAE`.
-      images: [batch, H, W, C].
-      config: the run's `TrainConfig` (objective, samples, estimator, free bits).
-      kl_weight: the weight from `kl_weight(config, step)`.
-      seed: a stateless seed, shape [2] int, for the draws of z.
-    """
-    with precision.compute(config.precision):  # the networks' layers only: every term here is float32
-        return _training_terms(model, images, config, tf.cast(kl_weight, tf.float32), seed)
-
-
-def _training_terms(model, images: tf.Tensor, config: TrainConfig, weight: tf.Tensor, seed: tf.Tensor) -> Terms:
-    if config.objective == "iwae":
-        samples = importance_samples(model, images, [config.num_samples, config.iwae_k], seed)
-        bound = log_mean_exp(samples.log_likelihood + weight * samples.log_ratio, axis=1)  # [num_samples, b]
-        reconstruction = -tf.reduce_mean(samples.log_likelihood)
-        kl = tf.reduce_mean(kl_estimate(samples.posterior, model.prior, samples.z, config.kl_estimator))
-        return Terms(loss=-tf.reduce_mean(bound), reconstruction=reconstruction, kl=kl)
-    if config.objective != "elbo":
-        raise ValueError(f"unknown objective {config.objective!r}")
-    samples = importance_samples(model, images, [config.num_samples], seed)
-    reconstruction = -tf.reduce_mean(samples.log_likelihood)
-    if config.free_bits > 0:
-        per_dim = kl_per_dimension(samples.posterior, model.prior, samples.z, config.kl_estimator)
+    samples = importance_samples(model, images, [num_samples], seed)
+    distortion = -tf.reduce_mean(samples.log_likelihood)
+    if free_bits > 0:
+        per_dim = kl_per_dimension(samples.posterior, model.prior, samples.z, kl_estimator)
         kl = tf.reduce_mean(tf.reduce_sum(per_dim, axis=-1))
-        rate = free_bits_rate(per_dim, config.free_bits)
+        penalty = free_bits_rate(per_dim, free_bits)
     else:
-        kl = tf.reduce_mean(kl_estimate(samples.posterior, model.prior, samples.z, config.kl_estimator))
-        rate = kl
-    return Terms(loss=reconstruction + weight * rate, reconstruction=reconstruction, kl=kl)
+        kl = tf.reduce_mean(rate(samples.posterior, model.prior, samples.z, kl_estimator))
+        penalty = kl
+    return Terms(loss=distortion + beta * penalty, distortion=distortion, rate=kl)
 
 
-def finite_flags(terms, gradients) -> tf.Tensor:
-    """[len(terms) + 1] bool: each term finite, then all `gradients` finite (`tfvae.train.CHECKED_TERMS`).
+def iwae_loss(
+    model,
+    images: tf.Tensor,
+    seed: tf.Tensor,
+    *,
+    k: int,
+    num_samples: int = 1,
+    kl_weight: tf.Tensor | float = 1.0,
+    kl_estimator: str = "analytic",
+) -> Terms:
+    """Batch means of the negative IWAE bound with k samples, averaged over `num_samples` independent bounds.
 
-    The gradients are checked through the sum of all their entries, one
-    read-only pass each (an element-wise `is_finite` wrote a mask and reduced
-    it, ~3x the time in an XLA-compiled step): a NaN or an infinity anywhere
-    makes the sum NaN or infinite, and a sum of finite entries overflows only
-    when the gradients are already ~1e32 or more.
+    The weight w enters each log weight as log p(x|z) + w (log p(z) - log
+    q(z|x)): w = 1 is the IWAE bound (Burda et al., 2015), and a KL warm-up
+    still applies; several bounds per image follow Rainforth et al. (2018).
+    `distortion` and `rate` are the plain means over all draws, for logging.
     """
-    gradient_sum = tf.add_n([tf.reduce_sum(tf.cast(g, tf.float32)) for g in gradients])
-    return tf.stack([tf.reduce_all(tf.math.is_finite(term)) for term in terms] + [tf.math.is_finite(gradient_sum)])
+    samples = importance_samples(model, images, [num_samples, k], seed)
+    bound = log_mean_exp(samples.log_likelihood + kl_weight * samples.log_ratio, axis=1)  # [num_samples, b]
+    distortion = -tf.reduce_mean(samples.log_likelihood)
+    kl = tf.reduce_mean(rate(samples.posterior, model.prior, samples.z, kl_estimator))
+    return Terms(loss=-tf.reduce_mean(bound), distortion=distortion, rate=kl)
 
 
-# --------------------------------------------------------------------------- over a dataset
-def batch_mean(terms: Terms) -> Terms:
-    """Averages per-example terms over the batch."""
-    return Terms(*(tf.reduce_mean(term) for term in terms))
+# --------------------------------------------------------------------------- over many images
+def average_terms(model, batches, beta: float = 1.0, seed: int = 0, batch_size: int | None = None) -> Terms:
+    """Example-weighted means of `negative_elbo`'s terms over every image of `batches`, nats per image.
 
-
-def average_over_dataset(model, dataset: tf.data.Dataset, beta: float = 1.0, seed: int = 0) -> Terms:
-    """Example-weighted means of the terms over one pass of `dataset`.
-
-    `dataset` yields image batches [b, H, W, C] (or `(images, labels)`). The
-    draw of z for batch i uses the stateless seed (seed, i), so the same model
-    and data always give the same numbers. Runs as one compiled loop.
+    `batches` is an `ArraySource` or a `tf.data.Dataset` of image batches [b,
+    H, W, C] (or `(images, labels)`), or images [N, H, W, C] held in memory, taken in
+    order in batches of `batch_size`. The draw of z for batch i uses the
+    stateless seed (seed, i), so the same model and batches give the same
+    numbers either way. One compiled loop; over held images it reads no
+    `tf.data` iterator (0.19 s instead of 0.27 s for the MNIST test set here).
     """
-    return _average_over_dataset(model, dataset, tf.constant(beta, tf.float32), tf.constant(seed, tf.int32))
+    beta, seed = tf.constant(beta, tf.float32), tf.constant(seed, tf.int32)
+    if isinstance(batches, ArraySource):
+        batches = batches.as_dataset()
+    if isinstance(batches, tf.data.Dataset):
+        return _average_terms(model, batches, beta, seed)
+    if batch_size is None:
+        raise ValueError("average_terms over images held in memory needs batch_size")
+    images = tf.convert_to_tensor(batches, tf.float32)
+    return _average_terms(model, _HeldBatches(images, batch_size), beta, seed)
 
 
-def average_over_images(model, images: tf.Tensor, batch_size: int, beta: float = 1.0, seed: int = 0) -> Terms:
-    """`average_over_dataset` over `images` [N, H, W, C] held in memory, in batches of `batch_size`, in order.
-
-    The same numbers as over a dataset yielding those batches (the draws for
-    batch i use the seed (seed, i)), without a `tf.data` iterator in the
-    loop: about half the time for the MNIST test set here.
-    """
-    return _average_over_images(
-        model, tf.convert_to_tensor(images, tf.float32), tf.constant(batch_size, tf.int32),
-        tf.constant(beta, tf.float32), tf.constant(seed, tf.int32),
-    )
-
-
-def _batch_sums(model, images: tf.Tensor, beta: tf.Tensor, seed: tf.Tensor, batch_index: tf.Tensor) -> tf.Tensor:
-    """[3]: the terms of `negative_elbo` summed over the batch, z drawn with the seed (seed, batch_index)."""
-    terms = negative_elbo(model, images, beta, seed=tf.stack([seed, batch_index]))
-    return tf.stack([tf.reduce_sum(term) for term in terms])
+class _HeldBatches(NamedTuple):
+    images: tf.Tensor  # [N, H, W, C]
+    batch_size: int
 
 
 @tf.function
-def _average_over_dataset(model, dataset, beta, seed):
+def _average_terms(model, batches, beta, seed):
     sums = tf.zeros([3])
     count = tf.constant(0.0)
-    batch_index = tf.constant(0, tf.int32)
-    for element in dataset:
-        images = element[0] if isinstance(element, tuple) else element
-        sums += _batch_sums(model, images, beta, seed, batch_index)
-        count += tf.cast(tf.shape(images)[0], tf.float32)
-        batch_index += 1
+
+    def add(sums, count, images, batch_index):
+        terms = negative_elbo(model, images, beta, seed=tf.stack([seed, batch_index]))
+        return sums + tf.stack([tf.reduce_sum(term) for term in terms]), count + tf.cast(tf.shape(images)[0], tf.float32)
+
+    if isinstance(batches, _HeldBatches):
+        size = batches.batch_size
+        for batch_index in tf.range((tf.shape(batches.images)[0] + size - 1) // size):
+            sums, count = add(sums, count, batches.images[batch_index * size : (batch_index + 1) * size], batch_index)
+    else:
+        batch_index = tf.constant(0, tf.int32)
+        for element in batches:
+            sums, count = add(sums, count, element[0] if isinstance(element, tuple) else element, batch_index)
+            batch_index += 1
     return Terms(*tf.unstack(sums / count))
-
-
-@tf.function
-def _average_over_images(model, images, batch_size, beta, seed):
-    count = tf.shape(images)[0]
-    sums = tf.zeros([3])
-    for batch_index in tf.range((count + batch_size - 1) // batch_size):
-        batch = images[batch_index * batch_size : (batch_index + 1) * batch_size]
-        sums += _batch_sums(model, batch, beta, seed, batch_index)
-    return Terms(*tf.unstack(sums / tf.cast(count, tf.float32)))
 
 
 __all__ = [
     "ImportanceSamples",
     "Terms",
-    "average_over_dataset",
-    "average_over_images",
-    "batch_mean",
-    "finite_flags",
+    "average_terms",
+    "elbo_loss",
     "free_bits_rate",
     "importance_samples",
     "is_factorised",
     "iwae_bound",
+    "iwae_loss",
     "kl_divergence",
-    "kl_estimate",
     "kl_per_dimension",
-    "kl_weight",
     "log_mean_exp",
     "negative_elbo",
-    "training_terms",
+    "rate",
 ]

@@ -1,4 +1,4 @@
-"""Optimizers: Sonnet's, built with their slots in place, and Adam with its bias corrections folded.
+"""Optimizers: Sonnet's, built with their slots in place; Sonnet's Adam with its bias corrections folded.
 
 `build_optimizer(model, learning_rate, name)` returns the optimizer that
 `train.optimizer` names, its slots made eagerly (never inside a compiled
@@ -13,7 +13,7 @@ import sonnet as snt
 import tensorflow as tf
 
 
-class Adam(snt.optimizers.Adam):
+class FoldedAdam(snt.optimizers.Adam):
     """`snt.optimizers.Adam` with the same update written with one division per weight instead of three.
 
     Sonnet computes, per weight, m_hat = m / (1 - b1^t), v_hat = v / (1 -
@@ -64,7 +64,7 @@ def build_optimizer(model: snt.Module, learning_rate: float, name: str = "adam",
     """
     rate = tf.Variable(learning_rate, dtype=tf.float32, trainable=False, name="learning_rate")
     optimizers = {
-        "adam": lambda: Adam(rate),
+        "adam": lambda: FoldedAdam(rate),
         "sgd": lambda: snt.optimizers.SGD(rate),
         "momentum": lambda: snt.optimizers.Momentum(rate, momentum),
     }
@@ -78,4 +78,4 @@ def build_optimizer(model: snt.Module, learning_rate: float, name: str = "adam",
     return optimizer
 
 
-__all__ = ["Adam", "build_optimizer"]
+__all__ = ["FoldedAdam", "build_optimizer"]

@@ -14,6 +14,7 @@ Only data formats, nothing that runs code when read. Everything downstream
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import os
 import shutil
@@ -135,13 +136,8 @@ def write_history(run_dir: str | os.PathLike, rows: Sequence[dict]) -> None:
     write_atomically(Path(run_dir) / "history.csv", pd.DataFrame(list(rows), columns=HISTORY_COLUMNS).to_csv(index=False))
 
 
-def load_datasets(experiment: Experiment) -> tuple[tf.data.Dataset, tf.data.Dataset]:
-    """The shuffled training split and the ordered test split that `experiment` names."""
-    return load_split(experiment, "train"), load_split(experiment, "test")
-
-
-def load_split(experiment: Experiment, split: str) -> tf.data.Dataset:
-    """One split of the experiment's dataset: shuffled for "train", in order otherwise."""
+def load_split(experiment: Experiment, split: str, with_labels: bool = False) -> data_lib.ArraySource:
+    """One split of the experiment's dataset, in memory: shuffled for "train", in order otherwise."""
     data = experiment.data
     training = split == "train"
     return data_lib.load(
@@ -152,9 +148,7 @@ def load_split(experiment: Experiment, split: str) -> tf.data.Dataset:
         seed=experiment.train.seed,
         data_dir=data.data_dir,
         shuffle=training,
-        # No prefetch inside the training pipeline: fit prefetches after
-        # repeat(), the arrangement whose iterator checkpoints restore exactly.
-        prefetch=not training,
+        with_labels=with_labels,
     )
 
 
@@ -164,6 +158,49 @@ def first_test_images(experiment: Experiment, count: int) -> np.ndarray:
     test = data_lib.load(data.name, "test", batch_size=count, binarize=data.binarize, seed=experiment.train.seed,
                          data_dir=data.data_dir)
     return next(iter(test)).numpy()
+
+
+class Run:
+    """A run directory opened for reading: what a notebook, a figure or an experiment needs of it.
+
+    `experiment` (config.json) and `dir` at once; `history` (history.csv),
+    `test_images` and `test_labels` (the whole test split in order, float32
+    [n, H, W, C] binarized as in training, and int64 [n]) and `model` (the
+    latest readable checkpoint) on first use. Nothing is trained or written.
+    """
+
+    def __init__(self, run_dir: str | os.PathLike):
+        self.dir = Path(run_dir)
+        self.experiment = load_experiment(self.dir)
+
+    @functools.cached_property
+    def history(self) -> pd.DataFrame:
+        return read_history(self.dir)
+
+    @functools.cached_property
+    def _test(self) -> tuple[np.ndarray, np.ndarray]:
+        data = self.experiment.data
+        split = data_lib.load(data.name, "test", batch_size=1000, binarize=data.binarize,
+                              seed=self.experiment.train.seed, data_dir=data.data_dir, with_labels=True)
+        images, labels = zip(*((x.numpy(), y.numpy()) for x, y in split))
+        return np.concatenate(images), np.concatenate(labels)
+
+    @property
+    def test_images(self) -> np.ndarray:
+        return self._test[0]
+
+    @property
+    def test_labels(self) -> np.ndarray:
+        return self._test[1]
+
+    @functools.cached_property
+    def model(self) -> VAE:
+        return restore_model(self.dir, image_shape=self.test_images.shape[1:])
+
+
+def open_run(run_dir: str | os.PathLike) -> Run:
+    """The run directory `run_dir`, for reading (see `Run`); a RunDirError if it holds no config.json."""
+    return Run(run_dir)
 
 
 def checkpoint_dir(run_dir: str | os.PathLike) -> Path:

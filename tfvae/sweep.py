@@ -7,7 +7,7 @@
 Each row holds the final test terms of the run's history (nats per image,
 as trained, beta = 1 in the negative ELBO column whatever the run's beta:
 reconstruction + KL) and an importance-sampled log p(x) from
-`tfvae.evaluate.evaluate_run`. Training is not done here: every run must be
+`tfvae.evaluation.evaluate_run`. Training is not done here: every run must be
 trained already.
 """
 
@@ -18,7 +18,7 @@ from collections.abc import Mapping
 
 import pandas as pd
 
-from tfvae import evaluate, rundir
+from tfvae import evaluation, rundir
 
 # Columns of `sweep_table`, after the setting's own column.
 SWEEP_COLUMNS = (
@@ -52,7 +52,7 @@ def summarize_run(run_dir: str | os.PathLike, *, k: int = 100, limit: int | None
       "seconds_per_epoch".
     """
     summary = rundir.run_summary(rundir.read_history(run_dir))
-    results = evaluate.evaluate_run(run_dir, k=k, limit=limit, seed=seed, progress=False)
+    results = evaluation.evaluate_run(run_dir, k=k, limit=limit, seed=seed, progress=False)
     return {
         "run_dir": str(run_dir),
         "test_reconstruction": summary["test_reconstruction"],

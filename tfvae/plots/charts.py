@@ -147,7 +147,7 @@ def anomaly_histograms(
     """Histograms of per-example anomaly scores, one panel per score, one colour per source.
 
     scores: columns `source` (e.g. "test images", "uniform noise"), `kl` and
-    `negative_elbo` (nats per example), as `tfvae.evaluate.anomaly_scores`
+    `negative_elbo` (nats per example), as `tfvae.evaluation.anomaly_scores`
     returns with a source column added. A dashed line marks the `quantile` of
     the `reference` source (default: the first), a threshold one might flag at.
     Both axes are log10: outliers can score orders of magnitude above the data.

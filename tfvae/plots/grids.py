@@ -12,13 +12,10 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only; no screen is needed
-
-import matplotlib.pyplot as plt
 import numpy as np
 import tensorflow as tf
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 from scipy import stats
 
 from tfvae.model import VAE
@@ -160,7 +157,7 @@ def grid_figure(
     xticks: Sequence[float | str] | None = None,
     yticks: Sequence[float | str] | None = None,
     width_inches: float = 8.0,
-) -> plt.Figure:
+) -> Figure:
     """A matplotlib figure of `grid` with a title and, when given, axes labelled per column / row.
 
     xticks / yticks: the coordinate (or a label) of each column / row, top row first.
@@ -177,7 +174,9 @@ def grid_figure(
     figure_width = max(width_inches, axes_width + left + 0.2)
     left += (figure_width - axes_width - left - 0.2) / 2  # centre the image
     figure_height = axes_height + top + bottom
-    figure = plt.figure(figsize=(figure_width, figure_height), dpi=_DPI)
+    # A Figure with its own Agg canvas, not pyplot's: drawing files never changes a notebook's backend.
+    figure = Figure(figsize=(figure_width, figure_height), dpi=_DPI)
+    FigureCanvasAgg(figure)
     axes = figure.add_axes(
         (left / figure_width, bottom / figure_height, axes_width / figure_width, axes_height / figure_height)
     )
@@ -219,13 +218,10 @@ def save_grid(
         grid, title, xlabel=xlabel, ylabel=ylabel, xticks=xticks, yticks=yticks, width_inches=width_inches
     )
     figure.savefig(path, dpi=_DPI)
-    plt.close(figure)
 
 
 def render_grid(grid: np.ndarray, title: str, **kwargs) -> np.ndarray:
     """`grid_figure` rendered to an RGB uint8 array [height, width, 3] (a GIF frame)."""
     figure = grid_figure(grid, title, **kwargs)
     figure.canvas.draw()
-    pixels = np.asarray(figure.canvas.buffer_rgba())[..., :3].copy()
-    plt.close(figure)
-    return pixels
+    return np.asarray(figure.canvas.buffer_rgba())[..., :3].copy()

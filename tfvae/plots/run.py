@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from tfvae import data as data_lib
-from tfvae import evaluate
+from tfvae import evaluation
 from tfvae.plots import animation, charts, grids
 from tfvae.plots.rundata import RunData
 
@@ -79,26 +79,15 @@ def _manifold(
 
 
 def _latent_grid(run: RunData, folder: Path) -> list[Path]:
-    return _manifold(
-        run,
-        folder,
-        grids.quantile_coordinates(run.grid_size),
-        (0, 1),
-        folder / "latent_grid.png",
-        "at standard Normal quantiles 0.05..0.95",
-    )
+    coordinates = grids.quantile_coordinates(run.grid_size)
+    return _manifold(run, folder, coordinates, (0, 1), folder / "latent_grid.png",
+                     "at standard Normal quantiles 0.05..0.95")
 
 
 def _latent_grid_linear(run: RunData, folder: Path) -> list[Path]:
     dims = (0, 1) if run.model.latent_size <= 2 else tuple(sorted(run.by_kl[:2]))
-    return _manifold(
-        run,
-        folder,
-        grids.linear_coordinates(run.grid_size, 3.0),
-        dims,
-        folder / "latent_grid_linear.png",
-        "evenly spaced in [-3, 3]",
-    )
+    coordinates = grids.linear_coordinates(run.grid_size, 3.0)
+    return _manifold(run, folder, coordinates, dims, folder / "latent_grid_linear.png", "evenly spaced in [-3, 3]")
 
 
 def _traversals(run: RunData, folder: Path) -> list[Path]:
@@ -179,7 +168,7 @@ def _kl_per_dimension(run: RunData, folder: Path) -> list[Path]:
     if run.statistics["kl_per_dimension"] is None:
         return []
     path = folder / "kl_per_dimension.png"
-    charts.kl_per_dimension_chart(run.kl, run.activity, evaluate.ACTIVE_UNIT_THRESHOLD).save(
+    charts.kl_per_dimension_chart(run.kl, run.activity, evaluation.ACTIVE_UNIT_THRESHOLD).save(
         path, dpi=100, verbose=False
     )
     return [path]
@@ -193,8 +182,8 @@ def _anomaly_scores(run: RunData, folder: Path) -> list[Path]:
         noise = (noise >= 0.5).astype(np.float32)
     scores = pd.concat(
         [
-            evaluate.anomaly_scores(run.model, run.dataset()).assign(source="test images"),
-            evaluate.anomaly_scores(run.model, data_lib.from_arrays(noise, batch_size=500)).assign(
+            evaluation.anomaly_scores(run.model, run.dataset()).assign(source="test images"),
+            evaluation.anomaly_scores(run.model, data_lib.from_arrays(noise, batch_size=500)).assign(
                 source="uniform noise" + (" (binarized)" if run.experiment.data.binarize != "none" else "")
             ),
         ],

@@ -1,7 +1,8 @@
-"""`RunData`: what the figures of a run directory are drawn from, loaded lazily.
+"""`RunData`: a run directory opened for drawing, and the numbers its figures need, loaded lazily.
 
-Reading a run never trains it: the model comes from the latest checkpoint,
-the numbers per latent dimension from `tfvae.evaluate`.
+Reading a run never trains it: `tfvae.rundir.open_run` gives the
+experiment, history, test images and the model of the latest checkpoint; the
+numbers per latent dimension come from `tfvae.evaluation`.
 """
 
 from __future__ import annotations
@@ -9,77 +10,44 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
-import tensorflow as tf
 
 from tfvae import data as data_lib
-from tfvae import evaluate
-from tfvae import train as train_lib
-from tfvae.model import VAE
-from tfvae.plots import grids
+from tfvae import evaluation, rundir
 
 
-class RunData:
-    """A run directory's pieces for drawing, each loaded on first use.
+class RunData(rundir.Run):
+    """A `tfvae.rundir.Run` with what the figures add, each computed on first use.
 
-    `experiment`, `history`, `test` (the whole test split as arrays), `model`
-    (latest checkpoint), `means` (posterior means of the test images),
-    `statistics` (`tfvae.evaluate.evaluate` with k = 1), `kl` and `activity`
-    per latent dimension, and `by_kl` (dimensions, highest KL first).
+    `test` (the test images and labels), `means` (posterior means of the test
+    images), `statistics` (`tfvae.evaluation.evaluate` with k = 1), `kl` and
+    `activity` per latent dimension, and `by_kl` (dimensions, highest KL
+    first).
     """
 
     def __init__(self, run_dir: str | os.PathLike, grid_size: int = 20):
-        self.dir = Path(run_dir)
+        super().__init__(run_dir)
         self.grid_size = grid_size
-        self.experiment = train_lib.load_experiment(self.dir)
         self.beta = self.experiment.train.beta
         self.label = f"{self.experiment.name} (beta = {self.beta:g})"
 
-    @functools.cached_property
-    def history(self) -> pd.DataFrame:
-        return train_lib.read_history(self.dir)
-
-    @functools.cached_property
+    @property
     def test(self) -> tuple[np.ndarray, np.ndarray]:
-        """The whole test split as float32 images [n, H, W, C] (binarized as in training) and labels [n]."""
-        data = self.experiment.data
-        batches = data_lib.load(
-            data.name,
-            "test",
-            batch_size=1000,
-            binarize=data.binarize,
-            seed=self.experiment.train.seed,
-            data_dir=data.data_dir,
-            with_labels=True,
-        )
-        images, labels = zip(*((x.numpy(), y.numpy()) for x, y in batches))
-        return np.concatenate(images), np.concatenate(labels)
+        """The whole test split: float32 images [n, H, W, C] (binarized as in training) and labels [n]."""
+        return self.test_images, self.test_labels
 
-    @functools.cached_property
-    def model(self) -> VAE:
-        if tf.train.latest_checkpoint(self.dir / "checkpoints") is None:
-            raise train_lib.RunDirError(f"no checkpoint in {self.dir / 'checkpoints'}; train the run first")
-        return train_lib.restore_model(self.dir, image_shape=self.test[0].shape[1:])
-
-    def dataset(self) -> tf.data.Dataset:
-        return data_lib.from_arrays(*self.test, batch_size=500)
+    def dataset(self) -> data_lib.ArraySource:
+        return data_lib.from_arrays(self.test_images, self.test_labels, batch_size=500)
 
     @functools.cached_property
     def means(self) -> np.ndarray:
-        return np.concatenate(
-            [
-                grids.encode_means(self.model, batch)
-                for batch in np.array_split(self.test[0], max(1, len(self.test[0]) // 1000))
-            ]
-        )
+        return evaluation.posterior_means(self.model, self.test_images)
 
     @functools.cached_property
     def statistics(self) -> dict:
-        """`tfvae.evaluate.evaluate` on the test set with one draw per image (k = 1: no log p(x) needed)."""
-        return evaluate.evaluate(self.model, self.dataset(), k=1, seed=self.experiment.train.seed)
+        """`tfvae.evaluation.evaluate` on the test set with one draw per image (k = 1: no log p(x) needed)."""
+        return evaluation.evaluate(self.model, self.dataset(), k=1, seed=self.experiment.train.seed)
 
     @functools.cached_property
     def kl(self) -> np.ndarray:
@@ -99,5 +67,5 @@ class RunData:
         return [int(d) for d in np.argsort(-self.kl, kind="stable")]
 
     def pick(self, indices: Sequence[int]) -> list[int]:
-        n = len(self.test[0])
+        n = len(self.test_images)
         return [index for index in indices if index < n] or [0]

@@ -1,6 +1,6 @@
 """Export a trained VAE as a TensorFlow SavedModel that needs neither tfvae nor Sonnet to run.
 
-    tfvae.export.export("runs/mnist-bernoulli-20d", "exported/vae")   # or a VAE instead of a run dir
+    tfvae.export("runs/mnist-bernoulli-20d", "exported/vae")   # or a VAE instead of a run dir
 
     vae = tf.saved_model.load("exported/vae")                          # plain TensorFlow, anywhere
     vae.encode(images)             # {"mean", "scale"}: q(z|x), each [b, latent]
@@ -72,7 +72,7 @@ class ExportModule(tf.Module):
     def _elbo(self, images: tf.Tensor, seed: tf.Tensor) -> dict[str, tf.Tensor]:
         """images [b, H, W, C], a stateless seed [2] -> one-sample negative ELBO terms per image, [b], nats."""
         terms = objectives.negative_elbo(self.model, images, 1.0, seed=seed)
-        return {"negative_elbo": terms.loss, "reconstruction": terms.reconstruction, "kl": terms.kl}
+        return {"negative_elbo": terms.loss, "reconstruction": terms.distortion, "kl": terms.rate}
 
     def signatures(self) -> dict[str, tf.types.experimental.ConcreteFunction]:
         return {name: getattr(self, name).get_concrete_function() for name in SIGNATURES}

@@ -12,7 +12,7 @@ whose log-sum-exp is accumulated (log-add-exp of a running value), so memory
 stays bounded whatever k is, and each chunk runs the decoder once on all of
 its draws (one large matrix product per layer).
 
-`evaluate(model, dataset)` returns numbers (a JSON-ready dict);
+`evaluate(model, data)` returns numbers (a JSON-ready dict);
 `evaluate_run(run_dir)` does it for a run directory's model on its fixed test
 set (`fixed_test_set`), which the CLI (`tfvae evaluate RUN_DIR`) writes to
 RUN_DIR/eval.json.
@@ -40,8 +40,7 @@ from tqdm.auto import tqdm
 
 from tfvae import data as data_lib
 from tfvae import model as model_lib
-from tfvae import objectives
-from tfvae import train as train_lib
+from tfvae import objectives, rundir
 from tfvae.config import Experiment
 
 # The one stochastic binarization of a dynamically binarized test set (see the module docstring).
@@ -49,19 +48,17 @@ TEST_BINARIZATION_SEED = 0
 # Burda et al. (2015, sec. 5.2): a unit is active when Cov_x(E_q(z|x)[z_u]) > 0.01.
 ACTIVE_UNIT_THRESHOLD = 0.01
 # Upper bound on draws x pixels held at once (decoder outputs of one chunk):
-# 2^22 float32 values = 16 MiB, about this CPU's L3 cache, so the
+# 2^22 float32 values = 16 MiB, the size of a typical L3 cache, so the
 # element-wise work of the log-density (softplus, products, sums) runs on
-# cached data instead of streaming through memory once per op. For MNIST at
-# batch 100 that is 53 draws per chunk, still large matrix products
-# ([5300, 400] x [400, 784]). The earlier 2^25 (334 draws) took 82 s where
-# 64 draws took 41 s (k = 5000, 200 images, same run:
-# benchmarks/eval_speed.py), and needed more memory.
+# cached data instead of streaming through memory once per op, while the
+# matrix products stay large (for MNIST at batch 100: 53 draws per chunk,
+# [5300, 400] x [400, 784]). Measurements: benchmarks/README.md.
 DEFAULT_CHUNK_ELEMENTS = 2**22
 
 
 def evaluate(
     model,
-    dataset: tf.data.Dataset,
+    data,
     *,
     k: int = 5000,
     chunk: int | None = None,
@@ -75,7 +72,7 @@ def evaluate(
     Args:
       model: a `tfvae.VAE` (anything with `encode`, `decode`, `prior`), with
         a factorised posterior for the per-dimension numbers.
-      dataset: batches of images [b, H, W, C] (or `(images, labels)`).
+      data: an `ArraySource` or a `tf.data.Dataset` of image batches [b, H, W, C] (or `(images, labels)`).
       k: importance samples per image, >= 1.
       chunk: draws per image processed at once; by default as many as fit
         `DEFAULT_CHUNK_ELEMENTS` decoder outputs for the batch. The result
@@ -84,8 +81,8 @@ def evaluate(
         fold_in((seed, i), j): the same model and data give the same numbers.
       progress: show a progress bar (images done).
       per_example: also return "log_px", the estimate for each image (a list).
-      jit_compile: compile each batch with XLA. Slower on the 2-core CPU this was measured on
-        (10.3 s instead of 7.5 s for 200 images, k = 5000, after compiling); try it on a GPU.
+      jit_compile: compile each batch with XLA (on a 2-core CPU it was slower
+        than the graph: benchmarks/README.md; try it on a GPU).
 
     Returns:
       A dict, nats per image unless noted: "num_examples", "k", "chunk";
@@ -105,6 +102,7 @@ def evaluate(
         raise ValueError(f"k must be an integer >= 1, got {k!r}")
     if chunk is not None and (not isinstance(chunk, int) or chunk < 1):
         raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
+    dataset = data_lib.as_dataset(data)
     spec = dataset.element_spec[0] if isinstance(dataset.element_spec, tuple) else dataset.element_spec
     values_per_image = math.prod(spec.shape[1:])
     batch_size = spec.shape[0]
@@ -117,7 +115,7 @@ def evaluate(
     sums: dict[str, np.ndarray] = {}
     log_px = []
     started = time.perf_counter()
-    total = _num_examples(dataset) if progress else None
+    total = _num_examples(data) if progress else None
     with tqdm(total=total, disable=not progress, unit="image", desc=f"log p(x), k={k}") as bar:
         for index, element in enumerate(dataset):
             images = element[0] if isinstance(element, tuple) else element
@@ -138,9 +136,9 @@ def evaluate(
     return results
 
 
-def _num_examples(dataset: tf.data.Dataset) -> int | None:
+def _num_examples(data) -> int | None:
     try:
-        return data_lib.num_examples(dataset)
+        return data_lib.num_examples(data)
     except (ValueError, tf.errors.OpError):
         return None
 
@@ -155,14 +153,12 @@ def _compile_batch_statistics(model, k: int, chunk: int, num_chunks: int, jit_co
         log_likelihood_sum = tf.zeros([batch])
         for j in tf.range(num_chunks):
             draws = tf.cast(tf.random.experimental.stateless_fold_in(seed, j), tf.int32)
-            z = model_lib.draw_latents(posterior, [chunk], draws)  # [chunk, b, latent]
-            log_likelihood = model.decode(z).log_prob(images)  # [chunk, b]
-            log_weights = log_likelihood + model.prior.log_prob(z) - posterior.log_prob(z)
+            samples = objectives.importance_samples(model, images, [chunk], draws, posterior=posterior)
             # The last chunk may run past k draws: those get weight 0 (log weight -inf).
             valid = (j * chunk + tf.range(chunk)) < k
-            log_weights = tf.where(valid[:, None], log_weights, -np.inf)
+            log_weights = tf.where(valid[:, None], samples.log_weights, -np.inf)  # [chunk, b]
             log_px = tf.reduce_logsumexp(tf.stack([log_px, tf.reduce_logsumexp(log_weights, axis=0)]), axis=0)
-            log_likelihood_sum += tf.reduce_sum(tf.where(valid[:, None], log_likelihood, 0.0), axis=0)
+            log_likelihood_sum += tf.reduce_sum(tf.where(valid[:, None], samples.log_likelihood, 0.0), axis=0)
         stats = {
             "count": tf.ones([batch]),
             "log_px": log_px - math.log(k),
@@ -205,7 +201,7 @@ def _summarise(sums: dict, k: int, chunk: int, values_per_image: int, seconds: f
     }
 
 
-def fixed_test_set(experiment: Experiment, batch_size: int = 100, limit: int | None = None) -> tf.data.Dataset:
+def fixed_test_set(experiment: Experiment, batch_size: int = 100, limit: int | None = None) -> data_lib.ArraySource:
     """The test split of `experiment`'s dataset as it is evaluated: fixed, ordered, batches of `batch_size`.
 
     "none" and "threshold" binarizations are deterministic already; "dynamic"
@@ -253,9 +249,9 @@ def evaluate_run(
     "test_set" and "seed"; the caller saves them (the CLI writes RUN_DIR/eval.json).
     """
     run_dir = Path(run_dir)
-    experiment = train_lib.load_experiment(run_dir)
+    experiment = rundir.load_experiment(run_dir)
     dataset = fixed_test_set(experiment, batch_size=batch_size, limit=limit)
-    model = train_lib.restore_model(run_dir, data_lib.image_shape(dataset))
+    model = rundir.restore_model(run_dir, data_lib.image_shape(dataset))
     checkpoint = tf.train.latest_checkpoint(run_dir / "checkpoints")
     results = evaluate(model, dataset, k=k, chunk=chunk, seed=seed, progress=progress, jit_compile=jit_compile)
     header = {
@@ -268,9 +264,17 @@ def evaluate_run(
     return {**header, **results}
 
 
-# --------------------------------------------------------------------------- anomaly scores (issue 4: figures)
-def anomaly_scores(model, dataset: tf.data.Dataset, *, seed: int = 0) -> pd.DataFrame:
-    """Per-example anomaly scores over one pass of `dataset`: a DataFrame with a row per image.
+# --------------------------------------------------------------------------- per image, for figures
+def posterior_means(model, images, batch_size: int = 1000) -> np.ndarray:
+    """E_q[z|x] of images [n, H, W, C], encoded `batch_size` at a time: [n, latent]."""
+    images = np.asarray(images, np.float32)
+    chunks = [model.encode(tf.constant(images[i : i + batch_size])).mean().numpy()
+              for i in range(0, len(images), batch_size)]
+    return np.concatenate(chunks)
+
+
+def anomaly_scores(model, data, *, seed: int = 0) -> pd.DataFrame:
+    """Per-example anomaly scores over one pass of `data` (`ArraySource` or dataset): a row per image.
 
     Columns, nats per image: "kl" = KL(q(z|x) || p(z)) (analytic where TFP
     has it), "reconstruction" = -log p(x|z) at one z ~ q(z|x), and
@@ -280,11 +284,11 @@ def anomaly_scores(model, dataset: tf.data.Dataset, *, seed: int = 0) -> pd.Data
     z for batch i uses the stateless seed (seed, i), so scores repeat exactly.
     """
     columns: dict[str, list[np.ndarray]] = {"kl": [], "reconstruction": [], "negative_elbo": [], "label": []}
-    for index, element in enumerate(dataset):
+    for index, element in enumerate(data):
         images = element[0] if isinstance(element, tuple) else element
         terms = objectives.negative_elbo(model, images, 1.0, seed=tf.constant([seed, index], tf.int32))
-        columns["kl"].append(terms.kl.numpy())
-        columns["reconstruction"].append(terms.reconstruction.numpy())
+        columns["kl"].append(terms.rate.numpy())
+        columns["reconstruction"].append(terms.distortion.numpy())
         columns["negative_elbo"].append(terms.loss.numpy())
         if isinstance(element, tuple) and len(element) > 1:
             columns["label"].append(element[1].numpy())

@@ -1,0 +1,77 @@
+"""The architecture (docs/architecture.md): data flows one way through tfvae's modules."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "tfvae"
+
+# The flow, first to last; a module may import only modules of earlier layers (docs/architecture.md).
+LAYERS = [
+    ["config"],
+    ["devices", "precision", "optimizers"],
+    ["data"],
+    ["nets"],
+    ["model"],
+    ["objectives"],
+    ["rundir"],
+    ["step"],
+    ["distribute"],
+    ["runners"],
+    ["train"],
+    ["evaluation"],
+    ["sweep", "savedmodel", "tensorboard"],
+    ["plots"],
+    ["cli"],
+]
+RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
+
+
+def module_name(path: Path) -> str:
+    """tfvae/plots/grids.py -> "plots" (a package is one module of the flow)."""
+    return path.relative_to(PACKAGE).parts[0].removesuffix(".py")
+
+
+def imported_tfvae_modules(path: Path) -> set[str]:
+    """Every tfvae module that `path` imports, at the top or inside a function."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "tfvae":
+            parts = node.module.split(".")
+            names.update([parts[1]] if len(parts) > 1 else [alias.name for alias in node.names])
+        elif isinstance(node, ast.Import):
+            names.update(a.name.split(".")[1] for a in node.names if a.name.startswith("tfvae."))
+    return names
+
+
+SOURCES = sorted(p for p in PACKAGE.rglob("*.py") if p.name != "__init__.py" or p.parent != PACKAGE)
+
+
+def test_every_module_has_a_place_in_the_flow():
+    assert {module_name(path) for path in SOURCES} == set(RANK)
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_no_module_imports_one_after_it(path):
+    own = module_name(path)
+    later = sorted(name for name in imported_tfvae_modules(path) - {own} if RANK[name] >= RANK[own])
+    assert not later, f"{path.relative_to(PACKAGE)} ({own}) imports {later}, which come at or after it in the flow"
+
+
+def test_the_check_sees_a_backward_import(tmp_path):
+    # The test above can fail: a module that imports one after it is found.
+    source = tmp_path / "grids.py"
+    source.write_text("def f():\n    from tfvae import train\n    import tfvae.runners\n")
+    assert imported_tfvae_modules(source) == {"train", "runners"}
+    assert RANK["train"] > RANK["objectives"]
+
+
+def test_plots_load_no_training_code():
+    import subprocess
+    import sys
+
+    code = "import sys, tfvae.plots; print(sorted(m for m in sys.modules if m in ('tfvae.train', 'tfvae.runners', " \
+           "'tfvae.step', 'tfvae.distribute', 'tfvae.optimizers')))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"
