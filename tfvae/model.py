@@ -61,20 +61,35 @@ def standard_normal_prior(latent_size: int) -> tfd.Distribution:
 
 
 class VAE(snt.Module):
-    """A variational autoencoder made of `encoder`, `decoder` and `prior`."""
+    """A variational autoencoder made of `encoder`, `decoder` and `prior`.
+
+    `prior` is a `tfd.Distribution` over z (event [latent]), or a module
+    whose call with no arguments returns one, so that it can learn (a
+    mixture, a VampPrior: `tfvae.priors`); default N(0, I). `vae.prior` is the
+    distribution either way.
+    """
 
     def __init__(
         self,
         encoder: snt.Module,
         decoder: snt.Module,
-        prior: tfd.Distribution | None = None,
+        prior: tfd.Distribution | snt.Module | None = None,
         name: str = "vae",
     ):
         super().__init__(name=name)
         self.encoder = encoder
         self.decoder = decoder
-        self.prior = prior if prior is not None else standard_normal_prior(encoder.latent_size)
-        self.latent_size = int(self.prior.event_shape[0])
+        if prior is None:
+            prior = standard_normal_prior(encoder.latent_size)
+        if not isinstance(prior, tfd.Distribution) and not callable(prior):
+            raise ValueError(f"prior must be a tfd.Distribution or a module that returns one; got {type(prior).__name__}")
+        self.prior_part = prior
+        self.latent_size = int(getattr(encoder, "latent_size", None) or self.prior.event_shape[0])
+
+    @property
+    def prior(self) -> tfd.Distribution:
+        """p(z), event [latent]: the prior part itself, or what it returns when called."""
+        return self.prior_part if isinstance(self.prior_part, tfd.Distribution) else self.prior_part()
 
     def encode(self, images: tf.Tensor) -> tfd.Distribution:
         """images [b, H, W, C] -> q(z|x), batch [b], event [latent]."""
