@@ -75,7 +75,8 @@ def evaluate(
     Args:
       model: a `tfvae.VAE` (anything with `encode`, `decode`, `prior`), with
         a factorised posterior for the per-dimension numbers.
-      dataset: batches of images [b, H, W, C] (or `(images, labels)`).
+      dataset: batches of images [b, H, W, C] (or `(images, labels)`), or the images themselves as an
+        array [N, H, W, C] (uint8 or floats in [0, 1], see `tfvae.data.from_arrays`), in batches of 100.
       k: importance samples per image, >= 1.
       chunk: draws per image processed at once; by default as many as fit
         `DEFAULT_CHUNK_ELEMENTS` decoder outputs for the batch. The result
@@ -105,6 +106,8 @@ def evaluate(
         raise ValueError(f"k must be an integer >= 1, got {k!r}")
     if chunk is not None and (not isinstance(chunk, int) or chunk < 1):
         raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
+    if not isinstance(dataset, tf.data.Dataset):
+        dataset = data_lib.from_arrays(dataset, batch_size=100)
     spec = dataset.element_spec[0] if isinstance(dataset.element_spec, tuple) else dataset.element_spec
     values_per_image = math.prod(spec.shape[1:])
     batch_size = spec.shape[0]

@@ -28,7 +28,7 @@ import tensorflow_probability as tfp
 
 from tfvae import precision
 from tfvae.config import TrainConfig
-from tfvae.model import draw_latents
+from tfvae.model import as_images, draw_latents
 
 tfd = tfp.distributions
 
@@ -150,6 +150,7 @@ def importance_samples(model, images: tf.Tensor, sample_shape, seed: tf.Tensor |
     The decoder runs once on all draws together ([*sample_shape, b, latent]),
     so k samples cost one big matrix product per layer, not k small ones.
     """
+    images = as_images(images)  # array-likes and uint8 (free for a float32 tensor)
     posterior = model.encode(images)
     z = draw_latents(posterior, sample_shape, seed)
     log_likelihood = model.decode(z).log_prob(images)
@@ -180,7 +181,7 @@ def negative_elbo(
 
     Args:
       model: a `tfvae.VAE` (anything with `encode`, `decode` and `prior`).
-      images: [batch, H, W, C], values the likelihood can score.
+      images: [batch, H, W, C], values the likelihood can score (any array-like; uint8 is scaled by 1/255).
       beta: weight of the KL term, >= 0.
       seed: optional stateless seed (shape [2] int) for the draws of z.
       num_samples: draws of z per image; the reconstruction term (and a

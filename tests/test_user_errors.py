@@ -1,0 +1,85 @@
+"""What a new user trips on (issue 19): NumPy inputs, shape mistakes, quiet fallbacks, start-up noise."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+from tfvae import cli, config, data, evaluate, model, nets, objectives, plots, rundir, train
+
+IMAGE_SHAPE = (28, 28, 1)
+LATENT = 3
+
+
+def small_vae(seed=0):
+    tf.random.set_seed(seed)
+    return model.build(config.ModelConfig(hidden_sizes=(16,), latent_size=LATENT), IMAGE_SHAPE)
+
+
+def uint8_images(n=4, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, *IMAGE_SHAPE), dtype=np.uint8)
+
+
+def run_cli(*argv):
+    return cli.main([str(arg) for arg in argv])
+
+
+# 1 ------------------------------------------------------------------ NumPy and uint8 at the API's boundary
+def test_numpy_and_uint8_images_are_accepted_and_scaled_like_the_data_functions():
+    vae = small_vae()
+    pixels = uint8_images()
+    scaled = pixels.astype(np.float32) / 255.0
+    as_tensor = tf.constant(scaled)
+    seed = tf.constant([1, 2], tf.int32)
+
+    np.testing.assert_allclose(vae.encode(pixels).mean().numpy(), vae.encode(as_tensor).mean().numpy(), rtol=1e-6)
+    np.testing.assert_allclose(vae.encode(scaled.astype(np.float64)).mean().numpy(),
+                               vae.encode(as_tensor).mean().numpy(), rtol=1e-6)  # fmt: skip
+    codes = np.zeros([2, LATENT])  # float64, as NumPy makes them
+    assert vae.decode(codes).mean().shape == [2, *IMAGE_SHAPE]
+    np.testing.assert_allclose(vae.reconstruct(pixels).numpy(), vae.reconstruct(as_tensor).numpy(), rtol=1e-6)
+    assert vae.sample(np.int64(2), seed=seed).shape == [2, *IMAGE_SHAPE]
+
+    terms, expected = objectives.negative_elbo(vae, pixels, seed=seed), objectives.negative_elbo(vae, as_tensor, seed=seed)
+    np.testing.assert_allclose(terms.loss.numpy(), expected.loss.numpy(), rtol=1e-5)
+
+    from_array = evaluate.evaluate(vae, pixels, k=4, seed=0)
+    from_dataset = evaluate.evaluate(vae, data.from_arrays(pixels, batch_size=100), k=4, seed=0)
+    assert from_array["num_examples"] == 4
+    assert from_array["nll"] == pytest.approx(from_dataset["nll"], rel=1e-6)
+
+    np.testing.assert_allclose(plots.reconstruction_grid(vae, pixels), plots.reconstruction_grid(vae, scaled),
+                               rtol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(plots.interpolation_grid(vae, pixels[0], pixels[1], steps=3),
+                               plots.interpolation_grid(vae, scaled[0], scaled[1], steps=3), rtol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(plots.encode_means(vae, pixels), plots.encode_means(vae, scaled), rtol=1e-6)
+    np.testing.assert_allclose(plots.ProgressRecorder(pixels).images, scaled, rtol=1e-6)
+
+
+# 2 ------------------------------------------------------------------ shape mistakes in the model's words
+@pytest.mark.parametrize("architecture", ["mlp", "conv"])
+def test_an_encoder_given_images_of_another_shape_says_which_shapes(architecture):
+    settings = config.ModelConfig(hidden_sizes=(16,), latent_size=LATENT, architecture=architecture,
+                                  conv_channels=(4, 4))  # fmt: skip
+    vae = model.build(settings, IMAGE_SHAPE)
+    vae.encode(np.zeros([2, *IMAGE_SHAPE], np.float32))
+    with pytest.raises(ValueError, match=r"this encoder was built for images of shape \(28, 28, 1\); got \(32, 32, 3\)"):
+        vae.encode(np.zeros([2, 32, 32, 3], np.float32))
+    with pytest.raises(ValueError, match=r"images \[batch, height, width, channels\].*\(28, 28, 1\)"):
+        vae.encode(np.zeros(IMAGE_SHAPE, np.float32))  # one image without its batch axis
+    decoder = nets.Decoder((16,), IMAGE_SHAPE)
+    decoder(tf.zeros([2, LATENT]))
+    with pytest.raises(ValueError, match=r"this decoder was built for codes of size 3; got codes of shape \(2, 7\)"):
+        decoder(tf.zeros([2, 7]))
+
+
+# 3 ------------------------------------------------------------------ the VAE knows its latent size
+def test_decoding_codes_of_the_wrong_size_before_any_encode_is_refused():
+    vae = small_vae()
+    with pytest.raises(ValueError, match=r"this model's latent codes have size 3; got codes of shape \(5, 7\)"):
+        vae.decode(np.zeros([5, 7], np.float32))
+    assert vae.decode(np.zeros([5, LATENT], np.float32)).mean().shape == [5, *IMAGE_SHAPE]
