@@ -83,3 +83,13 @@ def test_decoding_codes_of_the_wrong_size_before_any_encode_is_refused():
     with pytest.raises(ValueError, match=r"this model's latent codes have size 3; got codes of shape \(5, 7\)"):
         vae.decode(np.zeros([5, 7], np.float32))
     assert vae.decode(np.zeros([5, LATENT], np.float32)).mean().shape == [5, *IMAGE_SHAPE]
+
+
+# 4 ------------------------------------------------------------------ an unreadable image file is named
+def test_from_directory_names_an_unreadable_image(tmp_path):
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    (folder / "good.png").write_bytes(tf.io.encode_png(np.zeros((6, 5, 1), np.uint8)).numpy())
+    (folder / "broken.png").write_bytes(b"not an image at all")
+    with pytest.raises(ValueError, match=r"broken\.png"):
+        data.from_directory(folder, batch_size=2)
