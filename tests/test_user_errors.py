@@ -93,3 +93,24 @@ def test_from_directory_names_an_unreadable_image(tmp_path):
     (folder / "broken.png").write_bytes(b"not an image at all")
     with pytest.raises(ValueError, match=r"broken\.png"):
         data.from_directory(folder, batch_size=2)
+
+
+# 5 ------------------------------------------------------------------ a skipped damaged checkpoint is said
+def test_resuming_past_a_damaged_checkpoint_says_so_in_one_line(tmp_path, mnist_data_dir, capsys):
+    # tiny: 200 images at batch 32 = 7 steps an epoch; checkpoints at steps 2, 4, 6 and 7.
+    arguments = ["train", "--preset", "tiny", "--data-dir", mnist_data_dir, "--run-dir", tmp_path / "run",
+                 "--no-progress", "--no-figures", "--no-tensorboard", "--set", "train.checkpoint_every=2",
+                 "--set", "train.max_checkpoints=4"]  # fmt: skip
+    assert run_cli(*arguments) == 0
+    newest = next((tmp_path / "run" / "checkpoints").glob("ckpt-7.data-*"))
+    newest.write_bytes(newest.read_bytes()[:10])  # truncated, as by a full disk
+    capsys.readouterr()
+    assert run_cli(*arguments, "--epochs", 2) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line.lower()]
+    assert len(warnings) == 1, warnings
+    assert warnings[0].startswith("tfvae: warning: checkpoint ckpt-7 in ") and "continuing from ckpt-6 (step 6)" in warnings[0]
+    # From the API it is a warning of its own class.
+    for later in (tmp_path / "run" / "checkpoints").glob("ckpt-14.data-*"):
+        later.write_bytes(b"damaged")
+    with pytest.warns(rundir.CheckpointWarning, match=r"ckpt-14 in .* is damaged.*continuing from ckpt-12 \(step 12\)"):
+        train.restore_model(tmp_path / "run")

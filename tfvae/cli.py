@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -205,7 +206,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     handlers = {"train": _train, "plot": _plot, "data": _fetch, "presets": _presets, "evaluate": _evaluate,
                 "export": _export}
     try:
-        handlers[args.command](args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            handlers[args.command](args)
     except KeyboardInterrupt:
         print("tfvae: interrupted; the run continues from its last checkpoint when run again", file=sys.stderr)
         return 130
@@ -219,6 +222,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"tfvae: error: {message}", file=sys.stderr)
         return 1
     return 0
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """tfvae's own warnings (a damaged checkpoint skipped, ...) as one line; others as Python shows them."""
+    if category.__module__.startswith("tfvae"):
+        print(f"tfvae: warning: {message}", file=sys.stderr)
+    else:
+        print(warnings.formatwarning(message, category, filename, lineno, line), end="", file=sys.stderr)
 
 
 def _tensorflow_error_line(error: Exception) -> str | None:

@@ -17,6 +17,7 @@ import fcntl
 import json
 import os
 import shutil
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -56,6 +57,10 @@ _MAY_CHANGE_ON_RESUME = (
 
 class RunDirError(ValueError):
     """A run directory cannot be used for this experiment, or cannot be read."""
+
+
+class CheckpointWarning(UserWarning):
+    """A damaged checkpoint was skipped for an older one (the CLI shows it as one `tfvae: warning:` line)."""
 
 
 def write_atomically(path: str | os.PathLike, text: str) -> None:
@@ -213,8 +218,9 @@ def restore_latest(checkpoint: tf.train.Checkpoint, directory: Path, partial: bo
     """Restores the newest checkpoint in `directory` that reads back whole; returns its path.
 
     A checkpoint that fails to read (a kill mid-write, a damaged file) is
-    skipped for the one before it. Returns None when there is none at all;
-    raises RunDirError when there are some and none reads.
+    skipped for the one before it, with a `CheckpointWarning` naming both.
+    Returns None when there is none at all; raises RunDirError when there are
+    some and none reads.
     """
     state = _checkpoint_state(directory)
     paths = list(state.all_model_checkpoint_paths) if state else []
@@ -228,12 +234,25 @@ def restore_latest(checkpoint: tf.train.Checkpoint, directory: Path, partial: bo
         try:
             status = checkpoint.read(path)
             status.expect_partial() if partial else status.assert_existing_objects_matched()
+            if failures:
+                warnings.warn(_skipped_message(directory, failures, Path(path).name), CheckpointWarning, stacklevel=2)
             return path
         except Exception as error:  # any failure to read (TF, protobuf, short reads) means: try the one before
             failures.append(f"{Path(path).name}: {str(error).splitlines()[0][:200]}")
     if failures:
         raise RunDirError(f"no checkpoint in {directory} could be read ({'; '.join(failures)})")
     return None
+
+
+def _skipped_message(directory: Path, failures: list[str], used: str) -> str:
+    """One line: which checkpoints were damaged, why, and the one (and step) used instead."""
+    names = [failure.split(":", 1)[0] for failure in failures]
+    reasons = "; ".join(failure.split(": ", 1)[1] for failure in failures)
+    which = f"checkpoint {names[0]} in {directory} is" if len(names) == 1 else \
+        f"checkpoints {', '.join(names)} in {directory} are"
+    number = used.rsplit("-", 1)[-1]
+    step = f" (step {number})" if number.isdigit() else ""  # fit numbers its checkpoints by step
+    return f"{which} damaged and skipped ({reasons}); continuing from {used}{step}"
 
 
 def _checkpoint_state(directory: Path):
