@@ -114,3 +114,20 @@ def test_resuming_past_a_damaged_checkpoint_says_so_in_one_line(tmp_path, mnist_
         later.write_bytes(b"damaged")
     with pytest.warns(rundir.CheckpointWarning, match=r"ckpt-14 in .* is damaged.*continuing from ckpt-12 \(step 12\)"):
         train.restore_model(tmp_path / "run")
+
+
+# 6 ------------------------------------------------------------------ seconds per epoch after a resume
+def test_seconds_per_epoch_is_the_steady_state_figure_after_a_resume():
+    # Two epochs of 40 steps, logged every 10; each interval takes 2 s, so an epoch's steps take 8 s. The run was
+    # trained one epoch per session, and each session spent 17 s compiling in its first interval (the old figure,
+    # total wall time over epochs, said 24 s per epoch).
+    intervals = np.array([19.0, 2, 2, 2, 19, 2, 2, 2])
+    history = pd.DataFrame({"step": np.arange(1, 9) * 10, "epoch": np.arange(1, 9) / 4, "train_loss": 100.0,
+                            "test_loss": [np.nan, np.nan, np.nan, 100.0] * 2, "wall_time": np.cumsum(intervals)})
+    summary = rundir.run_summary(history)
+    assert summary["seconds_per_epoch"] == pytest.approx(8.0)
+    assert summary["wall_time"] == pytest.approx(50.0)  # the total still counts everything
+    # A session started mid-epoch is an outlier among the intervals, left out too.
+    intervals[2] = 19.0
+    history["wall_time"] = np.cumsum(intervals)
+    assert rundir.run_summary(history)["seconds_per_epoch"] == pytest.approx(8.0)

@@ -149,7 +149,8 @@ def _train(args: argparse.Namespace) -> None:
     train.write_atomically(Path(run_dir) / "metrics.json", json.dumps(summary, indent=2) + "\n")
     print(f"test negative ELBO {summary['test_loss']:.2f} nats per image "
           f"(reconstruction {summary['test_reconstruction']:.2f}, KL {summary['test_kl']:.2f}) "
-          f"after {summary['epochs']:g} epochs, {summary['seconds_per_epoch']:.1f} s per epoch")
+          f"after {summary['epochs']:g} epochs, {summary['seconds_per_epoch']:.1f} s per epoch of training steps "
+          f"({summary['wall_time']:.0f} s in all, with start-up and tests)")
     for recorder in recorders:
         for path in recorder.save_gifs(Path(run_dir) / "figures"):
             print(f"wrote {path}")
