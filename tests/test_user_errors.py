@@ -131,3 +131,17 @@ def test_seconds_per_epoch_is_the_steady_state_figure_after_a_resume():
     intervals[2] = 19.0
     history["wall_time"] = np.cumsum(intervals)
     assert rundir.run_summary(history)["seconds_per_epoch"] == pytest.approx(8.0)
+
+
+# 7 ------------------------------------------------------------------ TensorFlow's start-up lines are not shown
+def test_commands_do_not_show_tensorflows_start_up_lines(tmp_path):
+    environment = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
+    command = [sys.executable, "-m", "tfvae.cli", "evaluate", str(tmp_path / "missing")]
+    quiet = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=300)
+    assert quiet.returncode == 2
+    assert quiet.stderr.strip().splitlines() == [
+        f"tfvae: error: {tmp_path / 'missing'} is not a run directory: it has no config.json"
+    ]
+    verbose = subprocess.run([*command, "--verbose"], capture_output=True, text=True, env=environment, timeout=300)
+    assert verbose.returncode == 2 and verbose.stderr.strip().splitlines()[-1].startswith("tfvae: error:")
+    assert len(verbose.stderr.strip().splitlines()) > 1  # what was held back during the import is shown

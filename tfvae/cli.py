@@ -9,6 +9,10 @@
     tfvae presets
 
 Every error a user can cause ends in one line on stderr and exit status 2.
+TensorFlow's start-up lines (written before its logging starts, so
+TF_CPP_MIN_LOG_LEVEL cannot hide them: on a machine without a GPU they
+include "failed call to cuInit") are held back while TensorFlow loads, and
+shown with --verbose or when loading fails.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -68,7 +73,12 @@ def _parse_assignment(text: str) -> tuple[str, Any]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tfvae", description="Variational autoencoders with TensorFlow, Sonnet and TFP.")
-    commands = parser.add_subparsers(dest="command", required=True)
+    verbose_help = "also show TensorFlow's start-up lines (held back by default)"
+    parser.add_argument("--verbose", action="store_true", help=verbose_help)
+    # The same flag after the command (`tfvae train --verbose`); SUPPRESS keeps a flag given before it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=verbose_help)
+    commands = _SubcommandsWithCommonOptions(parser.add_subparsers(dest="command", required=True), common)
 
     train = commands.add_parser("train", help="train a VAE, then draw its figures")
     train.add_argument("--preset", default=config_lib.DEFAULT_PRESET, help="named setup (see `tfvae presets`)")
@@ -95,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="other runs on the same data, drawn beside this one in the interpolation figures")
 
     data = commands.add_parser("data", help="datasets")
-    data_commands = data.add_subparsers(dest="data_command", required=True)
+    data_commands = _SubcommandsWithCommonOptions(data.add_subparsers(dest="data_command", required=True), common)
     fetch = data_commands.add_parser("fetch", help="prepare an offline copy of a dataset (mnist, fashion_mnist)")
     fetch.add_argument("name")
     fetch.add_argument("--data-dir", help="TFDS data directory (default: TFDS's own)")
@@ -115,6 +125,16 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("run_dir", type=Path)
     export.add_argument("out_dir", type=Path, help="a new (or empty) directory for the SavedModel")
     return parser
+
+
+class _SubcommandsWithCommonOptions:
+    """`add_parser` of an argparse subparsers action, with the common options added to every command."""
+
+    def __init__(self, subparsers, common: argparse.ArgumentParser):
+        self._subparsers, self._common = subparsers, common
+
+    def add_parser(self, name: str, **kwargs) -> argparse.ArgumentParser:
+        return self._subparsers.add_parser(name, parents=[self._common], **kwargs)
 
 
 def experiment_from_args(args: argparse.Namespace) -> config_lib.Experiment:
@@ -206,6 +226,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"train": _train, "plot": _plot, "data": _fetch, "presets": _presets, "evaluate": _evaluate,
                 "export": _export}
+    if args.command != "presets":  # every other command runs TensorFlow
+        _import_tensorflow_quietly(verbose=args.verbose)
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
@@ -223,6 +245,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"tfvae: error: {message}", file=sys.stderr)
         return 1
     return 0
+
+
+def _import_tensorflow_quietly(verbose: bool = False) -> None:
+    """Imports TensorFlow and lists its devices with stderr (file descriptor 2) held back, then shows
+    what was held back only if `verbose` or if the import failed.
+
+    TensorFlow's C++ start-up lines (oneDNN, CUDA stubs, and on a machine
+    without a GPU an "E0000 ... failed call to cuInit" line, written when the
+    devices are first listed) come before its logging is set up, so
+    TF_CPP_MIN_LOG_LEVEL cannot silence them. Does nothing if TensorFlow is
+    loaded already.
+    """
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        failed = True
+        try:
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()
+            failed = False
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            if verbose or failed:
+                held.seek(0)
+                sys.stderr.write(held.read().decode(errors="replace"))
+                sys.stderr.flush()
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
