@@ -145,3 +145,32 @@ def test_commands_do_not_show_tensorflows_start_up_lines(tmp_path):
     verbose = subprocess.run([*command, "--verbose"], capture_output=True, text=True, env=environment, timeout=300)
     assert verbose.returncode == 2 and verbose.stderr.strip().splitlines()[-1].startswith("tfvae: error:")
     assert len(verbose.stderr.strip().splitlines()) > 1  # what was held back during the import is shown
+
+
+# 8 ------------------------------------------------------------------ no test=nan in the progress bar
+def test_the_progress_bar_shows_a_test_loss_only_once_there_is_one(tmp_path, monkeypatch):
+    postfixes = []
+
+    class RecordingBar:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def set_postfix(self, ordered_dict=None, refresh=True, **values):
+            postfixes.append({**(ordered_dict or {}), **values})
+
+        def update(self, *args):
+            pass
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(train, "tqdm", RecordingBar)
+    images = (np.random.default_rng(0).random((32, 4, 4, 1)) < 0.5).astype(np.float32)
+    experiment = config.override(config.preset("tiny"), {"data.batch_size": 8, "model.hidden_sizes": [8],
+                                                         "train.epochs": 2, "train.log_every": 2})  # fmt: skip
+    train.fit(experiment, tmp_path / "run", train_data=data.from_arrays(images, batch_size=8, prefetch=False),
+              test_data=data.from_arrays(images, batch_size=8))  # fmt: skip
+    assert len(postfixes) == 4  # rows at steps 2, 4 (epoch 1), 6, 8 (epoch 2)
+    assert all("nan" not in str(value) for postfix in postfixes for value in postfix.values()), postfixes
+    assert "test" not in postfixes[0] and "test" in postfixes[1] and "test" in postfixes[2]
+    assert postfixes[2]["test"] == postfixes[1]["test"]  # mid-epoch: the last test loss
