@@ -174,3 +174,25 @@ def test_the_progress_bar_shows_a_test_loss_only_once_there_is_one(tmp_path, mon
     assert all("nan" not in str(value) for postfix in postfixes for value in postfix.values()), postfixes
     assert "test" not in postfixes[0] and "test" in postfixes[1] and "test" in postfixes[2]
     assert postfixes[2]["test"] == postfixes[1]["test"]  # mid-epoch: the last test loss
+
+
+# 9 ------------------------------------------------------------------ a full disk is not "out of memory"
+def test_a_full_disk_is_told_apart_from_out_of_memory(tmp_path, mnist_data_dir, capsys, monkeypatch):
+    disk_full = tf.errors.ResourceExhaustedError(
+        None, None, "runs/x/checkpoints/ckpt-7_temp/part-00000-of-00001.data-00000-of-00001.tempstate1; "
+                    "No space left on device")  # fmt: skip
+    memory = tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor with shape[128,784]")
+    assert "out of memory" in cli._tensorflow_error_line(memory)
+    line = cli._tensorflow_error_line(disk_full, run_dir="runs/x")
+    assert "out of memory" not in line
+    assert "the disk holding runs/x is full; free space and run the same command again" in line
+
+    def save_on_a_full_disk(*args, **kwargs):
+        raise disk_full
+
+    monkeypatch.setattr(tf.train.CheckpointManager, "save", save_on_a_full_disk)
+    status = run_cli("train", "--preset", "tiny", "--data-dir", mnist_data_dir, "--run-dir", tmp_path / "run",
+                     "--no-progress", "--no-figures", "--no-tensorboard")  # fmt: skip
+    error = capsys.readouterr().err.strip().splitlines()
+    assert status == 1 and error[-1].startswith("tfvae: error:"), error
+    assert f"the disk holding {tmp_path / 'run'} is full; free space and run the same command again" in error[-1]

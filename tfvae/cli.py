@@ -18,6 +18,7 @@ shown with --verbose or when loading fails.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -152,7 +153,7 @@ def _train(args: argparse.Namespace) -> None:
     devices.set_threads(experiment.train.threads)
     strategy = distribute.build_strategy(experiment.train.distribute)
 
-    run_dir = args.run_dir or Path("runs") / experiment.name
+    run_dir = args.run_dir = args.run_dir or Path("runs") / experiment.name  # (named by _tensorflow_error_line)
     chief = distribute.is_chief(strategy)  # the other workers of a multi-worker run write nothing to keep
     with devices.placement(experiment.train.device):  # first: a missing GPU fails before any data is read
         recorders = [plots.ProgressRecorder.for_experiment(experiment)] if args.progress_gifs and chief else []
@@ -236,10 +237,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("tfvae: interrupted; the run continues from its last checkpoint when run again", file=sys.stderr)
         return 130
     except (ValueError, FloatingPointError, OSError) as error:
-        print(f"tfvae: error: {error}", file=sys.stderr)
+        full = isinstance(error, OSError) and error.errno == errno.ENOSPC
+        print(f"tfvae: error: {_disk_full_line(error, _written_dir(args)) if full else error}", file=sys.stderr)
         return 2
     except Exception as error:
-        message = _tensorflow_error_line(error)
+        message = _tensorflow_error_line(error, _written_dir(args))
         if message is None:
             raise  # a bug in tfvae: the traceback is what a bug report needs
         print(f"tfvae: error: {message}", file=sys.stderr)
@@ -287,12 +289,26 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
         print(warnings.formatwarning(message, category, filename, lineno, line), end="", file=sys.stderr)
 
 
-def _tensorflow_error_line(error: Exception) -> str | None:
-    """One line for a TensorFlow runtime error (out of memory, unreadable files, ...); None for anything else."""
+def _written_dir(args: argparse.Namespace) -> Path | None:
+    """The directory a command writes to (export: OUT_DIR; train, evaluate: RUN_DIR), if any."""
+    return getattr(args, "out_dir", None) or getattr(args, "run_dir", None)
+
+
+def _disk_full_line(error: Exception, written_dir=None) -> str:
+    where = f"the disk holding {written_dir}" if written_dir else "the disk"
+    return f"{where} is full; free space and run the same command again ({str(error).strip().splitlines()[0][:200]})"
+
+
+def _tensorflow_error_line(error: Exception, run_dir=None) -> str | None:
+    """One line for a TensorFlow runtime error (out of memory, a full disk, unreadable files, ...); None for
+    anything else. `run_dir` is named when the disk is full (TensorFlow raises ResourceExhaustedError for
+    both a full disk and a full memory)."""
     tensorflow = sys.modules.get("tensorflow")
     if tensorflow is None or not isinstance(error, tensorflow.errors.OpError):
         return None
     detail = (error.message or "").strip().splitlines()
+    if "No space left on device" in (error.message or ""):
+        return _disk_full_line(error, run_dir)
     line = f"TensorFlow {type(error).__name__}: {detail[0][:300] if detail else ''}"
     if isinstance(error, tensorflow.errors.ResourceExhaustedError):
         line += " (out of memory: lower data.batch_size, or --chunk / --batch-size for evaluate)"
