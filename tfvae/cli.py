@@ -9,14 +9,21 @@
     tfvae presets
 
 Every error a user can cause ends in one line on stderr and exit status 2.
+TensorFlow's start-up lines (written before its logging starts, so
+TF_CPP_MIN_LOG_LEVEL cannot hide them: on a machine without a GPU they
+include "failed call to cuInit") are held back while TensorFlow loads, and
+shown with --verbose or when loading fails.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
+import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -67,7 +74,12 @@ def _parse_assignment(text: str) -> tuple[str, Any]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tfvae", description="Variational autoencoders with TensorFlow, Sonnet and TFP.")
-    commands = parser.add_subparsers(dest="command", required=True)
+    verbose_help = "also show TensorFlow's start-up lines (held back by default)"
+    parser.add_argument("--verbose", action="store_true", help=verbose_help)
+    # The same flag after the command (`tfvae train --verbose`); SUPPRESS keeps a flag given before it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=verbose_help)
+    commands = _SubcommandsWithCommonOptions(parser.add_subparsers(dest="command", required=True), common)
 
     train = commands.add_parser("train", help="train a VAE, then draw its figures")
     train.add_argument("--preset", default=config_lib.DEFAULT_PRESET, help="named setup (see `tfvae presets`)")
@@ -92,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="other runs on the same data, drawn beside this one in the interpolation figures")
 
     data = commands.add_parser("data", help="datasets")
-    data_commands = data.add_subparsers(dest="data_command", required=True)
+    data_commands = _SubcommandsWithCommonOptions(data.add_subparsers(dest="data_command", required=True), common)
     fetch = data_commands.add_parser("fetch", help="prepare an offline copy of a dataset (mnist, fashion_mnist)")
     fetch.add_argument("name")
     fetch.add_argument("--data-dir", help="TFDS data directory (default: TFDS's own)")
@@ -114,6 +126,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _SubcommandsWithCommonOptions:
+    """`add_parser` of an argparse subparsers action, with the common options added to every command."""
+
+    def __init__(self, subparsers, common: argparse.ArgumentParser):
+        self._subparsers, self._common = subparsers, common
+
+    def add_parser(self, name: str, **kwargs) -> argparse.ArgumentParser:
+        return self._subparsers.add_parser(name, parents=[self._common], **kwargs)
+
+
 def experiment_from_args(args: argparse.Namespace) -> config_lib.Experiment:
     """The preset with the command line's overrides applied."""
     changes = {field: getattr(args, option) for option, field in _SHORTCUTS.items() if getattr(args, option) is not None}
@@ -129,7 +151,7 @@ def _train(args: argparse.Namespace) -> None:
     devices.set_threads(experiment.train.threads)
     strategy = distribute.build_strategy(experiment.train.distribute)
 
-    run_dir = args.run_dir or Path("runs") / experiment.name
+    run_dir = args.run_dir = args.run_dir or Path("runs") / experiment.name  # (named by _tensorflow_error_line)
     chief = distribute.is_chief(strategy)  # the other workers of a multi-worker run write nothing to keep
     with devices.placement(experiment.train.device):  # first: a missing GPU fails before any data is read
         recorders = [plots.ProgressRecorder.for_experiment(experiment)] if args.progress_gifs and chief else []
@@ -146,7 +168,8 @@ def _train(args: argparse.Namespace) -> None:
     rundir.write_atomically(Path(run_dir) / "metrics.json", json.dumps(summary, indent=2) + "\n")
     print(f"test negative ELBO {summary['test_loss']:.2f} nats per image "
           f"(reconstruction {summary['test_reconstruction']:.2f}, KL {summary['test_kl']:.2f}) "
-          f"after {summary['epochs']:g} epochs, {summary['seconds_per_epoch']:.1f} s per epoch")
+          f"after {summary['epochs']:g} epochs, {summary['seconds_per_epoch']:.1f} s per epoch of training steps "
+          f"({summary['wall_time']:.0f} s in all, with start-up and tests)")
     for recorder in recorders:
         for path in recorder.save_gifs(Path(run_dir) / "figures"):
             print(f"wrote {path}")
@@ -202,16 +225,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"train": _train, "plot": _plot, "data": _fetch, "presets": _presets, "evaluate": _evaluate,
                 "export": _export}
+    if args.command != "presets":  # every other command runs TensorFlow
+        _import_tensorflow_quietly(verbose=args.verbose)
     try:
-        handlers[args.command](args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            handlers[args.command](args)
     except KeyboardInterrupt:
         print("tfvae: interrupted; the run continues from its last checkpoint when run again", file=sys.stderr)
         return 130
     except (ValueError, FloatingPointError, OSError) as error:
-        print(f"tfvae: error: {error}", file=sys.stderr)
+        full = isinstance(error, OSError) and error.errno == errno.ENOSPC
+        print(f"tfvae: error: {_disk_full_line(error, _written_dir(args)) if full else error}", file=sys.stderr)
         return 2
     except Exception as error:
-        message = _tensorflow_error_line(error)
+        message = _tensorflow_error_line(error, _written_dir(args))
         if message is None:
             raise  # a bug in tfvae: the traceback is what a bug report needs
         print(f"tfvae: error: {message}", file=sys.stderr)
@@ -219,12 +247,66 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _tensorflow_error_line(error: Exception) -> str | None:
-    """One line for a TensorFlow runtime error (out of memory, unreadable files, ...); None for anything else."""
+def _import_tensorflow_quietly(verbose: bool = False) -> None:
+    """Imports TensorFlow and lists its devices with stderr (file descriptor 2) held back, then shows
+    what was held back only if `verbose` or if the import failed.
+
+    TensorFlow's C++ start-up lines (oneDNN, CUDA stubs, and on a machine
+    without a GPU an "E0000 ... failed call to cuInit" line, written when the
+    devices are first listed) come before its logging is set up, so
+    TF_CPP_MIN_LOG_LEVEL cannot silence them. Does nothing if TensorFlow is
+    loaded already.
+    """
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        failed = True
+        try:
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()
+            failed = False
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            if verbose or failed:
+                held.seek(0)
+                sys.stderr.write(held.read().decode(errors="replace"))
+                sys.stderr.flush()
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """tfvae's own warnings (a damaged checkpoint skipped, ...) as one line; others as Python shows them."""
+    if category.__module__.startswith("tfvae"):
+        print(f"tfvae: warning: {message}", file=sys.stderr)
+    else:
+        print(warnings.formatwarning(message, category, filename, lineno, line), end="", file=sys.stderr)
+
+
+def _written_dir(args: argparse.Namespace) -> Path | None:
+    """The directory a command writes to (export: OUT_DIR; train, evaluate: RUN_DIR), if any."""
+    return getattr(args, "out_dir", None) or getattr(args, "run_dir", None)
+
+
+def _disk_full_line(error: Exception, written_dir=None) -> str:
+    where = f"the disk holding {written_dir}" if written_dir else "the disk"
+    return f"{where} is full; free space and run the same command again ({str(error).strip().splitlines()[0][:200]})"
+
+
+def _tensorflow_error_line(error: Exception, run_dir=None) -> str | None:
+    """One line for a TensorFlow runtime error (out of memory, a full disk, unreadable files, ...); None for
+    anything else. `run_dir` is named when the disk is full (TensorFlow raises ResourceExhaustedError for
+    both a full disk and a full memory)."""
     tensorflow = sys.modules.get("tensorflow")
     if tensorflow is None or not isinstance(error, tensorflow.errors.OpError):
         return None
     detail = (error.message or "").strip().splitlines()
+    if "No space left on device" in (error.message or ""):
+        return _disk_full_line(error, run_dir)
     line = f"TensorFlow {type(error).__name__}: {detail[0][:300] if detail else ''}"
     if isinstance(error, tensorflow.errors.ResourceExhaustedError):
         line += " (out of memory: lower data.batch_size, or --chunk / --batch-size for evaluate)"

@@ -153,7 +153,7 @@ class TrainConfig:
     on_nonfinite: str = "stop"
     # TensorFlow op determinism: a resumed run then equals an uninterrupted one bit for bit.
     deterministic: bool = False
-    # The objective (tfvae.objectives.training_terms). "elbo": the beta-weighted
+    # The objective (tfvae.step.training_loss). "elbo": the beta-weighted
     # negative ELBO averaged over num_samples draws of z; "iwae": the negative
     # IWAE bound with iwae_k importance samples (Burda et al., 2015), averaged
     # over num_samples independent bounds (iwae_k = 1 is the ELBO again).

@@ -24,6 +24,7 @@ import functools
 import gzip
 import os
 import pathlib
+import re
 import shutil
 import socket
 import subprocess
@@ -519,6 +520,16 @@ def _to_channels(image: np.ndarray, channels: int) -> np.ndarray:
     return tf.image.rgb_to_grayscale(tf.constant(image)).numpy()
 
 
+def _decode_image_file(path: pathlib.Path) -> np.ndarray:
+    """The pixels of one PNG/JPEG file, uint8 [H, W, c]; a ValueError naming the file if it cannot be decoded."""
+    try:
+        return tf.io.decode_image(tf.io.read_file(str(path)), channels=0, expand_animations=False).numpy()
+    except tf.errors.OpError as error:
+        detail = re.sub(r"\{\{.*?\}\}|\[Op:.*", "", (error.message or "").strip().split("\n")[0]).strip(" .")
+        raise ValueError(f"cannot read image {path}: {detail[:200] or type(error).__name__}; "
+                         "remove or replace the file") from error
+
+
 def from_directory(path, *, batch_size: int, binarize: str = "none", shuffle: bool = False, seed: int = 0,
                    drop_remainder: bool = False, image_size: tuple[int, int] | None = None,
                    grayscale: bool | None = None, with_labels: bool = False) -> ArraySource:
@@ -528,6 +539,7 @@ def from_directory(path, *, batch_size: int, binarize: str = "none", shuffle: bo
     image_size: (H, W) to resize to; without it all files must share one size.
     with_labels: label = index of the file's top-level subfolder in sorted order
     (every file must then sit in a subfolder); yields (images, labels).
+    Every file is decoded here, so an unreadable one raises a ValueError that names it.
     """
     root = pathlib.Path(path)
     if not root.is_dir():
@@ -535,7 +547,7 @@ def from_directory(path, *, batch_size: int, binarize: str = "none", shuffle: bo
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in _IMAGE_SUFFIXES)
     if not files:
         raise ValueError(f"no PNG/JPEG images ({', '.join(_IMAGE_SUFFIXES)}) found under {root}")
-    decoded = [tf.io.decode_image(tf.io.read_file(str(f)), channels=0, expand_animations=False).numpy() for f in files]
+    decoded = [_decode_image_file(f) for f in files]
     if grayscale is None:
         grayscale = all(image.shape[-1] in (1, 2) for image in decoded)
     channels = 1 if grayscale else 3

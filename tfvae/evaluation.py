@@ -72,7 +72,8 @@ def evaluate(
     Args:
       model: a `tfvae.VAE` (anything with `encode`, `decode`, `prior`), with
         a factorised posterior for the per-dimension numbers.
-      data: an `ArraySource` or a `tf.data.Dataset` of image batches [b, H, W, C] (or `(images, labels)`).
+      data: an `ArraySource` or a `tf.data.Dataset` of image batches [b, H, W, C] (or `(images, labels)`),
+        or the images themselves as an array [N, H, W, C] (uint8 or floats in [0, 1]), in batches of 100.
       k: importance samples per image, >= 1.
       chunk: draws per image processed at once; by default as many as fit
         `DEFAULT_CHUNK_ELEMENTS` decoder outputs for the batch. The result
@@ -102,6 +103,8 @@ def evaluate(
         raise ValueError(f"k must be an integer >= 1, got {k!r}")
     if chunk is not None and (not isinstance(chunk, int) or chunk < 1):
         raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
+    if not isinstance(data, (tf.data.Dataset, data_lib.ArraySource)):
+        data = data_lib.from_arrays(data, batch_size=100)
     dataset = data_lib.as_dataset(data)
     spec = dataset.element_spec[0] if isinstance(dataset.element_spec, tuple) else dataset.element_spec
     values_per_image = math.prod(spec.shape[1:])

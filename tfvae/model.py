@@ -18,6 +18,7 @@ import tensorflow_probability as tfp
 
 from tfvae import nets
 from tfvae.config import ModelConfig
+from tfvae.nets import as_codes, as_images  # noqa: F401  (the boundary conversions, re-exported)
 
 tfd = tfp.distributions
 
@@ -92,11 +93,22 @@ class VAE(snt.Module):
         return self.prior_part if isinstance(self.prior_part, tfd.Distribution) else self.prior_part()
 
     def encode(self, images: tf.Tensor) -> tfd.Distribution:
-        """images [b, H, W, C] -> q(z|x), batch [b], event [latent]."""
-        return self.encoder(images)
+        """images [b, H, W, C] -> q(z|x), batch [b], event [latent].
+
+        `images` may be any array-like; uint8 pixels are scaled by 1/255 (see `tfvae.nets.as_images`).
+        """
+        return self.encoder(as_images(images))
 
     def decode(self, z: tf.Tensor) -> tfd.Distribution:
-        """z [..., latent] -> p(x|z), batch [...], event [H, W, C]."""
+        """z [..., latent] -> p(x|z), batch [...], event [H, W, C]. `z` may be any array-like.
+
+        Raises:
+          ValueError: codes whose last axis is not `latent_size`.
+        """
+        z = as_codes(z)
+        if z.shape.rank == 0 or (z.shape.rank is not None and z.shape[-1] not in (None, self.latent_size)):
+            raise ValueError(f"this model's latent codes have size {self.latent_size}; "
+                             f"got codes of shape {tuple(z.shape.as_list())}")
         return self.decoder(z)
 
     def __call__(self, images: tf.Tensor, seed: tf.Tensor | None = None) -> VAEOutput:
@@ -110,7 +122,7 @@ class VAE(snt.Module):
         return self.decode(self.prior.sample(n, seed=seed)).mean()
 
     def reconstruct(self, images: tf.Tensor) -> tf.Tensor:
-        """Mean of p(x | z = E[q(z|x)]) for each image: [b, H, W, C] in [0, 1]."""
+        """Mean of p(x | z = E[q(z|x)]) for each image (array-likes and uint8 as `encode`): [b, H, W, C] in [0, 1]."""
         return self.decode(self.encode(images).mean()).mean()
 
 

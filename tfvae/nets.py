@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import sonnet as snt
 import tensorflow as tf
 import tensorflow_probability as tfp
@@ -86,6 +87,79 @@ def _check_image_shape(shape: Sequence[int]) -> tuple[int, int, int]:
     if len(shape) != 3 or any(size <= 0 for size in shape):
         raise ValueError(f"output_shape must be [height, width, channels], got {list(shape)}")
     return tuple(int(size) for size in shape)
+
+
+# --------------------------------------------------------------------------- inputs
+def as_images(images) -> tf.Tensor:
+    """Images as a float tensor, converted once at the API's boundary.
+
+    Accepts tensors and array-likes (NumPy arrays, lists). uint8 pixels are
+    scaled by 1/255 and booleans become 0/1, as `tfvae.data` does; other
+    floats become float32 (a float32 tensor passes through untouched, so this
+    costs nothing inside a compiled step). Other integer types are refused.
+
+    Raises:
+      ValueError: images of an integer type other than uint8, or not numeric.
+    """
+    try:
+        # NumPy first: it keeps the uint8 of a list of uint8 arrays, where TensorFlow would make int32.
+        images = tf.convert_to_tensor(images if tf.is_tensor(images) else np.asarray(images))
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"images must be a numeric array [batch, height, width, channels]; {error}") from error
+    if images.dtype == tf.float32:
+        return images
+    if images.dtype == tf.uint8:
+        return tf.cast(images, tf.float32) * (1.0 / 255.0)
+    if images.dtype == tf.bool or images.dtype.is_floating:
+        return tf.cast(images, tf.float32)
+    kind = "integer images must be uint8 (0..255)" if images.dtype.is_integer else "images must be numeric"
+    raise ValueError(f"{kind}; got dtype {images.dtype.name}. Pass uint8 or floats in [0, 1]")
+
+
+def as_codes(z) -> tf.Tensor:
+    """Latent codes [..., latent] as a float32 tensor (a float32 tensor passes through untouched)."""
+    z = tf.convert_to_tensor(z)
+    return z if z.dtype == tf.float32 else tf.cast(z, tf.float32)
+
+
+def _shape_text(shape) -> str:
+    return str(tuple(shape.as_list() if isinstance(shape, tf.TensorShape) else shape))
+
+
+def checked_images(encoder: snt.Module, images) -> tf.Tensor:
+    """`as_images(images)` after checking [batch, H, W, C] with the (H, W, C) of `encoder`'s first input.
+
+    The shapes are static, so the check runs when a function is traced, not
+    at every step.
+    """
+    images = as_images(images)
+    shape = images.shape
+    built = getattr(encoder, "_input_image_shape", None)
+    if shape.rank is not None and shape.rank != 4:
+        expected = f" of shape {_shape_text(built)}" if built is not None else ""
+        raise ValueError(f"this encoder takes a batch of images [batch, height, width, channels]{expected}; "
+                         f"got an array of shape {_shape_text(shape)}")
+    if built is None:
+        encoder._input_image_shape = shape[1:]  # a TensorShape: not tracked by checkpoints
+    elif not built.is_compatible_with(shape[1:]):
+        raise ValueError(f"this encoder was built for images of shape {_shape_text(built)}; "
+                         f"got {_shape_text(shape[1:])}")
+    return images
+
+
+def checked_codes(decoder: snt.Module, z) -> tf.Tensor:
+    """`as_codes(z)` after checking its last axis against the code size of `decoder`'s first input."""
+    z = as_codes(z)
+    if z.shape.rank == 0:
+        raise ValueError("this decoder takes latent codes [..., latent_size]; got a scalar")
+    size = z.shape[-1] if z.shape.rank is not None else None
+    built = getattr(decoder, "_input_code_size", None)
+    if built is None:
+        if size is not None:
+            decoder._input_code_size = int(size)
+    elif size is not None and size != built:
+        raise ValueError(f"this decoder was built for codes of size {built}; got codes of shape {_shape_text(z.shape)}")
+    return z
 
 
 # --------------------------------------------------------------------------- posterior
@@ -153,7 +227,8 @@ class Encoder(snt.Module):
         )
 
     def __call__(self, images: tf.Tensor) -> tfd.Distribution:
-        """images: [batch, H, W, C] in [0, 1] -> q(z|x), batch [batch], event [latent_size]."""
+        """images: [batch, H, W, C] in [0, 1] (or uint8, see `as_images`) -> q(z|x), batch [batch], event [latent_size]."""
+        images = checked_images(self, images)
         return _posterior(precision.run(images, self._torso, self._head), self._min_scale, self._deterministic)
 
 
@@ -191,7 +266,8 @@ class ConvEncoder(snt.Module):
         self._torso = snt.Sequential(layers)
 
     def __call__(self, images: tf.Tensor) -> tfd.Distribution:
-        """images: [batch, H, W, C] in [0, 1] -> q(z|x), batch [batch], event [latent_size]."""
+        """images: [batch, H, W, C] in [0, 1] (or uint8, see `as_images`) -> q(z|x), batch [batch], event [latent_size]."""
+        images = checked_images(self, images)
         return _posterior(precision.run(images, self._torso, self._head), self._min_scale, self._deterministic)
 
 
@@ -306,7 +382,7 @@ class Decoder(snt.Module):
 
     def __call__(self, z: tf.Tensor) -> tfd.Distribution:
         """z: [..., latent_size] -> p(x|z), batch [...], event [H, W, C]."""
-        flat_z, leading = _flatten_leading(z)
+        flat_z, leading = _flatten_leading(checked_codes(self, z))
         outputs = tf.reshape(precision.run(flat_z, self._network), tf.concat([leading, self.output_shape], axis=0))
         return self.likelihood(outputs)
 
@@ -361,7 +437,7 @@ class ConvDecoder(snt.Module):
 
     def __call__(self, z: tf.Tensor) -> tfd.Distribution:
         """z: [..., latent_size] -> p(x|z), batch [...], event [H, W, C]."""
-        flat_z, leading = _flatten_leading(z)
+        flat_z, leading = _flatten_leading(checked_codes(self, z))
         height, width, _ = self.output_shape
         outputs = precision.run(flat_z, self._network)[:, :height, :width, :]
         return self.likelihood(tf.reshape(outputs, tf.concat([leading, self.output_shape], axis=0)))

@@ -26,7 +26,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfvae.data import ArraySource
-from tfvae.model import draw_latents
+from tfvae.model import as_images, draw_latents
 
 tfd = tfp.distributions
 
@@ -176,6 +176,7 @@ def importance_samples(
     The decoder runs once on all draws together ([*sample_shape, b, latent]),
     so k draws cost one large matrix product per layer, not k small ones.
     """
+    images = as_images(images)  # array-likes and uint8 (free for a float32 tensor)
     if posterior is None:
         posterior = model.encode(images)
     z = draw_latents(posterior, sample_shape, seed)
@@ -207,7 +208,7 @@ def negative_elbo(
 
     Args:
       model: a `tfvae.VAE` (anything with `encode`, `decode` and `prior`).
-      images: [batch, H, W, C], values the likelihood can score.
+      images: [batch, H, W, C], values the likelihood can score (any array-like; uint8 is scaled by 1/255).
       beta: weight of the rate, >= 0.
       seed: optional stateless seed (shape [2] int) for the draws of z.
       num_samples: draws of z per image; the distortion (and a Monte Carlo

@@ -1,6 +1,6 @@
 """Mixed precision: float16 or bfloat16 compute in the networks, float32 everywhere else.
 
-    with precision.compute("mixed_bfloat16"):      # objectives.training_terms does this from train.precision
+    with precision.compute("mixed_bfloat16"):      # tfvae.step.training_loss does this from train.precision
         hidden = precision.run(images, torso, head)   # matmuls in bfloat16, the result in float32
 
 `train.precision` (`PRECISIONS`) picks the compute dtype of the networks'

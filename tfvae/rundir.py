@@ -18,6 +18,7 @@ import functools
 import json
 import os
 import shutil
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -57,6 +58,10 @@ _MAY_CHANGE_ON_RESUME = (
 
 class RunDirError(ValueError):
     """A run directory cannot be used for this experiment, or cannot be read."""
+
+
+class CheckpointWarning(UserWarning):
+    """A damaged checkpoint was skipped for an older one (the CLI shows it as one `tfvae: warning:` line)."""
 
 
 def write_atomically(path: str | os.PathLike, text: str) -> None:
@@ -250,8 +255,9 @@ def restore_latest(checkpoint: tf.train.Checkpoint, directory: Path, partial: bo
     """Restores the newest checkpoint in `directory` that reads back whole; returns its path.
 
     A checkpoint that fails to read (a kill mid-write, a damaged file) is
-    skipped for the one before it. Returns None when there is none at all;
-    raises RunDirError when there are some and none reads.
+    skipped for the one before it, with a `CheckpointWarning` naming both.
+    Returns None when there is none at all; raises RunDirError when there are
+    some and none reads.
     """
     state = _checkpoint_state(directory)
     paths = list(state.all_model_checkpoint_paths) if state else []
@@ -265,12 +271,25 @@ def restore_latest(checkpoint: tf.train.Checkpoint, directory: Path, partial: bo
         try:
             status = checkpoint.read(path)
             status.expect_partial() if partial else status.assert_existing_objects_matched()
+            if failures:
+                warnings.warn(_skipped_message(directory, failures, Path(path).name), CheckpointWarning, stacklevel=2)
             return path
         except Exception as error:  # any failure to read (TF, protobuf, short reads) means: try the one before
             failures.append(f"{Path(path).name}: {str(error).splitlines()[0][:200]}")
     if failures:
         raise RunDirError(f"no checkpoint in {directory} could be read ({'; '.join(failures)})")
     return None
+
+
+def _skipped_message(directory: Path, failures: list[str], used: str) -> str:
+    """One line: which checkpoints were damaged, why, and the one (and step) used instead."""
+    names = [failure.split(":", 1)[0] for failure in failures]
+    reasons = "; ".join(failure.split(": ", 1)[1] for failure in failures)
+    which = f"checkpoint {names[0]} in {directory} is" if len(names) == 1 else \
+        f"checkpoints {', '.join(names)} in {directory} are"
+    number = used.rsplit("-", 1)[-1]
+    step = f" (step {number})" if number.isdigit() else ""  # fit numbers its checkpoints by step
+    return f"{which} damaged and skipped ({reasons}); continuing from {used}{step}"
 
 
 def _checkpoint_state(directory: Path):
@@ -285,7 +304,10 @@ def _checkpoint_state(directory: Path):
 def run_summary(history: pd.DataFrame) -> dict:
     """The last evaluated row of a history, plus timing: a JSON-ready dict.
 
-    Losses are nats per image; `seconds_per_epoch` is wall time over epochs.
+    Losses are nats per image. `wall_time` is the seconds of training in all
+    (summed over the sessions of a resumed run, start-ups included);
+    `seconds_per_epoch` is the steady-state time of an epoch's training steps
+    (see `steady_seconds_per_epoch`).
     """
     evaluated = history.dropna(subset=["test_loss"])
     if evaluated.empty:
@@ -294,5 +316,30 @@ def run_summary(history: pd.DataFrame) -> dict:
     summary = {column: float(last[column]) for column in HISTORY_COLUMNS if column in last and column != "step"}
     summary["step"] = int(last["step"])
     summary["epochs"] = float(last["epoch"])
-    summary["seconds_per_epoch"] = float(last["wall_time"]) / float(last["epoch"])
+    summary["seconds_per_epoch"] = steady_seconds_per_epoch(history)
     return summary
+
+
+def steady_seconds_per_epoch(history: pd.DataFrame) -> float:
+    """Seconds the training steps of one epoch take at the run's steady pace.
+
+    Every session (the first run, each resume) starts by compiling, and each
+    epoch's first logging interval also holds the previous epoch's test pass
+    and checkpoint; total wall time over epochs would count them in full (a
+    run resumed every epoch or two would look several times slower than its
+    epochs are). So the pace is seconds per step over the other intervals
+    (any over 5x the median, a session started mid-epoch, left out); with one
+    interval an epoch (log_every >= steps per epoch), the median epoch.
+    """
+    rows = history.dropna(subset=["wall_time"]).sort_values("step")
+    step, wall = rows["step"].to_numpy(float), rows["wall_time"].to_numpy(float)
+    steps, seconds = np.diff(step, prepend=0.0), np.diff(wall, prepend=0.0)
+    evaluated = rows["test_loss"].notna().to_numpy()
+    steps_per_epoch = step[evaluated][-1] / rows["epoch"].to_numpy(float)[evaluated][-1]
+    inside = ~np.concatenate([[True], evaluated[:-1]]) & (steps > 0)  # not the first interval of an epoch
+    if not inside.any():
+        ends = evaluated & (steps > 0)
+        return float(np.median(seconds[ends] / steps[ends]) * steps_per_epoch)
+    pace = seconds[inside] / steps[inside]
+    steady = pace <= 5 * np.median(pace)
+    return float(steps_per_epoch * seconds[inside][steady].sum() / steps[inside][steady].sum())

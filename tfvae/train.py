@@ -151,7 +151,7 @@ def _fit_locked(experiment, run_dir, train_data, test_data, hooks, progress, str
             if end_of_epoch:
                 row.update(_named("test", test_terms(model)))
             rows.append(row)
-            bar.set_postfix(epoch=f"{row['epoch']:.2f}", loss=f"{row['train_loss']:.2f}", test=f"{row['test_loss']:.2f}")
+            bar.set_postfix(_bar_numbers(rows))
             for hook in hooks:
                 hook(step, model, row)
         if end_of_epoch or (config.checkpoint_every and step % config.checkpoint_every == 0):
@@ -220,6 +220,14 @@ def _steps_per_epoch(data) -> int:
 
 def _next_multiple(value: int, period: int) -> int:
     return (value // period + 1) * period
+
+
+def _bar_numbers(rows: list[dict]) -> dict:
+    """The progress bar's epoch, training loss and latest test loss (shown once there is one)."""
+    row = rows[-1]
+    numbers = {"epoch": f"{row['epoch']:.2f}", "loss": f"{row['train_loss']:.2f}"}
+    test = next((r["test_loss"] for r in reversed(rows) if not math.isnan(r["test_loss"])), None)
+    return numbers if test is None else {**numbers, "test": f"{test:.2f}"}
 
 
 def _history_row(step: int, steps_per_epoch: int, state: LoopState, wall_time: float) -> dict:

@@ -17,7 +17,7 @@ from PIL import Image
 
 from tfvae import data as data_lib
 from tfvae.config import Experiment
-from tfvae.model import VAE
+from tfvae.model import VAE, as_images
 from tfvae.plots import grids
 
 
@@ -56,6 +56,7 @@ def interpolation_frames(
     """Frames for `interpolation_gif`: a row per model of [image a | decoded at t | image b],
     for t going 0 -> 1 -> 0 over `steps` points each way (2 * steps - 2 frames)."""
     named = {"": models} if isinstance(models, VAE) else dict(models)
+    image_a, image_b = as_images([image_a, image_b]).numpy()
     rows = []
     for model in named.values():
         start, end = grids.encode_means(model, np.stack([image_a, image_b]))
@@ -105,7 +106,7 @@ class ProgressRecorder:
     """
 
     def __init__(self, images: np.ndarray, every: int = 100, grid_size: int = 12):
-        images = np.asarray(images, np.float32)
+        images = as_images(images).numpy()  # uint8 is scaled by 1/255
         if images.ndim != 4 or not len(images):
             raise ValueError(f"images must be a non-empty batch [n, H, W, C]; got shape {images.shape}")
         if every <= 0 or grid_size <= 0:

@@ -18,7 +18,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from scipy import stats
 
-from tfvae.model import VAE
+from tfvae.model import VAE, as_images
 
 _DPI = 100
 
@@ -43,15 +43,16 @@ def decode_means(model: VAE, codes: np.ndarray) -> np.ndarray:
 
 
 def encode_means(model: VAE, images: np.ndarray) -> np.ndarray:
-    """Posterior means E_q[z|x] for images [n, H, W, C]: [n, latent]."""
-    return model.encode(tf.convert_to_tensor(images, tf.float32)).mean().numpy()
+    """Posterior means E_q[z|x] for images [n, H, W, C] (uint8 or floats in [0, 1]): [n, latent]."""
+    return model.encode(as_images(images)).mean().numpy()
 
 
 # --------------------------------------------------------------------------- reconstructions and samples
 def reconstruction_grid(model: VAE, images: np.ndarray) -> np.ndarray:
-    """Originals [n, H, W, C] in the top row, their reconstructions (decoded posterior means) below."""
-    reconstructions = model.reconstruct(tf.convert_to_tensor(images, tf.float32)).numpy()
-    return tile(np.stack([images, reconstructions]))
+    """Originals [n, H, W, C] (uint8 or floats in [0, 1]) in the top row, their reconstructions
+    (decoded posterior means) below."""
+    images = as_images(images)
+    return tile(np.stack([images.numpy(), model.reconstruct(images).numpy()]))
 
 
 def prior_sample_codes(model: VAE, rows: int, cols: int, seed: int = 0) -> np.ndarray:
@@ -123,8 +124,9 @@ def interpolation_grid(
     models: VAE | Sequence[VAE], image_a: np.ndarray, image_b: np.ndarray, steps: int = 10
 ) -> np.ndarray:
     """A row per model: image a, decoded means along the line between the posterior means of
-    a and b (`steps` points), image b. Images are [H, W, C]."""
+    a and b (`steps` points), image b. Images are [H, W, C] (uint8 or floats in [0, 1])."""
     models = [models] if isinstance(models, VAE) else list(models)
+    image_a, image_b = as_images([image_a, image_b]).numpy()
     rows = []
     for model in models:
         start, end = encode_means(model, np.stack([image_a, image_b]))
