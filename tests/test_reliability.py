@@ -167,7 +167,8 @@ def test_damaged_newest_checkpoint_falls_back_to_the_one_before(tmp_path):
     folder = tmp_path / "run" / "checkpoints"
     newest = next(folder.glob("ckpt-4.data-*"))
     newest.write_bytes(newest.read_bytes()[:10])  # truncated, as by a full disk
-    model = rundir.restore_model(tmp_path / "run", image_shape=IMAGE_SHAPE)
+    with pytest.warns(rundir.CheckpointWarning, match="ckpt-4 .* damaged and skipped .* continuing from ckpt-2"):
+        model = rundir.restore_model(tmp_path / "run", image_shape=IMAGE_SHAPE)
     assert model.variables
     for data_file in folder.glob("ckpt-*.data-*"):
         data_file.write_bytes(b"garbage")
