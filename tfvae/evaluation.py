@@ -245,8 +245,11 @@ def evaluate_run(
     seed: int = 0,
     progress: bool = True,
     jit_compile: bool = False,
+    model=None,
 ) -> dict:
     """`evaluate` for the latest checkpoint of a run directory on its fixed `fixed_test_set`.
+
+    `model`: for a run trained on a model built in Python, that model built again (`rundir.restore_model`).
 
     Returns the numbers of `evaluate` plus "run_dir", "name", "checkpoint",
     "test_set" and "seed"; the caller saves them (the CLI writes RUN_DIR/eval.json).
@@ -254,7 +257,7 @@ def evaluate_run(
     run_dir = Path(run_dir)
     experiment = rundir.load_experiment(run_dir)
     dataset = fixed_test_set(experiment, batch_size=batch_size, limit=limit)
-    model = rundir.restore_model(run_dir, data_lib.image_shape(dataset))
+    model = rundir.restore_model(run_dir, data_lib.image_shape(dataset), model)
     checkpoint = tf.train.latest_checkpoint(run_dir / "checkpoints")
     results = evaluate(model, dataset, k=k, chunk=chunk, seed=seed, progress=progress, jit_compile=jit_compile)
     header = {

@@ -174,9 +174,10 @@ class Run:
     latest readable checkpoint) on first use. Nothing is trained or written.
     """
 
-    def __init__(self, run_dir: str | os.PathLike):
+    def __init__(self, run_dir: str | os.PathLike, model=None):
         self.dir = Path(run_dir)
         self.experiment = load_experiment(self.dir)
+        self._built_model = model
 
     @functools.cached_property
     def history(self) -> pd.DataFrame:
@@ -200,12 +201,18 @@ class Run:
 
     @functools.cached_property
     def model(self) -> VAE:
+        if self._built_model is not None:  # its shapes are its own (it may have trained on other images)
+            return restore_model(self.dir, model=self._built_model)
         return restore_model(self.dir, image_shape=self.test_images.shape[1:])
 
 
-def open_run(run_dir: str | os.PathLike) -> Run:
-    """The run directory `run_dir`, for reading (see `Run`); a RunDirError if it holds no config.json."""
-    return Run(run_dir)
+def open_run(run_dir: str | os.PathLike, model=None) -> Run:
+    """The run directory `run_dir`, for reading (see `Run`); a RunDirError if it holds no config.json.
+
+    `model`: for a run trained on a model built in Python, that model built
+    again (untrained); the run's weights are restored into it.
+    """
+    return Run(run_dir, model)
 
 
 def checkpoint_dir(run_dir: str | os.PathLike) -> Path:
@@ -236,19 +243,57 @@ def lock(run_dir: str | os.PathLike):
     return handle
 
 
-def restore_model(run_dir: str | os.PathLike, image_shape: Sequence[int] | None = None) -> VAE:
+def restore_model(run_dir: str | os.PathLike, image_shape: Sequence[int] | None = None, model=None) -> VAE:
     """The model of a run directory at its latest readable checkpoint.
 
-    `image_shape` (H, W, C) defaults to the shape of the run's test images.
+    `image_shape` (H, W, C) defaults to the decoder's `output_shape` or the
+    shape of the run's test images. A run trained on a model built in Python
+    (`fit(..., model=...)`) needs that model again, `model`, freshly built:
+    its weights are restored into it. Otherwise the model is built from
+    config.json.
     """
     experiment = load_experiment(run_dir)
+    if image_shape is None and model is not None:
+        image_shape = getattr(getattr(model, "decoder", None), "output_shape", None)
     if image_shape is None:
         image_shape = data_lib.image_shape(load_split(experiment, "test"))
-    model = model_lib.build(experiment.model, image_shape)
-    model(tf.zeros([1, *image_shape]))
+    if model is None:
+        built_in_python = read_model_note(run_dir).get("class")
+        if built_in_python:
+            raise RunDirError(f"{run_dir} trained a model built in Python ({built_in_python}); build it again and "
+                              "pass it: tfvae.open_run(run_dir, model=...) or restore_model(run_dir, model=...)")
+        model = model_lib.build(experiment.model, image_shape)
+    create_variables(model, image_shape)
     if restore_latest(tf.train.Checkpoint(model=model), checkpoint_dir(run_dir), partial=True) is None:
         raise RunDirError(f"{run_dir} has no checkpoint yet: train it first (tfvae train ... --run-dir {run_dir})")
     return model
+
+
+def create_variables(model, image_shape: Sequence[int]) -> None:
+    """Creates a model's weights (Sonnet makes them at the first call) from one blank image of `image_shape`."""
+    if isinstance(model, VAE):
+        model(tf.zeros([1, *image_shape]))
+    else:  # any module with encode, decode and prior
+        z = model.encode(tf.zeros([1, *image_shape])).sample(seed=tf.constant([0, 0]))
+        model.decode(z).log_prob(tf.zeros([1, *image_shape])) + model.prior.log_prob(z)
+
+
+def write_model_note(run_dir: str | os.PathLike, model, built_in_python: bool) -> None:
+    """RUN_DIR/model.json: whether the model comes from config.json or was built in Python (and its class)."""
+    kind = type(model)
+    note = {"class": f"{kind.__module__}.{kind.__qualname__}"} if built_in_python else {"built_from": "config.json"}
+    previous = read_model_note(run_dir)
+    if previous and previous != note:
+        where = lambda n: n.get("class") or "the model config.json describes"  # noqa: E731
+        raise RunDirError(f"{run_dir} trained {where(previous)}; continuing it with {where(note)} would mix two "
+                          "models: pass the same model again, or use another run directory")
+    write_atomically(Path(run_dir) / "model.json", json.dumps(note) + "\n")
+
+
+def read_model_note(run_dir: str | os.PathLike) -> dict:
+    """RUN_DIR/model.json as a dict ({} for runs written before it existed: models built from config.json)."""
+    path = Path(run_dir) / "model.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def restore_latest(checkpoint: tf.train.Checkpoint, directory: Path, partial: bool = False) -> str | None:

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import sonnet as snt
 import tensorflow as tf
 from tqdm.auto import tqdm
 
@@ -61,6 +62,7 @@ def fit(
     experiment: Experiment,
     run_dir: str | os.PathLike,
     *,
+    model: snt.Module | None = None,
     train_data: data_lib.ArraySource | tf.data.Dataset | None = None,
     test_data: data_lib.ArraySource | tf.data.Dataset | None = None,
     hooks: Sequence[Hook] = (),
@@ -71,6 +73,11 @@ def fit(
     Args:
       experiment: what to train (see `tfvae.config`).
       run_dir: where config.json, history.csv and checkpoints/ go.
+      model: a model you built (a `tfvae.VAE` of your own parts, or any
+        `snt.Module` with `encode`, `decode` and `prior`) to train instead of
+        the one `experiment.model` describes; fresh, or the same model again
+        to continue the run. The run notes its class (model.json); reading
+        the run back needs it again (`tfvae.open_run(run_dir, model=...)`).
       train_data, test_data: images to use instead of the split the config
         names: an `ArraySource` (`tfvae.data.from_arrays`, `load`,
         `from_directory`), trained on without `tf.data`, or any batched
@@ -96,11 +103,12 @@ def fit(
             devices.placement(experiment.train.device):
         run_dir = rundir.prepare(run_dir, experiment)
         rundir.remove_stale_temporaries(run_dir)
-        return _fit_locked(experiment, run_dir, train_data, test_data, hooks, progress, strategy)
+        return _fit_locked(experiment, run_dir, model, train_data, test_data, hooks, progress, strategy)
 
 
-def _fit_locked(experiment, run_dir, train_data, test_data, hooks, progress, strategy) -> FitResult:
+def _fit_locked(experiment, run_dir, model, train_data, test_data, hooks, progress, strategy) -> FitResult:
     config = experiment.train
+    model_given = model is not None
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
     # TF combines every op seed (weights, and the pipelines loaded here) with
@@ -114,9 +122,8 @@ def _fit_locked(experiment, run_dir, train_data, test_data, hooks, progress, str
     total_steps = config.epochs * steps_per_epoch
     test_terms = _test_pass(test_data, config.beta, config.seed)
 
-    with strategy.scope():  # mirrored weights under a strategy; the default strategy changes nothing
-        model = model_lib.build(experiment.model, image_shape)
-        model(tf.zeros([1, *image_shape]))  # create the weights now, from the data's shape
+    model = _built_model(model, experiment, image_shape, strategy)
+    rundir.write_model_note(run_dir, model, built_in_python=model_given)
     optimizer = build_optimizer(model, config.learning_rate, config.optimizer, config.momentum)
     state = LoopState()
     runner = runners.make_runner(model, optimizer, config, state, train_data, strategy)
@@ -159,6 +166,24 @@ def _fit_locked(experiment, run_dir, train_data, test_data, hooks, progress, str
             restored = manager.save(checkpoint_number=step)
     bar.close()
     return FitResult(model=model, history=pd.DataFrame(rows, columns=rundir.HISTORY_COLUMNS), run_dir=run_dir)
+
+
+def _built_model(model, experiment: Experiment, image_shape, strategy) -> snt.Module:
+    """`model` (or the one `experiment.model` describes) with its weights created from the data's shape."""
+    if model is None:
+        with strategy.scope():  # mirrored weights under a strategy; the default strategy changes nothing
+            model = model_lib.build(experiment.model, image_shape)
+            rundir.create_variables(model, image_shape)
+        return model
+    missing = [name for name in ("encode", "decode", "prior") if not hasattr(model, name)]
+    if not isinstance(model, snt.Module) or missing:
+        raise ValueError(f"model must be a snt.Module with encode, decode and prior (a tfvae.VAE, say); got "
+                         f"{type(model).__name__}" + (f" without {', '.join(missing)}" if missing else ""))
+    if experiment.train.distribute != "default":
+        raise ValueError("fit(model=...) trains on one device: a model built in Python cannot be mirrored after "
+                         f"the fact (train.distribute is {experiment.train.distribute!r})")
+    rundir.create_variables(model, image_shape)
+    return model
 
 
 def _named(split: str, terms: objectives.Terms) -> dict:

@@ -215,6 +215,7 @@ def draw_run(
     grid_size: int = 20,
     figures: Sequence[str] | None = None,
     compare: Sequence[str | os.PathLike] = (),
+    model=None,
 ) -> list[Path]:
     """Draws the figures of a run into RUN_DIR/figures/ and returns the paths written.
 
@@ -225,6 +226,8 @@ def draw_run(
         a latent of more than 2 dimensions).
       compare: other run directories on the same data, drawn beside this run
         in the interpolation strip and GIF (e.g. an autoencoder next to a VAE).
+      model: for a run trained on a model built in Python, that model built
+        again; its weights are restored (`tfvae.open_run`).
 
     Raises:
       ValueError: an unknown figure name; RunDirError: not a trained run directory.
@@ -232,7 +235,7 @@ def draw_run(
     unknown = sorted(set(figures or ()) - set(FIGURES))
     if unknown:
         raise ValueError(f"unknown figure {', '.join(unknown)}; known figures: {', '.join(FIGURES)}")
-    run = RunData(run_dir, grid_size)
+    run = RunData(run_dir, grid_size, model)
     folder = run.dir / "figures"
     folder.mkdir(exist_ok=True)
     written = []

@@ -26,8 +26,8 @@ class RunData(rundir.Run):
     first).
     """
 
-    def __init__(self, run_dir: str | os.PathLike, grid_size: int = 20):
-        super().__init__(run_dir)
+    def __init__(self, run_dir: str | os.PathLike, grid_size: int = 20, model=None):
+        super().__init__(run_dir, model)
         self.grid_size = grid_size
         self.beta = self.experiment.train.beta
         self.label = f"{self.experiment.name} (beta = {self.beta:g})"
