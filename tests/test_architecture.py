@@ -12,7 +12,7 @@ LAYERS = [
     ["config"],
     ["devices", "precision", "optimizers"],
     ["data"],
-    ["nets"],
+    ["nets", "priors"],
     ["model"],
     ["objectives"],
     ["rundir"],
