@@ -13,6 +13,7 @@ LAYERS = [
     ["devices", "precision", "optimizers"],
     ["data"],
     ["nets"],
+    ["hierarchy"],
     ["model"],
     ["objectives"],
     ["rundir"],
