@@ -13,6 +13,7 @@ LAYERS = [
     ["devices", "precision", "optimizers"],
     ["data"],
     ["nets", "priors"],
+    ["hierarchy"],
     ["model"],
     ["objectives"],
     ["rundir"],
