@@ -17,7 +17,9 @@ from typing import Any
 BINARIZATIONS = ("none", "threshold", "dynamic")
 ACTIVATIONS = ("relu", "tanh", "elu", "gelu", "softplus", "sigmoid")
 LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "normal")
-ARCHITECTURES = ("mlp", "conv")
+ARCHITECTURES = ("mlp", "conv", "two_layer")
+PRIORS = ("normal", "mixture", "vamp")
+GRADIENTS = ("plain", "dreg")
 KL_ESTIMATORS = ("analytic", "monte_carlo")
 OBJECTIVES = ("elbo", "iwae")
 KL_SCHEDULES = ("constant", "linear", "cyclical")
@@ -94,6 +96,17 @@ class ModelConfig:
     # A Normal posterior with its scale fixed at min_scale: with train.beta = 0
     # the plain autoencoder baseline (see tfvae.nets.Encoder).
     deterministic_encoder: bool = False
+    # p(z): "normal" N(0, I); "mixture", a learned mixture of prior_components
+    # diagonal Gaussians; "vamp", the VampPrior (Tomczak & Welling, 2018): the
+    # encoder's posteriors at prior_components learned pseudo-inputs, mixed
+    # equally (the paper uses 500). See tfvae.priors.
+    prior: str = "normal"
+    prior_components: int = 10
+    # architecture "two_layer" (Burda et al., 2015): z1 of latent_size above x
+    # (hidden_sizes, mirrored by p(x|z1)), z2 of top_latent_size above z1
+    # (top_hidden_sizes both ways); latent codes are z = [z1, z2]. See tfvae.hierarchy.
+    top_latent_size: int = 50
+    top_hidden_sizes: tuple[int, ...] = (100, 100)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
@@ -122,6 +135,20 @@ class ModelConfig:
             f"model.conv_channels must be a non-empty list of positive integers, got {self.conv_channels!r}",
         )
         _boolean("model.deterministic_encoder", self.deterministic_encoder)
+        object.__setattr__(self, "top_hidden_sizes", tuple(self.top_hidden_sizes))
+        _one_of("model.prior", self.prior, PRIORS)
+        _positive_int("model.prior_components", self.prior_components)
+        _positive_int("model.top_latent_size", self.top_latent_size)
+        _require(
+            len(self.top_hidden_sizes) > 0 and all(_is_int(size) and size > 0 for size in self.top_hidden_sizes),
+            f"model.top_hidden_sizes must be one or more positive integers, got {list(self.top_hidden_sizes)}",
+        )
+        _require(
+            self.architecture != "two_layer" or (self.prior == "normal" and not self.deterministic_encoder),
+            "model.architecture=two_layer has its own prior p(z1|z2) p(z2) and a stochastic encoder: "
+            f"model.prior must be normal and model.deterministic_encoder false (got {self.prior!r}, "
+            f"{self.deterministic_encoder!r})",
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,6 +185,13 @@ class TrainConfig:
     # IWAE bound with iwae_k importance samples (Burda et al., 2015), averaged
     # over num_samples independent bounds (iwae_k = 1 is the ELBO again).
     objective: str = "elbo"
+    # Gradients of the IWAE bound: "plain" (the reparameterised gradient of the
+    # bound) or "dreg" (Tucker et al., 2019: doubly reparameterised for the
+    # encoder, lower variance as iwae_k grows; needs a Normal posterior).
+    gradient: str = "plain"
+    # beta-TCVAE (Chen et al., 2018): the loss adds (tc_weight - 1) * the
+    # minibatch estimate of the total correlation of q(z); 1 is off.
+    tc_weight: float = 1.0
     num_samples: int = 1
     iwae_k: int = 5
     kl_estimator: str = "analytic"  # or "monte_carlo": log q(z|x) - log p(z) at the drawn z
@@ -218,6 +252,13 @@ class TrainConfig:
         )
         _one_of("train.on_nonfinite", self.on_nonfinite, NONFINITE_POLICIES)
         _boolean("train.deterministic", self.deterministic)
+        _one_of("train.gradient", self.gradient, GRADIENTS)
+        _require(self.gradient == "plain" or self.objective == "iwae",
+                 f"train.gradient=dreg is a gradient of the IWAE bound: set train.objective=iwae (got {self.objective!r})")
+        _require(_is_number(self.tc_weight) and self.tc_weight >= 0,
+                 f"train.tc_weight must be a number >= 0 (1 is off), got {self.tc_weight!r}")
+        _require(self.tc_weight == 1 or self.objective == "elbo",
+                 f"train.tc_weight applies to the ELBO's rate (objective {self.objective!r}, tc_weight {self.tc_weight!r})")
         _one_of("train.objective", self.objective, OBJECTIVES)
         _require(
             _is_int(self.num_samples) and self.num_samples >= 1,
@@ -261,6 +302,16 @@ class Experiment:
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
+
+    def __post_init__(self) -> None:
+        factorised = self.model.architecture != "two_layer"
+        _require(factorised or (self.train.free_bits == 0 and self.train.tc_weight == 1),
+                 "train.free_bits and train.tc_weight need a factorised posterior; model.architecture=two_layer's "
+                 f"is not (free_bits {self.train.free_bits!r}, tc_weight {self.train.tc_weight!r})")
+        _require(self.model.prior == "normal" or self.train.free_bits == 0,
+                 f"train.free_bits needs a factorised prior; model.prior={self.model.prior} is a mixture")
+        _require(self.train.gradient == "plain" or factorised,
+                 "train.gradient=dreg needs a diagonal Normal posterior; model.architecture=two_layer's is not")
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (tuples become lists)."""

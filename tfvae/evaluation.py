@@ -167,7 +167,7 @@ def _compile_batch_statistics(model, k: int, chunk: int, num_chunks: int, jit_co
             "log_px": log_px - math.log(k),
             "reconstruction": -log_likelihood_sum / k,
             "kl": objectives.kl_divergence(posterior, model.prior, model_lib.draw_latents(posterior, seed=seed)),
-            "posterior_mean": posterior.mean(),
+            "posterior_mean": model_lib.central_code(posterior),
         }
         if objectives.is_factorised(posterior) and objectives.is_factorised(model.prior):
             stats["kl_per_dimension"] = objectives.kl_per_dimension(
@@ -272,9 +272,9 @@ def evaluate_run(
 
 # --------------------------------------------------------------------------- per image, for figures
 def posterior_means(model, images, batch_size: int = 1000) -> np.ndarray:
-    """E_q[z|x] of images [n, H, W, C], encoded `batch_size` at a time: [n, latent]."""
+    """E_q[z|x] (`model.central_code`) of images [n, H, W, C], encoded `batch_size` at a time: [n, latent]."""
     images = np.asarray(images, np.float32)
-    chunks = [model.encode(tf.constant(images[i : i + batch_size])).mean().numpy()
+    chunks = [model_lib.central_code(model.encode(tf.constant(images[i : i + batch_size]))).numpy()
               for i in range(0, len(images), batch_size)]
     return np.concatenate(chunks)
 

@@ -16,7 +16,7 @@ import sonnet as snt
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfvae import nets
+from tfvae import hierarchy, nets, priors
 from tfvae.config import ModelConfig
 from tfvae.nets import as_codes, as_images  # noqa: F401  (the boundary conversions, re-exported)
 
@@ -52,6 +52,23 @@ def draw_latents(posterior: tfd.Distribution, sample_shape=(), seed: tf.Tensor |
     )
     eps = tf.random.stateless_normal(shape, seed=seed, dtype=loc.dtype, alg="philox")
     return loc + scale * eps
+
+
+def central_code(posterior: tfd.Distribution) -> tf.Tensor:
+    """A code that stands for q(z|x) in a figure or a reconstruction: [*batch, latent].
+
+    Its mean where TFP knows it; for two stochastic layers the chained mean
+    [E z1, E(z2 | E z1)]; for a flow, the base distribution's mean pushed
+    through the flow.
+    """
+    if hasattr(posterior, "chained_mean"):
+        return posterior.chained_mean()
+    try:
+        return posterior.mean()
+    except NotImplementedError:
+        if isinstance(posterior, tfd.TransformedDistribution):
+            return posterior.bijector.forward(central_code(posterior.distribution))
+        raise
 
 
 def standard_normal_prior(latent_size: int) -> tfd.Distribution:
@@ -123,12 +140,25 @@ class VAE(snt.Module):
 
     def reconstruct(self, images: tf.Tensor) -> tf.Tensor:
         """Mean of p(x | z = E[q(z|x)]) for each image (array-likes and uint8 as `encode`): [b, H, W, C] in [0, 1]."""
-        return self.decode(self.encode(images).mean()).mean()
+        return self.decode(central_code(self.encode(images))).mean()
 
 
 def build(config: ModelConfig, image_shape: Sequence[int]) -> VAE:
-    """The VAE that `config` describes (MLP or conv, its likelihood), for images of `image_shape` (H, W, C).
+    """The VAE that `config` describes (architecture, likelihood, prior), for images of `image_shape` (H, W, C).
 
     The decoder mirrors the encoder's sizes.
     """
-    return VAE(nets.build_encoder(config, image_shape), nets.build_decoder(config, image_shape))
+    if config.architecture == "two_layer":
+        return VAE(*hierarchy.build_two_layer(
+            image_shape, (config.latent_size, config.top_latent_size), (config.hidden_sizes, config.top_hidden_sizes),
+            config.top_hidden_sizes, tuple(reversed(config.hidden_sizes)), config.activation, config.likelihood,
+            config.normal_scale, config.min_scale,
+        ))
+    encoder = nets.build_encoder(config, image_shape)
+    if config.prior == "mixture":
+        prior = priors.MixturePrior(config.latent_size, config.prior_components)
+    elif config.prior == "vamp":
+        prior = priors.VampPrior(encoder, image_shape, config.prior_components)
+    else:
+        prior = None
+    return VAE(encoder, nets.build_decoder(config, image_shape), prior)

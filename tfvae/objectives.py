@@ -153,6 +153,7 @@ class ImportanceSamples(NamedTuple):
     z: tf.Tensor  # [*sample_shape, b, latent]
     log_likelihood: tf.Tensor  # log p(x|z), [*sample_shape, b]
     log_ratio: tf.Tensor  # log p(z) - log q(z|x), [*sample_shape, b]
+    prior: tfd.Distribution  # p(z), evaluated once (a learned prior runs its networks once)
 
     @property
     def log_weights(self) -> tf.Tensor:
@@ -181,8 +182,9 @@ def importance_samples(
         posterior = model.encode(images)
     z = draw_latents(posterior, sample_shape, seed)
     log_likelihood = model.decode(z).log_prob(images)
-    log_ratio = model.prior.log_prob(z) - posterior.log_prob(z)
-    return ImportanceSamples(posterior, z, log_likelihood, log_ratio)
+    prior = model.prior
+    log_ratio = prior.log_prob(z) - posterior.log_prob(z)
+    return ImportanceSamples(posterior, z, log_likelihood, log_ratio, prior)
 
 
 # --------------------------------------------------------------------------- bounds
@@ -217,7 +219,7 @@ def negative_elbo(
     """
     samples = importance_samples(model, images, [num_samples], seed)
     distortion = -tf.reduce_mean(samples.log_likelihood, axis=0)
-    kl = rate(samples.posterior, model.prior, samples.z, kl_estimator)
+    kl = rate(samples.posterior, samples.prior, samples.z, kl_estimator)
     return Terms(loss=distortion + beta * kl, distortion=distortion, rate=kl)
 
 
@@ -231,24 +233,31 @@ def elbo_loss(
     num_samples: int = 1,
     kl_estimator: str = "analytic",
     free_bits: float = 0.0,
+    tc_weight: float = 1.0,
 ) -> Terms:
     """Batch means (scalars, nats per image) of the beta-weighted negative ELBO, the loss to differentiate.
 
     loss = mean distortion + beta * mean rate, with the distortion averaged
     over `num_samples` draws per image, or with `free_bits` > 0 the rate
     replaced by `free_bits_rate` (each dimension's batch-mean KL floored).
-    `distortion` and `rate` are the plain means (no floor, no weight).
+    With `tc_weight` != 1 the loss adds (tc_weight - 1) * `total_correlation`
+    of the batch's draws: beta-TCVAE (Chen et al., 2018) with the mutual
+    information and dimension-wise terms at weight beta. `distortion` and
+    `rate` are the plain means (no floor, no weight).
     """
     samples = importance_samples(model, images, [num_samples], seed)
     distortion = -tf.reduce_mean(samples.log_likelihood)
     if free_bits > 0:
-        per_dim = kl_per_dimension(samples.posterior, model.prior, samples.z, kl_estimator)
+        per_dim = kl_per_dimension(samples.posterior, samples.prior, samples.z, kl_estimator)
         kl = tf.reduce_mean(tf.reduce_sum(per_dim, axis=-1))
         penalty = free_bits_rate(per_dim, free_bits)
     else:
-        kl = tf.reduce_mean(rate(samples.posterior, model.prior, samples.z, kl_estimator))
+        kl = tf.reduce_mean(rate(samples.posterior, samples.prior, samples.z, kl_estimator))
         penalty = kl
-    return Terms(loss=distortion + beta * penalty, distortion=distortion, rate=kl)
+    loss = distortion + beta * penalty
+    if tc_weight != 1:
+        loss += (tc_weight - 1.0) * total_correlation(samples.posterior, samples.z)
+    return Terms(loss=loss, distortion=distortion, rate=kl)
 
 
 def iwae_loss(
@@ -260,19 +269,68 @@ def iwae_loss(
     num_samples: int = 1,
     kl_weight: tf.Tensor | float = 1.0,
     kl_estimator: str = "analytic",
+    gradient: str = "plain",
 ) -> Terms:
     """Batch means of the negative IWAE bound with k samples, averaged over `num_samples` independent bounds.
 
     The weight w enters each log weight as log p(x|z) + w (log p(z) - log
     q(z|x)): w = 1 is the IWAE bound (Burda et al., 2015), and a KL warm-up
     still applies; several bounds per image follow Rainforth et al. (2018).
-    `distortion` and `rate` are the plain means over all draws, for logging.
+    `gradient` "dreg" keeps the loss's value and gives it the doubly
+    reparameterised gradient (`_dreg_loss`). `distortion` and `rate` are
+    the plain means over all draws, for logging.
     """
-    samples = importance_samples(model, images, [num_samples, k], seed)
-    bound = log_mean_exp(samples.log_likelihood + kl_weight * samples.log_ratio, axis=1)  # [num_samples, b]
+    if gradient not in ("plain", "dreg"):
+        raise ValueError(f"unknown IWAE gradient {gradient!r}; use 'plain' or 'dreg'")
+    if gradient == "dreg":
+        samples, loss = _dreg_loss(model, images, seed, [num_samples, k], kl_weight)
+    else:
+        samples = importance_samples(model, images, [num_samples, k], seed)
+        loss = -tf.reduce_mean(log_mean_exp(samples.log_likelihood + kl_weight * samples.log_ratio, axis=1))
     distortion = -tf.reduce_mean(samples.log_likelihood)
-    kl = tf.reduce_mean(rate(samples.posterior, model.prior, samples.z, kl_estimator))
-    return Terms(loss=-tf.reduce_mean(bound), distortion=distortion, rate=kl)
+    kl = tf.reduce_mean(rate(samples.posterior, samples.prior, samples.z, kl_estimator))
+    return Terms(loss=loss, distortion=distortion, rate=kl)
+
+
+def _dreg_loss(model, images: tf.Tensor, seed, sample_shape, kl_weight) -> tuple[ImportanceSamples, tf.Tensor]:
+    """The batch-mean negative IWAE bound over draws [n, k, b] whose gradient is DReG's (Tucker et al., 2019).
+
+    With normalised weights v_i = w_i / sum_j w_j over the k draws, the
+    encoder's gradient is sum_i v_i^2 (d log w_i / d z_i) dz_i/dphi, with
+    q(z|x)'s own parameters held fixed in log w (no score term); the
+    decoder, the prior, and a prior's direct use of the encoder (VampPrior)
+    get the IWAE gradient sum_i v_i grad log w_i. As a surrogate:
+    sum_i sg(v_i) log w_i + sg(v_i^2 - v_i) sg(g_i) . z_i, with g_i = d log
+    w_i / d z_i from an inner tape (one more backward pass through the
+    decoder to z). Its value is replaced by the bound's. Needs a Normal
+    (or Independent Normal) posterior.
+    """
+    images = as_images(images)
+    posterior = model.encode(images)
+    z = draw_latents(posterior, sample_shape, seed)
+    prior, held = model.prior, _stopped_posterior(posterior)
+    with tf.GradientTape() as tape:
+        tape.watch(z)
+        log_likelihood = model.decode(z).log_prob(images)
+        log_weights = log_likelihood + kl_weight * (prior.log_prob(z) - held.log_prob(z))  # [n, k, b]
+        total = tf.reduce_sum(log_weights)
+    score = tf.stop_gradient(tape.gradient(total, z))  # [n, k, b, d]: d log w_i / d z_i
+    normalised = tf.stop_gradient(tf.nn.softmax(log_weights, axis=1))
+    path = tf.reduce_sum(score * z, axis=-1)  # its gradient: sg(g_i) dz_i
+    surrogate = -tf.reduce_mean(tf.reduce_sum(normalised * log_weights + (normalised**2 - normalised) * path, axis=1))
+    value = -tf.reduce_mean(log_mean_exp(log_weights, axis=1))
+    samples = ImportanceSamples(posterior, z, log_likelihood, prior.log_prob(z) - posterior.log_prob(z), prior)
+    return samples, tf.stop_gradient(value) + surrogate - tf.stop_gradient(surrogate)
+
+
+def _stopped_posterior(posterior: tfd.Distribution) -> tfd.Distribution:
+    """`posterior` with its parameters behind `tf.stop_gradient` (Normal or Independent(Normal, 1))."""
+    if isinstance(posterior, tfd.Independent):
+        inner = _stopped_posterior(posterior.distribution)
+        return tfd.Independent(inner, reinterpreted_batch_ndims=posterior.reinterpreted_batch_ndims)
+    if isinstance(posterior, tfd.Normal):
+        return tfd.Normal(tf.stop_gradient(posterior.loc), tf.stop_gradient(posterior.scale))
+    raise ValueError(f"DReG gradients need a Normal posterior; got {type(posterior).__name__}")
 
 
 # --------------------------------------------------------------------------- over many images

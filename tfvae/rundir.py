@@ -272,7 +272,7 @@ def restore_model(run_dir: str | os.PathLike, image_shape: Sequence[int] | None 
 def create_variables(model, image_shape: Sequence[int]) -> None:
     """Creates a model's weights (Sonnet makes them at the first call) from one blank image of `image_shape`."""
     if isinstance(model, VAE):
-        model(tf.zeros([1, *image_shape]))
+        model.prior.log_prob(model(tf.zeros([1, *image_shape])).z)  # a learned prior's networks too
     else:  # any module with encode, decode and prior
         z = model.encode(tf.zeros([1, *image_shape])).sample(seed=tf.constant([0, 0]))
         model.decode(z).log_prob(tf.zeros([1, *image_shape])) + model.prior.log_prob(z)

@@ -30,7 +30,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from tfvae import objectives, rundir
-from tfvae.model import VAE
+from tfvae.model import VAE, central_code
 
 SIGNATURES = ("encode", "decode", "sample", "elbo")
 
@@ -57,9 +57,14 @@ class ExportModule(tf.Module):
         self.elbo = tf.function(self._elbo, input_signature=[images, seed])
 
     def _encode(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
-        """images [b, H, W, C] in [0, 1] -> mean and standard deviation of q(z|x), each [b, latent]."""
+        """images [b, H, W, C] in [0, 1] -> mean and standard deviation of q(z|x), each [b, latent].
+
+        For a posterior without a closed-form mean (two layers, a flow) the
+        mean is `model.central_code`, and the scale the standard deviation of
+        256 draws (a fixed seed).
+        """
         posterior = self.model.encode(images)
-        return {"mean": posterior.mean(), "scale": posterior.stddev()}
+        return {"mean": central_code(posterior), "scale": _scale(posterior)}
 
     def _decode(self, z: tf.Tensor) -> dict[str, tf.Tensor]:
         """z [b, latent] -> the mean of p(x|z), [b, H, W, C]."""
@@ -76,6 +81,13 @@ class ExportModule(tf.Module):
 
     def signatures(self) -> dict[str, tf.types.experimental.ConcreteFunction]:
         return {name: getattr(self, name).get_concrete_function() for name in SIGNATURES}
+
+
+def _scale(posterior) -> tf.Tensor:
+    try:
+        return posterior.stddev()
+    except NotImplementedError:
+        return tf.math.reduce_std(posterior.sample(256, seed=tf.constant([0, 0])), axis=0)
 
 
 def export(

@@ -92,9 +92,9 @@ def training_loss(config: TrainConfig) -> TrainingLoss:
     """The loss `config` trains on, as (model, images, seed, step) -> batch-mean `Terms`.
 
     "elbo": `objectives.elbo_loss` with the KL weight of the step's schedule,
-    config.num_samples, kl_estimator and free_bits. "iwae":
-    `objectives.iwae_loss` with k = config.iwae_k and the weight on each log
-    ratio. The networks compute in config.precision (`tfvae.precision`);
+    config.num_samples, kl_estimator, free_bits and tc_weight. "iwae":
+    `objectives.iwae_loss` with k = config.iwae_k, the weight on each log
+    ratio and config.gradient (plain or DReG). The networks compute in config.precision (`tfvae.precision`);
     the terms are float32 either way.
     """
     if config.objective not in ("elbo", "iwae"):
@@ -106,11 +106,11 @@ def training_loss(config: TrainConfig) -> TrainingLoss:
             if config.objective == "iwae":
                 return objectives.iwae_loss(
                     model, images, seed, k=config.iwae_k, num_samples=config.num_samples,
-                    kl_weight=weight, kl_estimator=config.kl_estimator,
+                    kl_weight=weight, kl_estimator=config.kl_estimator, gradient=config.gradient,
                 )
             return objectives.elbo_loss(
                 model, images, seed, beta=weight, num_samples=config.num_samples,
-                kl_estimator=config.kl_estimator, free_bits=config.free_bits,
+                kl_estimator=config.kl_estimator, free_bits=config.free_bits, tc_weight=config.tc_weight,
             )
 
     return loss

@@ -18,7 +18,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from scipy import stats
 
-from tfvae.model import VAE, as_images
+from tfvae.model import VAE, as_images, central_code
 
 _DPI = 100
 
@@ -44,7 +44,7 @@ def decode_means(model: VAE, codes: np.ndarray) -> np.ndarray:
 
 def encode_means(model: VAE, images: np.ndarray) -> np.ndarray:
     """Posterior means E_q[z|x] for images [n, H, W, C] (uint8 or floats in [0, 1]): [n, latent]."""
-    return model.encode(as_images(images)).mean().numpy()
+    return central_code(model.encode(as_images(images))).numpy()
 
 
 # --------------------------------------------------------------------------- reconstructions and samples

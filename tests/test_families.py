@@ -1,0 +1,152 @@
+"""Model families as config options: learned priors, two stochastic layers, DReG gradients, beta-TCVAE."""
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from tfvae import cli, config, hierarchy, model, objectives, priors, rundir
+from tfvae import step as step_lib
+
+tfd = tfp.distributions
+IMAGE_SHAPE = (6, 6, 1)
+
+
+def images(n: int = 8, seed: int = 3) -> tf.Tensor:
+    return tf.cast(tf.random.stateless_uniform([n, *IMAGE_SHAPE], seed=[seed, 4]) > 0.5, tf.float32)
+
+
+def built(**changes) -> model.VAE:
+    tf.random.set_seed(1)
+    settings = config.ModelConfig(hidden_sizes=(16,), latent_size=3, top_latent_size=2, top_hidden_sizes=(8,),
+                                  **changes)
+    vae = model.build(settings, IMAGE_SHAPE)
+    rundir.create_variables(vae, IMAGE_SHAPE)
+    return vae
+
+
+@pytest.mark.parametrize("changes, part", [
+    ({"prior": "mixture", "prior_components": 4}, priors.MixturePrior),
+    ({"prior": "vamp", "prior_components": 5}, priors.VampPrior),
+    ({"architecture": "two_layer"}, hierarchy.HierarchicalPrior),
+])
+def test_each_family_is_a_config_option_whose_prior_learns_and_whose_rate_is_monte_carlo(changes, part):
+    vae = built(**changes)
+    assert isinstance(vae.prior_part, part) and vae.prior.event_shape == [vae.latent_size]
+    owned = {v.ref() for v in vae.prior_part.trainable_variables}
+    assert owned and owned <= {v.ref() for v in vae.trainable_variables}  # trained with the model
+    samples = objectives.importance_samples(vae, images(), [1], tf.constant([1, 2]))
+    with pytest.raises(NotImplementedError):  # no closed-form KL to these priors: the rate is log q - log p at z
+        tfd.kl_divergence(samples.posterior, samples.prior)
+    terms = objectives.negative_elbo(vae, images(), seed=tf.constant([1, 2]))
+    np.testing.assert_allclose(terms.rate, -samples.log_ratio[0], rtol=1e-5)
+
+
+def test_the_vampprior_runs_the_encoder_on_its_pseudo_inputs_once_a_loss(monkeypatch):
+    vae = built(prior="vamp", prior_components=5)
+    calls = []
+    encode = type(vae.encoder).__call__
+
+    def counted(encoder, x):
+        calls.append(int(x.shape[0]))
+        return encode(encoder, x)
+
+    monkeypatch.setattr(type(vae.encoder), "__call__", counted)
+    objectives.negative_elbo(vae, images(), seed=tf.constant([1, 2]))
+    assert sorted(calls) == [5, 8]  # the pseudo-inputs once, the images once
+
+
+def reference_dreg_gradients(vae, batch, seed, k):
+    """DReG by its definition, with two tapes: the encoder's v_i^2-weighted pathwise gradient, the decoder's IWAE one."""
+    with tf.GradientTape(persistent=True) as tape:
+        posterior = vae.encode(batch)
+        z = model.draw_latents(posterior, [1, k], seed)
+        held = tfd.Independent(tfd.Normal(tf.stop_gradient(posterior.distribution.loc),
+                                          tf.stop_gradient(posterior.distribution.scale)), 1)
+        log_weights = vae.decode(z).log_prob(batch) + vae.prior.log_prob(z) - held.log_prob(z)
+        v = tf.stop_gradient(tf.nn.softmax(log_weights, axis=1))
+        encoder_objective = -tf.reduce_mean(tf.reduce_sum(v**2 * log_weights, axis=1))
+        decoder_objective = -tf.reduce_mean(tf.reduce_sum(v * log_weights, axis=1))
+    return (tape.gradient(encoder_objective, vae.encoder.trainable_variables),
+            tape.gradient(decoder_objective, vae.decoder.trainable_variables))
+
+
+def test_dreg_gradients_equal_their_definition_and_the_loss_keeps_the_iwae_value():
+    vae, batch, seed, k = built(), images(), tf.constant([5, 6]), 7
+    loss = {}
+    gradients = {}
+    for name in ("plain", "dreg"):
+        with tf.GradientTape() as tape:
+            loss[name] = objectives.iwae_loss(vae, batch, seed, k=k, gradient=name).loss
+        gradients[name] = tape.gradient(loss[name], vae.encoder.trainable_variables + vae.decoder.trainable_variables)
+    np.testing.assert_allclose(loss["dreg"], loss["plain"], rtol=1e-5)
+    encoder_reference, decoder_reference = reference_dreg_gradients(vae, batch, seed, k)
+    n = len(vae.encoder.trainable_variables)
+    for ours, reference in zip(gradients["dreg"], [*encoder_reference, *decoder_reference]):
+        np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-6)
+    for ours, plain in zip(gradients["dreg"][n:], gradients["plain"][n:]):  # the decoder's: the IWAE gradient
+        np.testing.assert_allclose(ours, plain, rtol=1e-4, atol=1e-6)
+    assert not np.allclose(gradients["dreg"][0], gradients["plain"][0], rtol=1e-3)  # the encoder's differ
+
+
+def test_dreg_is_a_training_option_of_the_iwae_objective():
+    settings = config.TrainConfig(objective="iwae", iwae_k=4, gradient="dreg")
+    terms = step_lib.training_loss(settings)(built(), images(), tf.constant([1, 2]), 0)
+    assert np.isfinite(terms.loss.numpy())
+    with pytest.raises(ValueError, match="DReG gradients need a Normal posterior"):
+        objectives.iwae_loss(built(architecture="two_layer"), images(), tf.constant([1, 2]), k=3, gradient="dreg")
+
+
+def test_the_tc_weight_adds_its_multiple_of_the_total_correlation_to_the_loss():
+    vae, batch, seed = built(), images(32), tf.constant([2, 3])
+    plain = step_lib.training_loss(config.TrainConfig())(vae, batch, seed, 0)
+    weighted = step_lib.training_loss(config.TrainConfig(tc_weight=6.0))(vae, batch, seed, 0)
+    samples = objectives.importance_samples(vae, batch, [1], seed)
+    tc = objectives.total_correlation(samples.posterior, samples.z)
+    np.testing.assert_allclose(weighted.loss, plain.loss + 5.0 * tc, rtol=1e-5)
+    np.testing.assert_allclose(weighted.rate, plain.rate, rtol=1e-6)  # logged plain
+
+
+@pytest.mark.parametrize("field, value, words", [
+    ("model.prior", "flow", "model.prior must be one of normal, mixture, vamp"),
+    ("model.prior_components", 0, "model.prior_components must be a positive integer"),
+    ("train.gradient", "dreg", "train.gradient=dreg is a gradient of the IWAE bound"),
+    ("train.tc_weight", -1, "train.tc_weight must be a number >= 0"),
+])
+def test_family_options_that_do_not_fit_end_in_one_line_naming_the_field(field, value, words):
+    with pytest.raises(config.ConfigError, match=words):
+        config.override(config.preset("tiny"), {field: value})
+
+
+@pytest.mark.parametrize("changes, words", [
+    ({"model.architecture": "two_layer", "model.prior": "vamp"}, "two_layer has its own prior"),
+    ({"model.architecture": "two_layer", "train.free_bits": 0.5}, "need a factorised posterior"),
+    ({"model.prior": "mixture", "train.free_bits": 0.5}, "free_bits needs a factorised prior"),
+    ({"model.architecture": "two_layer", "train.objective": "iwae", "train.gradient": "dreg"}, "dreg needs a diag"),
+])
+def test_families_that_do_not_combine_are_refused(changes, words):
+    with pytest.raises(config.ConfigError, match=words):
+        config.override(config.preset("tiny"), changes)
+
+
+@pytest.mark.parametrize("family", [
+    ["model.prior=vamp", "model.prior_components=4"],
+    ["model.prior=mixture", "model.prior_components=3"],
+    ["model.architecture=two_layer", "model.top_latent_size=2", "model.top_hidden_sizes=[8]"],
+    ["train.objective=iwae", "train.iwae_k=3", "train.gradient=dreg"],
+])
+def test_every_family_trains_evaluates_draws_and_exports_from_the_command_line(family, mnist_data_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    sets = [arg for value in family for arg in ("--set", value)]
+    assert cli.main(["train", "--preset", "tiny", "--data-dir", mnist_data_dir, "--run-dir", str(run_dir),
+                     "--no-progress", "--no-tensorboard", *sets]) == 0
+    figures = {p.name for p in (run_dir / "figures").iterdir()}
+    assert {"loss_curves.png", "reconstructions.png", "latent_grid.png", "anomaly_scores.png"} <= figures
+    assert cli.main(["evaluate", str(run_dir), "--k", "20", "--limit", "10", "--no-progress"]) == 0
+    numbers = json.loads((run_dir / "eval.json").read_text())
+    assert np.isfinite(numbers["nll"]) and numbers["nll"] < numbers["negative_elbo"] + 1.0  # IS is (nearly) tighter
+    assert cli.main(["export", str(run_dir), str(tmp_path / "export")]) == 0
+    exported = tf.saved_model.load(str(tmp_path / "export"))
+    assert exported.elbo(tf.zeros([2, 28, 28, 1]), [1, 2])["negative_elbo"].shape == [2]
