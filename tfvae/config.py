@@ -409,6 +409,20 @@ for _k in (5, 50):
     PRESETS[f"mnist-burda-iwae{_k}"] = override(
         _BURDA, {"name": f"mnist-burda-iwae{_k}", "train.objective": "iwae", "train.iwae_k": _k}
     )
+# The families on the same data, networks and schedule (tfvae.priors, tfvae.hierarchy; README "Model families").
+_FAMILIES = {
+    "mnist-burda-iwae5-dreg": {"train.objective": "iwae", "train.iwae_k": 5, "train.gradient": "dreg"},
+    "mnist-burda-mixture": {"model.prior": "mixture", "model.prior_components": 10},
+    # Tomczak & Welling (2018): 500 pseudo-inputs.
+    "mnist-burda-vampprior": {"model.prior": "vamp", "model.prior_components": 500},
+    # Burda et al.'s second architecture: x-200-200-z1(100)-100-100-z2(50), tanh.
+    "mnist-burda-two-layer": {"model.architecture": "two_layer", "model.latent_size": 100,
+                              "model.top_latent_size": 50, "model.top_hidden_sizes": (100, 100)},
+    # Chen et al. (2018): the total correlation weighted 6 (their beta), for disentangling rather than log p(x).
+    "mnist-burda-tcvae": {"train.tc_weight": 6.0},
+}
+for _name, _changes in _FAMILIES.items():
+    PRESETS[_name] = override(_BURDA, {"name": _name, **_changes})
 DEFAULT_PRESET = "mnist-bernoulli-20d"
 
 
