@@ -13,6 +13,7 @@ LAYERS = [
     ["devices", "precision", "optimizers"],
     ["data"],
     ["nets"],
+    ["flows"],
     ["model"],
     ["objectives"],
     ["rundir"],
