@@ -13,7 +13,7 @@ LAYERS = [
     ["devices", "precision", "optimizers"],
     ["data"],
     ["nets", "priors"],
-    ["hierarchy"],
+    ["hierarchy", "flows"],
     ["model"],
     ["objectives"],
     ["rundir"],
