@@ -44,6 +44,18 @@ def test_each_family_is_a_config_option_whose_prior_learns_and_whose_rate_is_mon
     np.testing.assert_allclose(terms.rate, -samples.log_ratio[0], rtol=1e-5)
 
 
+@pytest.mark.parametrize("posterior", ["iaf", "coupling"])
+def test_a_flow_posterior_is_a_config_option_and_its_log_q_at_its_draws_needs_no_inverse(posterior):
+    vae = built(posterior=posterior)
+    samples = objectives.importance_samples(vae, images(), [2], tf.constant([1, 2]))
+    assert model.is_transformed(samples.posterior)
+    copied = tf.identity(samples.z) + 0.0  # the same values, unknown to the bijector's cache: inverted
+    np.testing.assert_allclose(samples.posterior.log_prob(samples.z), samples.posterior.log_prob(copied), rtol=1e-4,
+                               atol=1e-4)
+    terms = objectives.negative_elbo(vae, images(), seed=tf.constant([1, 2]), num_samples=2)  # rate over both draws
+    np.testing.assert_allclose(terms.rate, -tf.reduce_mean(samples.log_ratio, axis=0), rtol=1e-5)
+
+
 def test_the_vampprior_runs_the_encoder_on_its_pseudo_inputs_once_a_loss(monkeypatch):
     vae = built(prior="vamp", prior_components=5)
     calls = []
@@ -114,6 +126,8 @@ def test_the_tc_weight_adds_its_multiple_of_the_total_correlation_to_the_loss():
     ("model.prior_components", 0, "model.prior_components must be a positive integer"),
     ("train.gradient", "dreg", "train.gradient=dreg is a gradient of the IWAE bound"),
     ("train.tc_weight", -1, "train.tc_weight must be a number >= 0"),
+    ("model.posterior", "planar", "model.posterior must be one of normal, iaf, coupling"),
+    ("model.flow_steps", 0, "model.flow_steps must be a positive integer"),
 ])
 def test_family_options_that_do_not_fit_end_in_one_line_naming_the_field(field, value, words):
     with pytest.raises(config.ConfigError, match=words):
@@ -125,6 +139,9 @@ def test_family_options_that_do_not_fit_end_in_one_line_naming_the_field(field, 
     ({"model.architecture": "two_layer", "train.free_bits": 0.5}, "need a factorised posterior"),
     ({"model.prior": "mixture", "train.free_bits": 0.5}, "free_bits needs a factorised prior"),
     ({"model.architecture": "two_layer", "train.objective": "iwae", "train.gradient": "dreg"}, "dreg needs a diag"),
+    ({"model.posterior": "iaf", "model.deterministic_encoder": True}, "model.posterior=iaf is a flow"),
+    ({"model.posterior": "iaf", "train.free_bits": 0.5}, "need a factorised posterior"),
+    ({"model.posterior": "coupling", "model.latent_size": 1}, "latent_size must be >= 2"),
 ])
 def test_families_that_do_not_combine_are_refused(changes, words):
     with pytest.raises(config.ConfigError, match=words):
@@ -136,6 +153,8 @@ def test_families_that_do_not_combine_are_refused(changes, words):
     ["model.prior=mixture", "model.prior_components=3"],
     ["model.architecture=two_layer", "model.top_latent_size=2", "model.top_hidden_sizes=[8]"],
     ["train.objective=iwae", "train.iwae_k=3", "train.gradient=dreg"],
+    ["model.posterior=iaf", "model.flow_steps=2"],
+    ["model.posterior=coupling"],
 ])
 def test_every_family_trains_evaluates_draws_and_exports_from_the_command_line(family, mnist_data_dir, tmp_path):
     run_dir = tmp_path / "run"

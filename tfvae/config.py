@@ -19,6 +19,7 @@ ACTIVATIONS = ("relu", "tanh", "elu", "gelu", "softplus", "sigmoid")
 LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "normal")
 ARCHITECTURES = ("mlp", "conv", "two_layer")
 PRIORS = ("normal", "mixture", "vamp")
+POSTERIORS = ("normal", "iaf", "coupling")
 GRADIENTS = ("plain", "dreg")
 KL_ESTIMATORS = ("analytic", "monte_carlo")
 OBJECTIVES = ("elbo", "iwae")
@@ -102,6 +103,11 @@ class ModelConfig:
     # equally (the paper uses 500). See tfvae.priors.
     prior: str = "normal"
     prior_components: int = 10
+    # q(z|x): "normal" (diagonal), or that Normal pushed through flow_steps
+    # steps conditioned on the image: "iaf" (inverse autoregressive flow,
+    # Kingma et al., 2016) or "coupling" (affine coupling). See tfvae.flows.
+    posterior: str = "normal"
+    flow_steps: int = 2
     # architecture "two_layer" (Burda et al., 2015): z1 of latent_size above x
     # (hidden_sizes, mirrored by p(x|z1)), z2 of top_latent_size above z1
     # (top_hidden_sizes both ways); latent codes are z = [z1, z2]. See tfvae.hierarchy.
@@ -138,6 +144,13 @@ class ModelConfig:
         object.__setattr__(self, "top_hidden_sizes", tuple(self.top_hidden_sizes))
         _one_of("model.prior", self.prior, PRIORS)
         _positive_int("model.prior_components", self.prior_components)
+        _one_of("model.posterior", self.posterior, POSTERIORS)
+        _positive_int("model.flow_steps", self.flow_steps)
+        _require(self.posterior == "normal" or (not self.deterministic_encoder and self.architecture != "two_layer"),
+                 f"model.posterior={self.posterior} is a flow on a stochastic encoder's Normal: it needs "
+                 "model.deterministic_encoder false and an architecture other than two_layer")
+        _require(self.posterior != "coupling" or self.latent_size >= 2,
+                 f"model.posterior=coupling splits z in two: model.latent_size must be >= 2, got {self.latent_size}")
         _positive_int("model.top_latent_size", self.top_latent_size)
         _require(
             len(self.top_hidden_sizes) > 0 and all(_is_int(size) and size > 0 for size in self.top_hidden_sizes),
@@ -304,14 +317,14 @@ class Experiment:
     train: TrainConfig = TrainConfig()
 
     def __post_init__(self) -> None:
-        factorised = self.model.architecture != "two_layer"
+        factorised = self.model.architecture != "two_layer" and self.model.posterior == "normal"
         _require(factorised or (self.train.free_bits == 0 and self.train.tc_weight == 1),
-                 "train.free_bits and train.tc_weight need a factorised posterior; model.architecture=two_layer's "
+                 "train.free_bits and train.tc_weight need a factorised posterior; a two_layer or flow posterior "
                  f"is not (free_bits {self.train.free_bits!r}, tc_weight {self.train.tc_weight!r})")
         _require(self.model.prior == "normal" or self.train.free_bits == 0,
                  f"train.free_bits needs a factorised prior; model.prior={self.model.prior} is a mixture")
         _require(self.train.gradient == "plain" or factorised,
-                 "train.gradient=dreg needs a diagonal Normal posterior; model.architecture=two_layer's is not")
+                 "train.gradient=dreg needs a diagonal Normal posterior; a two_layer or flow posterior is not")
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (tuples become lists)."""
@@ -418,6 +431,9 @@ _FAMILIES = {
     # Burda et al.'s second architecture: x-200-200-z1(100)-100-100-z2(50), tanh.
     "mnist-burda-two-layer": {"model.architecture": "two_layer", "model.latent_size": 100,
                               "model.top_latent_size": 50, "model.top_hidden_sizes": (100, 100)},
+    # Kingma et al. (2016): q(z|x) through inverse autoregressive flow steps; and affine coupling steps.
+    "mnist-burda-iaf": {"model.posterior": "iaf", "model.flow_steps": 2},
+    "mnist-burda-coupling": {"model.posterior": "coupling", "model.flow_steps": 2},
     # Chen et al. (2018): the total correlation weighted 6 (their beta), for disentangling rather than log p(x).
     "mnist-burda-tcvae": {"train.tc_weight": 6.0},
 }

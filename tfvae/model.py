@@ -16,7 +16,7 @@ import sonnet as snt
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfvae import hierarchy, nets, priors
+from tfvae import flows, hierarchy, nets, priors
 from tfvae.config import ModelConfig
 from tfvae.nets import as_codes, as_images  # noqa: F401  (the boundary conversions, re-exported)
 
@@ -39,9 +39,13 @@ def draw_latents(posterior: tfd.Distribution, sample_shape=(), seed: tf.Tensor |
     with eps drawn by Philox (`tf.random.stateless_normal(alg="philox")`):
     the same distribution and gradients as `posterior.sample`, whose default
     algorithm choice is an order of magnitude slower inside an XLA-compiled
-    step on a CPU (benchmarks/README.md). Other posteriors, and `seed=None`,
-    use `posterior.sample`.
+    step on a CPU (benchmarks/README.md). A flow (a TransformedDistribution)
+    draws its base so and pushes the draws through its bijector, which then
+    knows their inverse (log q at them needs no inverse pass). Other
+    posteriors, and `seed=None`, use `posterior.sample`.
     """
+    if is_transformed(posterior) and seed is not None:  # a flow: its base, then forward
+        return posterior.bijector.forward(draw_latents(posterior.distribution, sample_shape, seed))
     normal = posterior.distribution if isinstance(posterior, tfd.Independent) else posterior
     if seed is None or type(normal) is not tfd.Normal:
         return posterior.sample(sample_shape, seed=seed)
@@ -52,6 +56,11 @@ def draw_latents(posterior: tfd.Distribution, sample_shape=(), seed: tf.Tensor |
     )
     eps = tf.random.stateless_normal(shape, seed=seed, dtype=loc.dtype, alg="philox")
     return loc + scale * eps
+
+
+def is_transformed(distribution: tfd.Distribution) -> bool:
+    """True for a distribution pushed through a bijector (TFP builds two classes of them), e.g. a flow."""
+    return getattr(distribution, "bijector", None) is not None and hasattr(distribution, "distribution")
 
 
 def central_code(posterior: tfd.Distribution) -> tf.Tensor:
@@ -66,7 +75,7 @@ def central_code(posterior: tfd.Distribution) -> tf.Tensor:
     try:
         return posterior.mean()
     except NotImplementedError:
-        if isinstance(posterior, tfd.TransformedDistribution):
+        if is_transformed(posterior):
             return posterior.bijector.forward(central_code(posterior.distribution))
         raise
 
@@ -154,7 +163,14 @@ def build(config: ModelConfig, image_shape: Sequence[int]) -> VAE:
             config.top_hidden_sizes, tuple(reversed(config.hidden_sizes)), config.activation, config.likelihood,
             config.normal_scale, config.min_scale,
         ))
-    encoder = nets.build_encoder(config, image_shape)
+    if config.posterior != "normal":
+        encoder = flows.FlowEncoder(
+            config.hidden_sizes, config.latent_size, config.flow_steps, config.posterior,
+            activation=config.activation, min_scale=config.min_scale,
+            conv_channels=config.conv_channels if config.architecture == "conv" else (),
+        )
+    else:
+        encoder = nets.build_encoder(config, image_shape)
     if config.prior == "mixture":
         prior = priors.MixturePrior(config.latent_size, config.prior_components)
     elif config.prior == "vamp":
