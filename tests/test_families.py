@@ -156,13 +156,18 @@ def test_families_that_do_not_combine_are_refused(changes, words):
     ["model.posterior=iaf", "model.flow_steps=2"],
     ["model.posterior=coupling"],
 ])
-def test_every_family_trains_evaluates_draws_and_exports_from_the_command_line(family, mnist_data_dir, tmp_path):
+def test_every_family_trains_evaluates_draws_and_exports_from_the_command_line(family, mnist_data_dir, tmp_path,
+                                                                                capsys):
     run_dir = tmp_path / "run"
     sets = [arg for value in family for arg in ("--set", value)]
     assert cli.main(["train", "--preset", "tiny", "--data-dir", mnist_data_dir, "--run-dir", str(run_dir),
                      "--no-progress", "--no-tensorboard", *sets]) == 0
     figures = {p.name for p in (run_dir / "figures").iterdir()}
     assert {"loss_curves.png", "reconstructions.png", "latent_grid.png", "anomaly_scores.png"} <= figures
+    factorised = family[0].startswith("train.")  # the model's q and p are still diagonal Normals
+    assert ("kl_per_dimension.png" in figures) == factorised
+    note = "tfvae: warning: kl_per_dimension: not drawn: the posterior or prior does not factorise"
+    assert (note in capsys.readouterr().err) != factorised  # a figure that does not apply says why
     assert cli.main(["evaluate", str(run_dir), "--k", "20", "--limit", "10", "--no-progress"]) == 0
     numbers = json.loads((run_dir / "eval.json").read_text())
     assert np.isfinite(numbers["nll"]) and numbers["nll"] < numbers["negative_elbo"] + 1.0  # IS is (nearly) tighter

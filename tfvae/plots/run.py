@@ -8,6 +8,7 @@ trains. Numbers (KL per dimension, activity, anomaly scores) come from
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -27,6 +28,10 @@ DEFAULT_INTERPOLATION_INDICES = (1, 22)
 DEFAULT_OFFSET_CLASSES = (4, 9)
 _OFFSET_TS = np.linspace(-1.0, 2.0, 13).astype(np.float32)
 _NOISE_IMAGES = 500
+
+
+class FigureNotDrawn(UserWarning):
+    """A figure that does not apply to this run (the CLI shows the reason as one `tfvae: warning:` line)."""
 
 
 def _loss_curves(run: RunData, folder: Path) -> list[Path]:
@@ -147,7 +152,7 @@ def _latent_offset(run: RunData, folder: Path) -> list[Path]:
     labels = run.test[1]
     source, target = DEFAULT_OFFSET_CLASSES
     if not (np.any(labels == source) and np.any(labels == target)):
-        return []
+        raise FigureNotDrawn(f"latent_offset: not drawn: the test labels hold no class {source} or {target}")
     direction = run.means[labels == target].mean(0) - run.means[labels == source].mean(0)
     rows = np.flatnonzero(labels == source)[:5]
     path = folder / "latent_offset.png"
@@ -166,7 +171,9 @@ def _latent_offset(run: RunData, folder: Path) -> list[Path]:
 
 def _kl_per_dimension(run: RunData, folder: Path) -> list[Path]:
     if run.statistics["kl_per_dimension"] is None:
-        return []
+        raise FigureNotDrawn("kl_per_dimension: not drawn: the posterior or prior does not factorise over the latent "
+                             "dimensions, so the KL has no share per dimension (traversals are sorted by the variance "
+                             "of the posterior means instead)")
     path = folder / "kl_per_dimension.png"
     charts.kl_per_dimension_chart(run.kl, run.activity, evaluation.ACTIVE_UNIT_THRESHOLD).save(
         path, dpi=100, verbose=False
@@ -244,5 +251,8 @@ def draw_run(
         if figures is None and not applies(run):
             continue
         extra = {"others": [RunData(other, grid_size) for other in compare]} if name == "interpolation" else {}
-        written += draw(run, folder, **extra)
+        try:
+            written += draw(run, folder, **extra)
+        except FigureNotDrawn as reason:
+            warnings.warn(str(reason), FigureNotDrawn, stacklevel=2)
     return written
