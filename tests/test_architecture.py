@@ -76,3 +76,17 @@ def test_plots_load_no_training_code():
            "'tfvae.step', 'tfvae.distribute', 'tfvae.optimizers')))"
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "[]"
+
+
+def test_the_public_verbs_are_functions_and_the_nouns_modules():
+    import importlib
+    import types
+
+    import tfvae
+
+    for path in SOURCES:  # every module loaded first: a submodule must not shadow a function of the same name
+        importlib.import_module("tfvae." + ".".join(path.relative_to(PACKAGE).with_suffix("").parts))
+    for verb in ("fit", "evaluate", "export", "open_run"):
+        assert callable(getattr(tfvae, verb)) and not isinstance(getattr(tfvae, verb), types.ModuleType), verb
+    for noun in ("data", "plots", "objectives", "evaluation", "distribute", "priors", "flows"):
+        assert isinstance(getattr(tfvae, noun), types.ModuleType), noun
