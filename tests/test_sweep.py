@@ -8,6 +8,8 @@ import tensorflow as tf
 
 from tfvae import config, evaluate, model, plots, sweep, train
 
+trapezoid = getattr(np, "trapezoid", None) or np.trapz  # NumPy 2 renamed trapz
+
 
 # --------------------------------------------------------------------------- ROC AUC
 def test_roc_auc_matches_a_hand_count_of_pairs():
@@ -25,7 +27,7 @@ def test_roc_auc_equals_the_area_under_the_traced_curve():
     thresholds = np.sort(np.concatenate([normal, anomalous, [np.inf]]))[::-1]
     tpr = [(anomalous >= t).mean() for t in thresholds]
     fpr = [(normal >= t).mean() for t in thresholds]
-    assert evaluate.roc_auc(normal, anomalous) == pytest.approx(np.trapezoid(tpr, fpr), abs=1e-12)
+    assert evaluate.roc_auc(normal, anomalous) == pytest.approx(trapezoid(tpr, fpr), abs=1e-12)
 
 
 def test_roc_auc_refuses_empty_or_non_finite_scores():
