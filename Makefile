@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install experiment experiment-name clean-venv wheel test-oldest
+.PHONY: demo test install experiment experiment-name clean-venv wheel notebooks test-oldest
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,13 @@ wheel: $(VENV)/.installed
 	rm -rf build dist/tfvae-*.whl
 	$(BIN)/pip wheel --quiet --no-deps --wheel-dir dist .
 	@ls dist/tfvae-*.whl
+
+# Run every notebook top to bottom at its default sizes and commit the result (outputs, figures, thumbnails in
+# docs/images/, README's table); one notebook: `make notebooks NOTEBOOK=quickstart`. About 15 minutes.
+notebooks: $(VENV)/.installed
+	$(BIN)/tfvae data fetch mnist
+	$(BIN)/tfvae data fetch fashion_mnist
+	$(BIN)/python tools/notebooks.py execute $(NOTEBOOK)
 
 # The oldest versions setup.cfg allows (tools/oldest.py pins each lower bound), in .venv-oldest, and the whole
 # test suite on them (2.5 GB installed; the suite about 11 minutes here). Not part of `make test`. See README, "Versions".
