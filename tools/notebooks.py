@@ -106,7 +106,9 @@ if importlib.util.find_spec("tfvae") is None:
                            "above were imported already)")
     print("tfvae installed")
 else:
-    print(f"tfvae {{importlib.metadata.version('tfvae')}} is installed already: nothing to install")
+    import tfvae
+
+    print(f"tfvae {{tfvae.__version__}} is installed already: nothing to install")
 '''
 
 ONE_LINE_ERRORS = '''\
@@ -115,7 +117,7 @@ ONE_LINE_ERRORS = '''\
 # other error keeps its traceback. Either way, running all cells stops at that cell.
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # fewer of TensorFlow's C++ log lines
 import tensorflow as tf
 from IPython import get_ipython
 
