@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install experiment experiment-name clean-venv
+.PHONY: demo test install experiment experiment-name clean-venv wheel notebooks test-oldest
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,5 +32,29 @@ experiment-name:
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest
 
+# A wheel in dist/; upload it beside a notebook in Colab and the install cell installs it instead of the repository.
+wheel: $(VENV)/.installed
+	rm -rf build dist/tfvae-*.whl
+	$(BIN)/pip wheel --quiet --no-deps --wheel-dir dist .
+	@ls dist/tfvae-*.whl
+
+# Run every notebook top to bottom at its default sizes and commit the result (outputs, figures, thumbnails in
+# docs/images/, README's table); one notebook: `make notebooks NOTEBOOK=quickstart`. About 15 minutes.
+notebooks: $(VENV)/.installed
+	$(BIN)/tfvae data fetch mnist
+	$(BIN)/tfvae data fetch fashion_mnist
+	$(BIN)/python tools/notebooks.py execute $(NOTEBOOK)
+
+# The oldest versions setup.cfg allows (tools/oldest.py pins each lower bound), in .venv-oldest, and the whole
+# test suite on them (2.5 GB installed; the suite about 11 minutes here). Not part of `make test`. See README, "Versions".
+OLDEST := .venv-oldest
+test-oldest:
+	test -x $(OLDEST)/bin/python || $(PYTHON) -m venv $(OLDEST)
+	$(OLDEST)/bin/pip install --quiet --upgrade pip
+	$(PYTHON) tools/oldest.py > $(OLDEST)/constraints.txt
+	$(OLDEST)/bin/pip install --quiet -c $(OLDEST)/constraints.txt -e '.[test]'
+	$(OLDEST)/bin/pip list 2>/dev/null | grep -iE '^(tensorflow(-probability|-datasets|-metadata)?|tf.keras|dm-sonnet|numpy|pandas|plotnine|matplotlib|protobuf) '
+	$(OLDEST)/bin/python -m pytest
+
 clean-venv:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(OLDEST)

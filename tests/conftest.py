@@ -37,7 +37,8 @@ def make_fixture(data_dir, name, compress, seed, n_train=N_TRAIN, n_test=N_TEST)
 
 @pytest.fixture(scope="session")
 def mnist_data_dir(tmp_path_factory):
-    """A TFDS data_dir whose offline MNIST holds 200 train and 40 test random images."""
+    """A TFDS data_dir whose offline MNIST and Fashion-MNIST each hold 200 train and 40 test random images."""
     data_dir = tmp_path_factory.mktemp("tfds_mnist")
     make_fixture(data_dir, "mnist", compress=False, seed=3, n_train=200, n_test=40)
+    make_fixture(data_dir, "fashion_mnist", compress=True, seed=4, n_train=200, n_test=40)
     return str(data_dir)

@@ -221,3 +221,36 @@ def test_from_directory_labels_sizes_and_channels(tmp_path):
         data.from_directory(tmp_path / "empty", batch_size=2)
     with pytest.raises(data.DataNotFoundError):
         data.from_directory(tmp_path / "missing", batch_size=2)
+
+
+@pytest.mark.parametrize("name", ["mnist", "fashion_mnist"])
+def test_original_positions_find_images_counted_in_the_file_order(idx_dir, name):
+    data_dir, fixtures = idx_dir
+    for split, n in (("train", N_TRAIN), ("test", N_TEST)):
+        images, labels = data.load_arrays(name, split, data_dir=str(data_dir))
+        file_images, file_labels = fixtures[name][split]
+        order = data.file_order(name, split, n)
+        np.testing.assert_array_equal(images[..., 0], file_images[order])  # TFDS position p holds file image order[p]
+        np.testing.assert_array_equal(labels, file_labels[order])
+        wanted = [1, 4, n - 1]
+        positions = data.original_positions(name, split, wanted, n)
+        np.testing.assert_array_equal(images[positions, ..., 0], file_images[wanted])
+    assert not np.array_equal(data.file_order(name, "test", N_TEST), np.arange(N_TEST))  # the orders do differ
+
+
+def test_original_positions_reject_what_they_cannot_know():
+    with pytest.raises(ValueError, match="does not exist: the split has 10 images, #0 to #9"):
+        data.original_positions("mnist", "test", [3, 10], 10)
+    with pytest.raises(ValueError, match="knows the example keys of mnist and fashion_mnist only"):
+        data.file_order("cifar10", "test", 10)
+    with pytest.raises(ValueError, match="num_examples must be a positive integer"):
+        data.original_positions("mnist", "test", [0], 0)
+
+
+@pytest.mark.slow
+def test_the_walkthrough_test_images_are_the_digits_it_shows():
+    """Walkthrough 003's test images #1, 4, 12, 15, 22 (original MNIST order) are a 2, 4, 9, 5 and 6."""
+    images, labels = data.load_arrays("mnist", "test")
+    positions = data.original_positions("mnist", "test", [1, 4, 12, 15, 22], len(images))
+    assert labels[positions].tolist() == [2, 4, 9, 5, 6]
+    assert labels[1] == 0  # TFDS's own test image #1

@@ -1,28 +1,50 @@
-"""The notebooks run top to bottom without an error, with tiny sizes on the fake MNIST of conftest.py.
+"""The notebooks: generated cells, committed outputs, a run of each with tiny sizes, and bad input in one line.
 
-Each notebook's cell tagged "parameters" holds its sizes; the test puts a cell of
-overrides right after it (what papermill does) and executes the whole notebook
-in a fresh kernel with nbclient.
+Each notebook's cell tagged "parameters" holds its sizes; `run_notebook` puts a cell of overrides right
+after it (what papermill does) and executes the notebook in memory, in a fresh kernel, in a temporary
+folder, on the fake MNIST and Fashion-MNIST of conftest.py. tools/notebooks.py makes the generated cells
+and README's table from setup.cfg's url, and executes notebooks at their default sizes (`make notebooks`).
 """
 
+import base64
+import io
+import json
+import re
+import sys
 from pathlib import Path
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
 
-NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+import notebooks as tool  # noqa: E402
+
+NOTEBOOKS = ROOT / "notebooks"
 
 
-def run_notebook(name: str, overrides: dict, workdir: Path) -> nbformat.NotebookNode:
-    """Executes notebooks/NAME with `overrides` (parameter name -> value) in `workdir`; returns it executed."""
+def with_overrides(name: str, overrides: dict) -> nbformat.NotebookNode:
+    """notebooks/NAME without its committed outputs, a cell of `overrides` (name -> value) after its parameters."""
     notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
     index = next(i for i, cell in enumerate(notebook.cells) if "parameters" in cell.metadata.get("tags", []))
     source = "\n".join(f"{key} = {value!r}" for key, value in overrides.items())
     notebook.cells.insert(index + 1, nbformat.v4.new_code_cell(source))
-    resources = {"metadata": {"path": str(workdir)}}
-    client = NotebookClient(notebook, timeout=300, kernel_name="python3", resources=resources)
-    client.execute()
+    return notebook
+
+
+def client_for(notebook, workdir: Path) -> NotebookClient:
+    return NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(workdir)}})
+
+
+def run_notebook(name: str, overrides: dict, workdir: Path) -> nbformat.NotebookNode:
+    """Executes notebooks/NAME with `overrides` in a fresh kernel in `workdir`; returns it executed."""
+    notebook = with_overrides(name, overrides)
+    client_for(notebook, workdir).execute()
     return notebook
 
 
@@ -30,25 +52,285 @@ def outputs_of(notebook, kind: str) -> list:
     return [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs if kind in o.get("data", {})]
 
 
-@pytest.mark.parametrize("name", ["quickstart.ipynb", "latent_explorer.ipynb"])
-def test_each_notebook_has_one_parameters_cell_and_a_colab_install_cell(name):
-    notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
-    tagged = [cell for cell in notebook.cells if "parameters" in cell.metadata.get("tags", [])]
-    assert len(tagged) == 1 and "EPOCHS" in tagged[0].source
-    assert any("google.colab" in cell.source and "pip" in cell.source for cell in notebook.cells)
-    assert all(not cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code")  # stored clean
+def text_of(notebook) -> str:
+    return "".join(o.get("text", "") for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs)
+
+
+# --------------------------------------------------------------------------- what is committed
+def test_generated_cells_committed_outputs_thumbnails_and_readme_are_up_to_date():
+    """`python tools/notebooks.py check`: badges, install and error cells and README's table match setup.cfg's
+    url; every notebook was run top to bottom (execution counts 1..n), without an error output, from the code
+    committed (hash in its metadata), in under 5 minutes at its default sizes; each is under 1.5 MB and has a
+    thumbnail."""
+    assert tool.check() == []
+
+
+@pytest.mark.parametrize("name", list(tool.CATALOGUE))
+def test_each_notebook_opens_in_colab_and_installs_from_the_repository_of_setup_cfg(name):
+    notebook = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    url = tool.repository_url()
+    assert url == "https://github.com/tfvae/tfvae"
+    badge = notebook.cells[0]
+    assert badge.metadata["tags"] == ["colab-badge"]
+    assert f"https://colab.research.google.com/github/tfvae/tfvae/blob/main/notebooks/{name}.ipynb" in badge.source
+    install = tool.tagged(notebook, "install")[0]
+    assert f'REPOSITORY = "{url}"' in install.source
+    parameters = tool.tagged(notebook, "parameters")
+    assert len(parameters) == 1 and "DATA_DIR = None" in parameters[0].source
+    assert notebook.cells.index(parameters[0]) < notebook.cells.index(install)
+    code = "\n".join(cell.source for cell in notebook.cells if cell.cell_type == "code")
+    assert not re.search(r"\btfvae(\.\w+)*\._(?!_)", code)  # no private names (dunders are public)
+    assert not re.search(r"from tfvae\.\w+ import|import tfvae\.", code.replace("from tfvae import plots", ""))
+
+
+def test_readme_links_every_notebook_with_its_thumbnail():
+    readme = (ROOT / "README.md").read_text()
+    for name in tool.CATALOGUE:
+        assert f"(notebooks/{name}.ipynb)" in readme and f"docs/images/notebook-{name}.png" in readme
+        thumbnail = tool.thumbnail_path(name)
+        assert thumbnail.stat().st_size < 60_000
+    assert "OWNER" not in readme and "git+https://github.com/tfvae/tfvae.git" in readme
+
+
+def test_colab_links_follow_setup_cfg():
+    assert tool.colab_url("x", "https://github.com/someone/else") == (
+        "https://colab.research.google.com/github/someone/else/blob/main/notebooks/x.ipynb")
+    with pytest.raises(ValueError, match="OWNER/REPO"):
+        tool.colab_url("x", "https://gitlab.com/a/b")
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1")])
+    notebook.cells[0].execution_count = 2
+    assert any("execution counts [2], not 1..1" in p for p in tool.output_problems(notebook, "x"))
+    assert tool.terminal_text("a\r b\r c\nd") == " c\nd"
+    chatter = ("WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+               "I0000 00:00:1795987040.745358   23077 port.cc:153] oneDNN custom operations are on.\n"
+               "I0000 00:00:1795984386.241875    4627 cpu_feature_guard.cc:227] This TensorFlow binary is optimized.\n"
+               "To enable the following instructions: AVX2 FMA, in other operations, rebuild TensorFlow with the "
+               "appropriate compiler flags.\n"
+               "E0000 00:00:1795987050.790770   23077 cuda_platform.cc:52] failed call to cuInit: UNKNOWN ERROR (303)\n"
+               "a warning of tfvae's\n")
+    assert tool.without_tensorflow_chatter(chatter) == "a warning of tfvae's\n"
+
+
+# --------------------------------------------------------------------------- the install cell
+class FakePip:
+    """Stands in for subprocess.run in the install cell: records pip's arguments, changes versions if told."""
+
+    def __init__(self, versions: dict, refuse_constraints: bool = False, after: dict | None = None):
+        self.versions, self.refuse, self.after, self.calls = versions, refuse_constraints, after or {}, []
+
+    def run(self, command, check=False):
+        self.calls.append(command)
+        if "--constraint" in command:  # the cell deletes the file afterwards
+            self.constraints = Path(command[command.index("--constraint") + 1]).read_text().split()
+        if self.refuse and "--constraint" in command:
+            return type("Done", (), {"returncode": 1})()
+        self.versions.update(self.after)
+        return type("Done", (), {"returncode": 0})()
+
+
+def run_install_cell(tmp_path, monkeypatch, pip: FakePip, wheel: bool, imported=()):
+    import importlib.metadata
+    import importlib.util
+    import subprocess
+
+    monkeypatch.chdir(tmp_path)
+    if wheel:
+        (tmp_path / "tfvae-0.1.0-py3-none-any.whl").write_bytes(b"")
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tfvae" else real_find_spec(name))
+
+    def version(name):
+        if name not in pip.versions:
+            raise importlib.metadata.PackageNotFoundError(name)
+        return pip.versions[name]
+
+    monkeypatch.setattr(importlib.metadata, "version", version)
+    monkeypatch.setattr(subprocess, "run", pip.run)
+    for module in imported:
+        monkeypatch.setitem(sys.modules, module, sys)
+    source = tool.generated_cells("quickstart")["install"][1]
+    exec(compile(source, "install-cell", "exec"), {"__name__": "__main__"})
+
+
+def test_install_cell_keeps_the_installed_tensorflow_and_prefers_an_uploaded_wheel(tmp_path, monkeypatch, capsys):
+    pip = FakePip({"tensorflow": "2.19.0", "tf-keras": "2.19.0", "numpy": "2.0.2"})
+    run_install_cell(tmp_path, monkeypatch, pip, wheel=True)
+    (command,) = pip.calls
+    assert command[command.index("install") + 2] == "tfvae-0.1.0-py3-none-any.whl"
+    assert pip.constraints == ["tensorflow==2.19.0", "tf-keras==2.19.0", "numpy==2.0.2"]
+    assert not Path(command[command.index("--constraint") + 1]).exists()
+    out = capsys.readouterr().out
+    assert "installing tfvae from tfvae-0.1.0-py3-none-any.whl" in out and "replaced" not in out
+
+    pip = FakePip({"tensorflow": "2.19.0"})
+    (tmp_path / "no-wheel").mkdir()
+    run_install_cell(tmp_path / "no-wheel", monkeypatch, pip, wheel=False)
+    assert pip.calls[0][pip.calls[0].index("install") + 2] == "git+https://github.com/tfvae/tfvae.git"
+    assert "installing tfvae from git+https://github.com/tfvae/tfvae.git" in capsys.readouterr().out
+
+
+def test_install_cell_says_what_it_replaced_and_when_to_restart(tmp_path, monkeypatch, capsys):
+    pip = FakePip({"tensorflow": "2.12.0", "numpy": "1.24.0"}, refuse_constraints=True,
+                  after={"tensorflow": "2.21.0", "numpy": "2.4.0"})
+    for module in ("tensorflow", "numpy"):  # as in a fresh runtime: not imported yet
+        monkeypatch.delitem(sys.modules, module, raising=False)
+    run_install_cell(tmp_path, monkeypatch, pip, wheel=False)
+    assert len(pip.calls) == 2 and "--constraint" not in pip.calls[1]
+    out = capsys.readouterr().out
+    assert "outside tfvae's ranges" in out and "replaced tensorflow 2.12.0 with 2.21.0" in out
+    assert "tfvae installed" in out  # nothing replaced had been imported: no restart
+
+    pip = FakePip({"numpy": "1.24.0"}, refuse_constraints=True, after={"numpy": "2.4.0"})
+    with pytest.raises(RuntimeError, match="restart needed: Runtime > Restart session"):
+        run_install_cell(tmp_path, monkeypatch, pip, wheel=False, imported=["numpy"])
+
+
+# --------------------------------------------------------------------------- each notebook, tiny
+TINY = {"EPOCHS": 1, "HIDDEN_SIZES": [16]}
 
 
 def test_quickstart_runs_and_shows_its_figures(mnist_data_dir, tmp_path):
-    overrides = {"EPOCHS": 1, "HIDDEN_SIZES": [16], "DATA_DIR": mnist_data_dir, "RUN_DIR": "run", "GRID_SIZE": 4}
+    overrides = {**TINY, "DATA_DIR": mnist_data_dir, "RUN_DIR": "run", "GRID_SIZE": 4}
     notebook = run_notebook("quickstart.ipynb", overrides, tmp_path)
     assert len(outputs_of(notebook, "image/png")) >= 4  # loss curves, reconstructions, manifold, samples, scatter
     assert (tmp_path / "run" / "figures" / "latent_grid.png").exists()
+    assert "tfvae 0.1.0 is installed already: nothing to install" in text_of(notebook)
 
 
 def test_latent_explorer_slider_redraws(mnist_data_dir, tmp_path):
-    overrides = {"DATASET": "mnist", "EPOCHS": 1, "LATENT_SIZE": 3, "HIDDEN_SIZES": [16], "DATA_DIR": mnist_data_dir,
-                 "RUN_DIR": "run"}
+    overrides = {**TINY, "DATASET": "mnist", "LATENT_SIZE": 3, "DATA_DIR": mnist_data_dir, "RUN_DIR": "run"}
     notebook = run_notebook("latent_explorer.ipynb", overrides, tmp_path)
     assert outputs_of(notebook, "application/vnd.jupyter.widget-view+json")  # the slider and its picture
     assert (tmp_path / "run" / "figures" / "latent_strip.png").exists()
+
+
+def test_ae_to_vae_shows_scatters_grids_and_the_interpolation_gif(mnist_data_dir, tmp_path):
+    overrides = {**TINY, "GRID_SIZE": 3, "STEPS": 3, "DATA_DIR": mnist_data_dir, "RUN_DIR": "run"}
+    notebook = run_notebook("ae_to_vae.ipynb", overrides, tmp_path)
+    assert len(outputs_of(notebook, "image/png")) >= 5  # 2 scatters, 2 grids, the strip
+    assert len(outputs_of(notebook, "image/gif")) == 1
+    assert (tmp_path / "run" / "figures" / "latent_grid_autoencoder.png").exists()
+
+
+def test_fashion_mnist_vae_shows_the_strip_and_a_slider(mnist_data_dir, tmp_path):
+    overrides = {**TINY, "LATENT_SIZE": 3, "SHOWN": 3, "DATA_DIR": mnist_data_dir, "RUN_DIR": "run"}
+    notebook = run_notebook("fashion_mnist_vae.ipynb", overrides, tmp_path)
+    assert len(outputs_of(notebook, "image/png")) == 2  # reconstructions, offset strip
+    assert outputs_of(notebook, "application/vnd.jupyter.widget-view+json")
+    assert (tmp_path / "run" / "figures" / "offset_strip.png").exists()
+
+
+def test_sonnet_beta_vae_trains_its_steps_and_draws_the_traversal(mnist_data_dir, tmp_path):
+    overrides = {"STEPS": 9, "BATCH_SIZE": 8, "HIDDEN_SIZES": [16], "LATENT_SIZE": 3, "TRAVERSAL": 3,
+                 "DATA_DIR": mnist_data_dir, "RUN_DIR": "run"}
+    notebook = run_notebook("sonnet_beta_vae.ipynb", overrides, tmp_path)
+    assert len(outputs_of(notebook, "image/png")) == 3  # log-log losses, reconstructions, traversal
+    assert "tfvae beta = 2.61333" in text_of(notebook)  # 0.01 x 784 / 3
+    history = (tmp_path / "run" / "history.csv").read_text().splitlines()
+    assert len(history) == 1 + 9  # a row per step
+
+
+def test_bernoulli_vae_shows_the_walkthrough_images_gifs_and_anomaly_scores(mnist_data_dir, tmp_path):
+    overrides = {"EPOCHS": 1, "FRAME_EVERY": 1, "GRID_SIZE": 3, "NOISE_IMAGES": 10, "WALKTHROUGH_IMAGES": [1, 4, 22],
+                 "DATA_DIR": mnist_data_dir, "RUN_DIR": "run"}
+    notebook = run_notebook("bernoulli_vae.ipynb", overrides, tmp_path)
+    assert len(outputs_of(notebook, "image/gif")) == 2  # the 2-d manifold and the 20-d reconstructions
+    assert len(outputs_of(notebook, "image/png")) >= 3  # final manifold, reconstructions, anomaly histograms
+    assert "ROC AUC, noise against training images" in text_of(notebook)
+    assert (tmp_path / "run" / "figures" / "training_2d.gif").exists()
+
+
+def test_vae_from_scratch_compares_optimizers_and_interpolates(mnist_data_dir, tmp_path):
+    overrides = {**TINY, "LATENT_SIZE": 2, "STEPS": 3, "DATA_DIR": mnist_data_dir, "RUN_DIR": "run"}
+    notebook = run_notebook("vae_from_scratch.ipynb", overrides, tmp_path)
+    assert len(outputs_of(notebook, "image/png")) == 2  # the optimizers' curves, the strip
+    assert len(outputs_of(notebook, "image/gif")) == 1
+    assert json.loads((tmp_path / "run" / "vae-sgd" / "config.json").read_text())["train"]["optimizer"] == "sgd"
+
+
+# --------------------------------------------------------------------------- bad input: one line
+def error_outputs(notebook) -> list:
+    return [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs
+            if o.get("output_type") == "error"]
+
+
+def run_expecting_an_error(name: str, overrides: dict, workdir: Path) -> dict:
+    notebook = with_overrides(name, overrides)
+    with pytest.raises(CellExecutionError):
+        client_for(notebook, workdir).execute()
+    (error,) = error_outputs(notebook)
+    ran = [cell for cell in notebook.cells if cell.cell_type == "code" and cell.execution_count is not None]
+    assert ran[-1].outputs[-1] is error  # run all stopped at that cell
+    return error
+
+
+HINT = "An exception has occurred, use %tb to see the full traceback."  # IPython's, above the line
+
+
+def one_line(traceback: list[str]) -> str:
+    lines = [line for line in re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(traceback)).splitlines() if line.strip()]
+    assert lines[0] == HINT and len(lines) == 2, lines  # the hint and the message: no stack
+    return lines[1]
+
+
+def test_a_missing_dataset_stops_run_all_with_one_line(tmp_path, monkeypatch):
+    for variable in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+        monkeypatch.setenv(variable, "http://127.0.0.1:9")  # no download, online or not
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    error = run_expecting_an_error("sonnet_beta_vae.ipynb", {"DATA_DIR": str(tmp_path / "empty")}, tmp_path)
+    line = one_line(error["traceback"])
+    assert line.startswith("DataNotFoundError: dataset 'mnist' is not available") and "tfvae data fetch mnist" in line
+
+
+@pytest.fixture(scope="module")
+def shell():
+    """An IPython shell that has run the notebooks' one-line-errors cell."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    shell.run_cell(tool.generated_cells("quickstart")["one-line-errors"][1])
+    yield shell
+    shell.set_custom_exc((), None)
+
+
+@pytest.mark.parametrize("source, message", [
+    ("import tfvae; tfvae.override(tfvae.preset('mnist-bernoulli-2d'), {'model.latent_size': 0})",
+     "ConfigError: model.latent_size must be a positive integer, got 0"),
+    ("tf.zeros([10**6, 10**7])", "ResourceExhaustedError: "),  # 40 TB: too large for any runtime
+])
+def test_errors_a_user_can_cause_are_one_line(shell, capsys, source, message):
+    result = shell.run_cell(source)
+    assert result.error_in_exec is not None  # run all stops here
+    line = one_line(capsys.readouterr().out.splitlines())
+    assert line.startswith(message)
+    if "ResourceExhausted" in message:
+        assert "OOM when allocating tensor" in line
+
+
+def test_other_errors_keep_their_traceback(shell, capsys):
+    shell.run_cell("def f():\n    return {}['missing']\nf()")
+    out = re.sub(r"\x1b\[[0-9;]*m", "", capsys.readouterr().out)
+    assert "KeyError" in out and "Traceback (most recent call last)" in out and HINT not in out
+
+
+def test_thumbnails_are_small_pngs():
+    from PIL import Image
+
+    for name in tool.CATALOGUE:
+        with Image.open(tool.thumbnail_path(name)) as picture:
+            assert picture.format == "PNG" and picture.width == tool.THUMBNAIL_WIDTH
+
+
+def test_a_thumbnail_is_the_first_png_of_the_tagged_cell(tmp_path, monkeypatch):
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (440, 100), "red").save(buffer, format="PNG")  # cut to 300 x 100
+    cell = nbformat.v4.new_code_cell("x", metadata={"tags": ["thumbnail"]})
+    cell.outputs = [nbformat.v4.new_output("display_data", {"image/png": base64.b64encode(buffer.getvalue()).decode()})]
+    monkeypatch.setattr(tool, "IMAGES", tmp_path)
+    monkeypatch.setattr(tool, "thumbnail_path", lambda name: tmp_path / f"notebook-{name}.png")
+    path = tool.save_thumbnail(nbformat.v4.new_notebook(cells=[cell]), "x")
+    with Image.open(path) as picture:
+        assert picture.size == (tool.THUMBNAIL_WIDTH, round(tool.THUMBNAIL_WIDTH / 3))

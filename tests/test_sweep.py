@@ -9,6 +9,8 @@ import tensorflow as tf
 from tfvae import config, evaluation, model, optimizers, plots, rundir, sweep, train
 from tfvae import step as step_lib
 
+trapezoid = getattr(np, "trapezoid", None) or np.trapz  # NumPy 2 renamed trapz
+
 
 # --------------------------------------------------------------------------- ROC AUC
 def test_roc_auc_matches_a_hand_count_of_pairs():
@@ -26,7 +28,7 @@ def test_roc_auc_equals_the_area_under_the_traced_curve():
     thresholds = np.sort(np.concatenate([normal, anomalous, [np.inf]]))[::-1]
     tpr = [(anomalous >= t).mean() for t in thresholds]
     fpr = [(normal >= t).mean() for t in thresholds]
-    assert evaluation.roc_auc(normal, anomalous) == pytest.approx(np.trapezoid(tpr, fpr), abs=1e-12)
+    assert evaluation.roc_auc(normal, anomalous) == pytest.approx(trapezoid(tpr, fpr), abs=1e-12)
 
 
 def test_roc_auc_refuses_empty_or_non_finite_scores():

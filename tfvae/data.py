@@ -15,6 +15,10 @@ directory and prepares an offline TFDS builder (`mnist_offline`,
 `fashion_mnist_offline`: same features and same example order as TFDS's
 `mnist` / `fashion_mnist`). Any other TFDS image dataset is downloaded by TFDS
 as usual when online.
+
+TFDS stores a split in its own order, not the original files' order:
+`original_positions(name, split, indices, n)` finds images counted in the
+original order (as walkthroughs count them) among the arrays loaded here.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import gzip
+import hashlib
 import os
 import pathlib
 import re
@@ -126,8 +131,12 @@ _OFFLINE_BUILDERS = {"mnist": MnistOffline, "fashion_mnist": FashionMnistOffline
 
 # --------------------------------------------------------------------------- locating and loading
 def _data_dir(data_dir: str | os.PathLike | None) -> pathlib.Path:
-    """`data_dir`, else TFDS's default (TFDS_DATA_DIR or ~/tensorflow_datasets), read now."""
-    return pathlib.Path(data_dir or tfds.core.constants.get_default_data_dir()).expanduser()
+    """`data_dir`, else TFDS's default (TFDS_DATA_DIR or ~/tensorflow_datasets), read now.
+
+    TFDS reads that variable once, at import, before 4.9.10 (`tfds.core.constants.DATA_DIR`); reading it here
+    gives every supported TFDS version the same default.
+    """
+    return pathlib.Path(data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets").expanduser()
 
 
 def manual_dir(name: str, data_dir: str | os.PathLike | None = None) -> pathlib.Path:
@@ -263,6 +272,50 @@ def load(name: str, split: str, batch_size: int, *, binarize: str = "none", shuf
     images, labels = load_arrays(name, split, data_dir)
     return from_arrays(images, labels if with_labels else None, batch_size=batch_size, binarize=binarize,
                        shuffle=shuffle, seed=seed, drop_remainder=drop_remainder, prefetch=prefetch)
+
+
+# --------------------------------------------------------------------------- the original file order
+def file_order(name: str, split: str, num_examples: int) -> np.ndarray:
+    """The index in the original IDX file of each example of a TFDS split, in TFDS's order: int64 [num_examples].
+
+    TFDS's MNIST and Fashion-MNIST builders (and the offline ones here) key each example by its index in the
+    IDX file and store a split sorted by the MD5 hash of split name + key (`tfds.core.hashing`, the same in
+    every TFDS version, since changing it would reorder every dataset). So `load_arrays(name, split)[0][p]` is
+    image `file_order(name, split, n)[p]` of the original file: test image #1 of the original MNIST file
+    (a 2) is not TFDS's test image #1 (a 0). Walkthroughs and papers count in the original order.
+    """
+    if name not in _OFFLINE_BUILDERS:
+        raise ValueError(f"file_order knows the example keys of {' and '.join(_OFFLINE_BUILDERS)} only, not {name!r}")
+    if isinstance(num_examples, bool) or not isinstance(num_examples, (int, np.integer)) or num_examples <= 0:
+        raise ValueError(f"num_examples must be a positive integer; got {num_examples!r}")
+    salt = hashlib.md5(split.encode())
+
+    def hashed(index: int) -> int:
+        digest = salt.copy()
+        digest.update(str(index).encode())
+        return int(digest.hexdigest(), 16)
+
+    return np.array(sorted(range(int(num_examples)), key=hashed), np.int64)
+
+
+def original_positions(name: str, split: str, indices, num_examples: int) -> np.ndarray:
+    """Where images `indices` of the original IDX file sit in TFDS's order of the split: int64 [len(indices)].
+
+        images, labels = tfvae.data.load_arrays("mnist", "test")
+        walkthrough = images[tfvae.data.original_positions("mnist", "test", [1, 4, 12, 15, 22], len(images))]
+
+    Raises:
+      ValueError: an index outside 0..num_examples-1, or a dataset other than mnist and fashion_mnist.
+    """
+    order = file_order(name, split, num_examples)
+    indices = np.asarray(indices, np.int64).reshape(-1)
+    outside = indices[(indices < 0) | (indices >= num_examples)]
+    if outside.size:
+        raise ValueError(f"{name} {split} image #{int(outside[0])} does not exist: the split has {num_examples} "
+                         f"images, #0 to #{num_examples - 1}")
+    positions = np.empty(int(num_examples), np.int64)
+    positions[order] = np.arange(num_examples)
+    return positions[indices]
 
 
 # --------------------------------------------------------------------------- fetching offline sources

@@ -201,7 +201,7 @@ class Run:
 
     @functools.cached_property
     def model(self) -> VAE:
-        if self._built_model is not None:  # its shapes are its own (it may have trained on other images)
+        if self._built_model is not None or read_model_note(self.dir).get("class"):  # its shapes are its own
             return restore_model(self.dir, model=self._built_model)
         return restore_model(self.dir, image_shape=self.test_images.shape[1:])
 
@@ -253,15 +253,15 @@ def restore_model(run_dir: str | os.PathLike, image_shape: Sequence[int] | None 
     config.json.
     """
     experiment = load_experiment(run_dir)
+    built_in_python = read_model_note(run_dir).get("class")
+    if model is None and built_in_python:
+        raise RunDirError(f"{run_dir} trained a model built in Python ({built_in_python}); build it again and "
+                          "pass it: tfvae.open_run(run_dir, model=...) or restore_model(run_dir, model=...)")
     if image_shape is None and model is not None:
         image_shape = getattr(getattr(model, "decoder", None), "output_shape", None)
     if image_shape is None:
         image_shape = data_lib.image_shape(load_split(experiment, "test"))
     if model is None:
-        built_in_python = read_model_note(run_dir).get("class")
-        if built_in_python:
-            raise RunDirError(f"{run_dir} trained a model built in Python ({built_in_python}); build it again and "
-                              "pass it: tfvae.open_run(run_dir, model=...) or restore_model(run_dir, model=...)")
         model = model_lib.build(experiment.model, image_shape)
     create_variables(model, image_shape)
     if restore_latest(tf.train.Checkpoint(model=model), checkpoint_dir(run_dir), partial=True) is None:

@@ -1,0 +1,386 @@
+"""The notebooks' generated parts, their execution, thumbnails and README table, all from setup.cfg's `url`.
+
+    python tools/notebooks.py sync              # rewrite badges, install and error cells, README's notebook table
+    python tools/notebooks.py execute [NAME]    # run notebooks at their default sizes, in place (`make notebooks`)
+    python tools/notebooks.py check             # exit 1 and say what is stale (tests/test_notebooks.py does this)
+
+Every notebook starts with the same generated cells: a markdown cell tagged "colab-badge" (the "Open in
+Colab" badge), a code cell tagged "install" (installs tfvae when it is not importable) and one tagged
+"one-line-errors" (errors a user can cause print one line). `sync` writes them from the templates below;
+the tests fail when a notebook's copy differs, so they cannot drift apart. The address of the repository
+is setup.cfg's `url`, nowhere else.
+
+`execute` runs a notebook top to bottom in a fresh kernel in a scratch folder (nothing resumes an earlier
+run), records how long it took and a hash of its code cells in the notebook's metadata ("tfvae"), keeps
+what a terminal would show of progress bars (text after the last carriage return of each line) and drops
+TensorFlow's C++ start-up log lines (Colab does not show them in cells), writes it back, saves the output of the cell tagged "thumbnail" as docs/images/notebook-NAME.png (small), and
+syncs README. The test of committed outputs recomputes the hash: a cell edited after the run fails it.
+"""
+
+from __future__ import annotations
+
+import configparser
+import hashlib
+import io
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
+IMAGES = ROOT / "docs" / "images"
+README = ROOT / "README.md"
+BRANCH = "main"
+MAX_BYTES = 1_500_000  # a committed notebook, outputs included
+MAX_SECONDS = 300  # at its default sizes, on a CPU
+THUMBNAIL_WIDTH = 220  # pixels
+
+# name -> what it shows (README's table), in the order README lists them
+CATALOGUE = {
+    "quickstart": "Train a 2-d Bernoulli VAE on MNIST, then its loss curves, reconstructions, manifold, samples "
+                  "and latent scatter",
+    "latent_explorer": "A slider that moves a Fashion-MNIST code along a latent direction and redraws the decoded "
+                       "image",
+    "ae_to_vae": "Walkthrough 000: an autoencoder, then a VAE, with a 2-d latent: scatters, decoded grids, "
+                 "interpolation strip and GIF",
+    "fashion_mnist_vae": "Walkthrough 001: Fashion-MNIST, 20-d, MSE + KL: reconstructions, the offset strip, a "
+                         "slider",
+    "sonnet_beta_vae": "Walkthrough 002: the Sonnet 2 / TFP beta-VAE Colab's settings: log-log losses, "
+                       "reconstructions, 10 x 10 traversal",
+    "bernoulli_vae": "Walkthrough 003: 20-d and 2-d Bernoulli VAEs beside the published numbers, training GIFs, "
+                     "anomaly scores",
+    "vae_from_scratch": "Walkthrough 004: autoencoder vs VAE interpolating a 2 into a 7, Adam vs SGD",
+}
+
+README_START = "<!-- notebooks: made by tools/notebooks.py sync; edit CATALOGUE there -->"
+README_END = "<!-- notebooks: end -->"
+
+INSTALL = '''\
+# Installs tfvae when it cannot be imported (a fresh Colab runtime): from a tfvae-*.whl uploaded beside this
+# notebook if there is one (`make wheel` builds it), else from the repository. The TensorFlow, tf-keras, TFP,
+# TFDS (with its protobuf), NumPy and pandas already installed are kept when tfvae's ranges allow them.
+import glob
+import importlib.metadata
+import importlib.util
+import os
+import subprocess
+import sys
+import tempfile
+
+REPOSITORY = "{url}"  # setup.cfg's url
+KEEP = ("tensorflow", "tf-keras", "tensorflow-probability", "tensorflow-datasets", "tensorflow-metadata", "protobuf",
+        "numpy", "pandas")
+
+
+def installed_versions() -> dict:
+    found = {{}}
+    for name in KEEP:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+if importlib.util.find_spec("tfvae") is None:
+    wheels = sorted(glob.glob("tfvae-*.whl"))
+    source = wheels[-1] if wheels else f"git+{{REPOSITORY}}.git"
+    print(f"installing tfvae from {{source}}")
+    before = installed_versions()
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as keep:
+        keep.write("".join(f"{{name}}=={{version}}\\n" for name, version in before.items()))
+    pip = [sys.executable, "-m", "pip", "install", "--quiet", source]
+    kept = subprocess.run([*pip, "--constraint", keep.name]).returncode == 0
+    os.unlink(keep.name)
+    if not kept:
+        print("the installed versions are outside tfvae's ranges; installing the versions tfvae needs")
+        subprocess.run(pip, check=True)
+    after = installed_versions()
+    replaced = [name for name in before if after.get(name) != before[name]]
+    for name in replaced:
+        print(f"replaced {{name}} {{before[name]}} with {{after.get(name)}}")
+    if any(name.replace("-", "_") in sys.modules for name in replaced):
+        raise RuntimeError("restart needed: Runtime > Restart session, then run all again (the modules replaced "
+                           "above were imported already)")
+    print("tfvae installed")
+else:
+    import tfvae
+
+    print(f"tfvae {{tfvae.__version__}} is installed already: nothing to install")
+'''
+
+ONE_LINE_ERRORS = '''\
+# Errors you can cause (a dataset that cannot be found, a setting tfvae refuses, a size too large for this
+# runtime's memory) show tfvae's one-line message instead of a traceback, as the `tfvae` command does; any
+# other error keeps its traceback. Either way, running all cells stops at that cell.
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # fewer of TensorFlow's C++ log lines
+import tensorflow as tf
+from IPython import get_ipython
+
+
+def one_line(shell, kind, error, traceback, tb_offset=None):
+    shell.showtraceback((kind, error, traceback), exception_only=True)
+
+
+get_ipython().set_custom_exc((ValueError, OSError, FloatingPointError, tf.errors.ResourceExhaustedError), one_line)
+'''
+
+
+# --------------------------------------------------------------------------- where things are
+def repository_url() -> str:
+    """setup.cfg's url, without a trailing slash."""
+    parser = configparser.ConfigParser()
+    parser.read(ROOT / "setup.cfg")
+    return parser["metadata"]["url"].strip().rstrip("/")
+
+
+def colab_url(name: str, url: str | None = None) -> str:
+    """Colab's address for notebooks/NAME.ipynb on the repository's main branch."""
+    url = url or repository_url()
+    match = re.fullmatch(r"https://github\.com/([^/]+/[^/]+)", url)
+    if not match:
+        raise ValueError(f"setup.cfg's url must be https://github.com/OWNER/REPO for Colab links; got {url!r}")
+    return f"https://colab.research.google.com/github/{match.group(1)}/blob/{BRANCH}/notebooks/{name}.ipynb"
+
+
+def badge(name: str, url: str | None = None) -> str:
+    return f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({colab_url(name, url)})"
+
+
+def notebook_path(name: str) -> Path:
+    return NOTEBOOKS / f"{name}.ipynb"
+
+
+def thumbnail_path(name: str) -> Path:
+    return IMAGES / f"notebook-{name}.png"
+
+
+# --------------------------------------------------------------------------- generated cells
+def generated_cells(name: str) -> dict:
+    """tag -> (cell type, source) of the cells every notebook carries."""
+    url = repository_url()
+    return {
+        "colab-badge": ("markdown", badge(name, url)),
+        "install": ("code", INSTALL.format(url=url).rstrip("\n")),
+        "one-line-errors": ("code", ONE_LINE_ERRORS.rstrip("\n")),
+    }
+
+
+def tagged(notebook, tag: str) -> list:
+    return [cell for cell in notebook.cells if tag in cell.metadata.get("tags", [])]
+
+
+def sync_notebook(notebook, name: str) -> list[str]:
+    """Rewrites the generated cells of `notebook` in memory; returns what changed."""
+    changed = []
+    for tag, (kind, source) in generated_cells(name).items():
+        cells = tagged(notebook, tag)
+        if len(cells) != 1:
+            raise ValueError(f"{name}.ipynb needs exactly one cell tagged {tag!r}; found {len(cells)}")
+        if cells[0].cell_type != kind:
+            raise ValueError(f"{name}.ipynb: the cell tagged {tag!r} must be a {kind} cell")
+        if cells[0].source != source:
+            cells[0].source = source
+            changed.append(f"{name}.ipynb: cell {tag!r}")
+    return changed
+
+
+def recorded_seconds(name: str) -> int | None:
+    """How long the committed run of notebooks/NAME.ipynb took (its metadata), if it was run by `execute`."""
+    import json
+
+    return json.loads(notebook_path(name).read_text()).get("metadata", {}).get("tfvae", {}).get("seconds")
+
+
+def readme_table() -> str:
+    """README's notebook table: a thumbnail, the Colab badge, what it shows and its run time here, per notebook."""
+    rows = [README_START, "", "| | notebook | what it shows | time here |", "| --- | --- | --- | --- |"]
+    for name, what in CATALOGUE.items():
+        thumbnail = f"<img src=\"docs/images/notebook-{name}.png\" width=\"{THUMBNAIL_WIDTH}\">"
+        seconds = recorded_seconds(name)
+        time_here = f"{seconds // 60} min {seconds % 60:02d} s" if seconds is not None else ""
+        rows.append(f"| {thumbnail} | [`{name}.ipynb`](notebooks/{name}.ipynb)<br>{badge(name)} | {what} | "
+                    f"{time_here} |")
+    return "\n".join([*rows, "", README_END])
+
+
+def sync_readme(text: str) -> str:
+    """README with its notebook table (between the markers) and its Colab install line made from setup.cfg."""
+    if README_START not in text or README_END not in text:
+        raise ValueError(f"README.md needs the markers {README_START!r} and {README_END!r}")
+    head, rest = text.split(README_START, 1)
+    tail = rest.split(README_END, 1)[1]
+    text = head + readme_table() + tail
+    return re.sub(r"git\+https://github\.com/[^\s`]+?\.git", f"git+{repository_url()}.git", text)
+
+
+# --------------------------------------------------------------------------- checks (used by the tests)
+def sources_hash(notebook) -> str:
+    """SHA-256 of the code cells' sources, in order: what the committed outputs were made from."""
+    digest = hashlib.sha256()
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            digest.update(cell.source.encode() + b"\0")
+    return digest.hexdigest()
+
+
+def output_problems(notebook, name: str) -> list[str]:
+    """Why the committed outputs of `notebook` may not come from its committed code (empty: they do)."""
+    problems = []
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    counts = [cell.get("execution_count") for cell in code]
+    if counts != list(range(1, len(code) + 1)):
+        problems.append(f"{name}.ipynb: execution counts {counts}, not 1..{len(code)} in order (run it again with "
+                        f"`make notebooks NOTEBOOK={name}`)")
+    for index, cell in enumerate(code, start=1):
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                problems.append(f"{name}.ipynb: code cell {index} has an error output ({output.get('ename')})")
+    recorded = notebook.metadata.get("tfvae", {})
+    if recorded.get("sources_sha256") != sources_hash(notebook):
+        problems.append(f"{name}.ipynb: a code cell changed since the notebook was run (run "
+                        f"`make notebooks NOTEBOOK={name}`)")
+    if recorded.get("seconds") is not None and recorded["seconds"] > MAX_SECONDS:
+        problems.append(f"{name}.ipynb: took {recorded.get('seconds')} s at its default sizes, over {MAX_SECONDS}")
+    return problems
+
+
+def check() -> list[str]:
+    """Everything stale: generated cells, README, outputs, sizes, thumbnails."""
+    import nbformat
+
+    problems = []
+    for name in CATALOGUE:
+        path = notebook_path(name)
+        notebook = nbformat.read(path, as_version=4)
+        problems += [f"{change} differs from tools/notebooks.py (run `python tools/notebooks.py sync`)"
+                     for change in sync_notebook(notebook, name)]
+        problems += output_problems(notebook, name)
+        if path.stat().st_size > MAX_BYTES:
+            problems.append(f"{name}.ipynb is {path.stat().st_size:,} bytes, over {MAX_BYTES:,}")
+        if not thumbnail_path(name).is_file():
+            problems.append(f"{thumbnail_path(name).relative_to(ROOT)} is missing")
+    extra = sorted({p.stem for p in NOTEBOOKS.glob("*.ipynb")} - set(CATALOGUE))
+    problems += [f"notebooks/{name}.ipynb is not in tools/notebooks.py's CATALOGUE" for name in extra]
+    text = README.read_text()
+    if sync_readme(text) != text:
+        problems.append("README.md's notebook table or Colab install line is stale (run `python tools/notebooks.py "
+                        "sync`)")
+    return problems
+
+
+# --------------------------------------------------------------------------- commands
+def sync() -> None:
+    import nbformat
+
+    for name in CATALOGUE:
+        notebook = nbformat.read(notebook_path(name), as_version=4)
+        changed = sync_notebook(notebook, name)
+        if changed:
+            nbformat.write(notebook, notebook_path(name))
+            print("\n".join(f"synced {change}" for change in changed))
+    README.write_text(sync_readme(README.read_text()))
+
+
+def terminal_text(text: str) -> str:
+    """What a terminal shows of `text`: each line's text after its last carriage return (progress bars)."""
+    return "\n".join(line.rsplit("\r", 1)[-1] for line in text.split("\n"))
+
+
+# TensorFlow's C++ log lines at start-up (absl's format, "I0000 00:00:17...  123 file.cc:45] ..."), which Colab
+# leaves in the runtime's log and Jupyter shows in a cell: not kept in the committed outputs.
+CHATTER = re.compile(
+    r"[IWEF]\d{4} \d\d:\d\d:[\d.]+\s+\d+ [\w.]+:\d+\] "
+    r"|WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+    r"|To enable the following instructions: .* rebuild TensorFlow with the appropriate compiler flags\."
+)
+
+
+def without_tensorflow_chatter(text: str) -> str:
+    return "".join(line for line in text.splitlines(keepends=True) if not CHATTER.match(line))
+
+
+def save_thumbnail(notebook, name: str) -> Path | None:
+    """The first PNG output of the cell tagged "thumbnail" (at most 3 times as wide as high: a strip is cut to its
+    left end), THUMBNAIL_WIDTH pixels wide, as docs/images/notebook-NAME.png."""
+    import base64
+
+    from PIL import Image
+
+    for cell in tagged(notebook, "thumbnail"):
+        for output in cell.get("outputs", []):
+            png = output.get("data", {}).get("image/png")
+            if png:
+                picture = Image.open(io.BytesIO(base64.b64decode(png))).convert("RGB")
+                if picture.width > 3 * picture.height:  # a wide strip: its left end, 3:1
+                    picture = picture.crop((0, 0, 3 * picture.height, picture.height))
+                height = round(picture.height * THUMBNAIL_WIDTH / picture.width)
+                picture = picture.resize((THUMBNAIL_WIDTH, height), Image.LANCZOS)
+                IMAGES.mkdir(parents=True, exist_ok=True)
+                picture.save(thumbnail_path(name), optimize=True)
+                return thumbnail_path(name)
+    return None
+
+
+def execute(name: str, timeout: int = 900) -> float:
+    """Runs notebooks/NAME.ipynb at its default sizes in a scratch folder and writes it back with its outputs."""
+    import nbformat
+    import tensorflow as tf
+    from nbclient import NotebookClient
+
+    path = notebook_path(name)
+    notebook = nbformat.read(path, as_version=4)
+    sync_notebook(notebook, name)
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    with tempfile.TemporaryDirectory(prefix=f"tfvae-notebook-{name}-") as folder:
+        client = NotebookClient(notebook, timeout=timeout, kernel_name="python3",
+                                resources={"metadata": {"path": folder}})
+        started = time.perf_counter()
+        client.execute()
+        seconds = time.perf_counter() - started
+    for cell in notebook.cells:
+        if cell.cell_type != "code":
+            continue
+        for output in cell.outputs:
+            if output.get("output_type") == "stream":
+                output.text = terminal_text(output.text)
+                if output.name == "stderr":
+                    output.text = without_tensorflow_chatter(output.text)
+        cell.outputs = [o for o in cell.outputs if o.get("output_type") != "stream" or o.text.strip()]
+    notebook.metadata["tfvae"] = {
+        "sources_sha256": sources_hash(notebook),
+        "seconds": round(seconds),
+        "executed_with": f"TensorFlow {tf.__version__}, Python {sys.version.split()[0]}, CPU",
+    }
+    nbformat.write(notebook, path)
+    thumbnail = save_thumbnail(notebook, name)
+    print(f"{name}.ipynb: {seconds:.0f} s, {path.stat().st_size:,} bytes" + (f", {thumbnail.name}" if thumbnail else ""))
+    return seconds
+
+
+def main(argv: list[str]) -> int:
+    command, names = (argv[0] if argv else "check"), argv[1:]
+    if command == "sync":
+        sync()
+    elif command == "execute":
+        for name in names or CATALOGUE:
+            execute(name)
+        sync()
+    elif command == "check":
+        problems = check()
+        print("\n".join(problems) or "notebooks, thumbnails and README are up to date")
+        return 1 if problems else 0
+    else:
+        print(__doc__)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
