@@ -39,21 +39,23 @@ wheel: $(VENV)/.installed
 	@ls dist/tfvae-*.whl
 
 # Run every notebook top to bottom at its default sizes and commit the result (outputs, figures, thumbnails in
-# docs/images/, README's table); one notebook: `make notebooks NOTEBOOK=quickstart`. About 15 minutes.
+# docs/images/, README's table); one notebook: `make notebooks NOTEBOOK=quickstart`. About 7 minutes here.
 notebooks: $(VENV)/.installed
 	$(BIN)/tfvae data fetch mnist
 	$(BIN)/tfvae data fetch fashion_mnist
 	$(BIN)/python tools/notebooks.py execute $(NOTEBOOK)
 
 # The oldest versions setup.cfg allows (tools/oldest.py pins each lower bound), in .venv-oldest, and the whole
-# test suite on them (2.5 GB installed; the suite about 11 minutes here). Not part of `make test`. See README, "Versions".
+# test suite on them (2.5 GB installed; the suite about 9 minutes here). Not part of `make test`.
+# See README, "Versions".
 OLDEST := .venv-oldest
 test-oldest:
 	test -x $(OLDEST)/bin/python || $(PYTHON) -m venv $(OLDEST)
 	$(OLDEST)/bin/pip install --quiet --upgrade pip
 	$(PYTHON) tools/oldest.py > $(OLDEST)/constraints.txt
 	$(OLDEST)/bin/pip install --quiet -c $(OLDEST)/constraints.txt -e '.[test]'
-	$(OLDEST)/bin/pip list 2>/dev/null | grep -iE '^(tensorflow(-probability|-datasets|-metadata)?|tf.keras|dm-sonnet|numpy|pandas|plotnine|matplotlib|protobuf) '
+	$(OLDEST)/bin/pip list 2>/dev/null \
+		| grep -iE '^(tensorflow(-probability|-datasets|-metadata)?|tf.keras|dm-sonnet|numpy|pandas|plotnine|matplotlib|protobuf) '
 	$(OLDEST)/bin/python -m pytest
 
 clean-venv:

@@ -13,8 +13,9 @@ is setup.cfg's `url`, nowhere else.
 `execute` runs a notebook top to bottom in a fresh kernel in a scratch folder (nothing resumes an earlier
 run), records how long it took and a hash of its code cells in the notebook's metadata ("tfvae"), keeps
 what a terminal would show of progress bars (text after the last carriage return of each line) and drops
-TensorFlow's C++ start-up log lines (Colab does not show them in cells), writes it back, saves the output of the cell tagged "thumbnail" as docs/images/notebook-NAME.png (small), and
-syncs README. The test of committed outputs recomputes the hash: a cell edited after the run fails it.
+TensorFlow's C++ start-up log lines (Colab does not show them in cells), writes it back, saves the output
+of the cell tagged "thumbnail" as docs/images/notebook-NAME.png (small), and syncs README. The test of
+committed outputs recomputes the hash: a cell edited after the run fails it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import configparser
 import hashlib
 import io
+import json
 import re
 import sys
 import tempfile
@@ -191,8 +193,6 @@ def sync_notebook(notebook, name: str) -> list[str]:
 
 def recorded_seconds(name: str) -> int | None:
     """How long the committed run of notebooks/NAME.ipynb took (its metadata), if it was run by `execute`."""
-    import json
-
     return json.loads(notebook_path(name).read_text()).get("metadata", {}).get("tfvae", {}).get("seconds")
 
 
@@ -360,7 +360,8 @@ def execute(name: str, timeout: int = 900) -> float:
     }
     nbformat.write(notebook, path)
     thumbnail = save_thumbnail(notebook, name)
-    print(f"{name}.ipynb: {seconds:.0f} s, {path.stat().st_size:,} bytes" + (f", {thumbnail.name}" if thumbnail else ""))
+    made = f", {thumbnail.name}" if thumbnail else ""
+    print(f"{name}.ipynb: {seconds:.0f} s, {path.stat().st_size:,} bytes{made}")
     return seconds
 
 
