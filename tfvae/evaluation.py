@@ -150,13 +150,13 @@ def _compile_batch_statistics(model, k: int, chunk: int, num_chunks: int, jit_co
     """A compiled function (images [b, ...], seed [2]) -> per-image statistics (dict of [b] or [b, latent])."""
 
     def batch_statistics(images, seed):
-        posterior = model.encode(images)
+        posterior, prior = model.encode(images), model.prior  # a learned prior runs its networks once a batch
         batch = tf.shape(images)[0]
         log_px = tf.fill([batch], -np.inf)
         log_likelihood_sum = tf.zeros([batch])
         for j in tf.range(num_chunks):
             draws = tf.cast(tf.random.experimental.stateless_fold_in(seed, j), tf.int32)
-            samples = objectives.importance_samples(model, images, [chunk], draws, posterior=posterior)
+            samples = objectives.importance_samples(model, images, [chunk], draws, posterior=posterior, prior=prior)
             # The last chunk may run past k draws: those get weight 0 (log weight -inf).
             valid = (j * chunk + tf.range(chunk)) < k
             log_weights = tf.where(valid[:, None], samples.log_weights, -np.inf)  # [chunk, b]
@@ -166,12 +166,12 @@ def _compile_batch_statistics(model, k: int, chunk: int, num_chunks: int, jit_co
             "count": tf.ones([batch]),
             "log_px": log_px - math.log(k),
             "reconstruction": -log_likelihood_sum / k,
-            "kl": objectives.kl_divergence(posterior, model.prior, model_lib.draw_latents(posterior, seed=seed)),
+            "kl": objectives.kl_divergence(posterior, prior, model_lib.draw_latents(posterior, seed=seed)),
             "posterior_mean": model_lib.central_code(posterior),
         }
-        if objectives.is_factorised(posterior) and objectives.is_factorised(model.prior):
+        if objectives.is_factorised(posterior) and objectives.is_factorised(prior):
             stats["kl_per_dimension"] = objectives.kl_per_dimension(
-                posterior, model.prior, model_lib.draw_latents(posterior, seed=seed)
+                posterior, prior, model_lib.draw_latents(posterior, seed=seed)
             )
         return stats
 

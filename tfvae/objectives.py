@@ -162,7 +162,8 @@ class ImportanceSamples(NamedTuple):
 
 
 def importance_samples(
-    model, images: tf.Tensor, sample_shape, seed: tf.Tensor | None = None, posterior: tfd.Distribution | None = None
+    model, images: tf.Tensor, sample_shape, seed: tf.Tensor | None = None, posterior: tfd.Distribution | None = None,
+    prior: tfd.Distribution | None = None,
 ) -> ImportanceSamples:
     """Draws z of `sample_shape` per image from q(z|x) (reparameterised) and scores them.
 
@@ -171,8 +172,9 @@ def importance_samples(
       images: [b, H, W, C].
       sample_shape: draws per image, e.g. [k] or [n, k].
       seed: a stateless seed, [2] int, or None for TensorFlow's stateful draws.
-      posterior: q(z|x) of `images` when the caller has it already (one
-        encoding for many chunks of draws); encoded here otherwise.
+      posterior, prior: q(z|x) of `images` and p(z) when the caller has them
+        already (one encoding, and one run of a learned prior's networks, for
+        many chunks of draws); made here otherwise.
 
     The decoder runs once on all draws together ([*sample_shape, b, latent]),
     so k draws cost one large matrix product per layer, not k small ones.
@@ -182,7 +184,7 @@ def importance_samples(
         posterior = model.encode(images)
     z = draw_latents(posterior, sample_shape, seed)
     log_likelihood = model.decode(z).log_prob(images)
-    prior = model.prior
+    prior = model.prior if prior is None else prior
     log_ratio = prior.log_prob(z) - posterior.log_prob(z)
     return ImportanceSamples(posterior, z, log_likelihood, log_ratio, prior)
 
