@@ -63,8 +63,11 @@ def rate(posterior: tfd.Distribution, prior: tfd.Distribution, z: tf.Tensor, est
     value as n grows. "analytic" falls back to it where TFP has no closed form.
     """
     if estimator == "analytic":
-        return kl_divergence(posterior, prior, _first_draws(z, posterior))
-    if estimator != "monte_carlo":
+        try:
+            return tfd.kl_divergence(posterior, prior)
+        except NotImplementedError:
+            pass
+    elif estimator != "monte_carlo":
         raise ValueError(f"unknown KL estimator {estimator!r}; use 'analytic' or 'monte_carlo'")
     return _mean_over_draws(posterior.log_prob(z) - prior.log_prob(z), posterior)
 
@@ -130,15 +133,6 @@ def _mean_over_draws(values: tf.Tensor, posterior: tfd.Distribution, event_ndims
     return tf.reduce_mean(values, axis=list(range(extra))) if extra > 0 else values
 
 
-def _first_draws(z: tf.Tensor | None, posterior: tfd.Distribution) -> tf.Tensor | None:
-    """z reduced to one draw per example, [batch, latent], for the analytic KL's fallback."""
-    if z is None:
-        return None
-    while z.shape.rank > posterior.batch_shape.rank + 1:
-        z = z[0]
-    return z
-
-
 # --------------------------------------------------------------------------- draws of z
 def log_mean_exp(values: tf.Tensor, axis: int = 0) -> tf.Tensor:
     """log(mean(exp(values))) along `axis`, stably: logsumexp - log n."""
@@ -190,9 +184,8 @@ def importance_samples(
 
 
 def sample_rate(samples: ImportanceSamples, estimator: str = "analytic") -> tf.Tensor:
-    """KL(q(z|x) || p(z)) per example [b] from `importance_samples`: analytic where TFP has it, else the mean
-    over all the draws of log q(z|x) - log p(z), already computed there (a flow's log q at its own draws is cheap).
-    """
+    """`rate` from `importance_samples`, reusing its log p(z) - log q(z|x) at the draws (a flow's log q at
+    its own draws is cheap; recomputing it at a copy of them would run the flow's inverse)."""
     if estimator == "analytic":
         try:
             return tfd.kl_divergence(samples.posterior, samples.prior)
