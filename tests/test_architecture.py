@@ -13,7 +13,7 @@ LAYERS = [
     ["devices", "precision", "optimizers"],
     ["data"],
     ["nets", "priors"],
-    ["hierarchy", "flows"],
+    ["hierarchy", "flows", "conditioning"],
     ["model"],
     ["objectives"],
     ["rundir"],

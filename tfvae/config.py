@@ -113,6 +113,11 @@ class ModelConfig:
     # (top_hidden_sizes both ways); latent codes are z = [z1, z2]. See tfvae.hierarchy.
     top_latent_size: int = 50
     top_hidden_sizes: tuple[int, ...] = (100, 100)
+    # The conditional VAE (Sohn et al., 2015): encoder and decoder also take the
+    # image's class, one of num_classes (the dataset's labels 0..num_classes-1);
+    # p(z) stays as `prior` says. See tfvae.conditioning.
+    conditional: bool = False
+    num_classes: int = 10
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
@@ -162,6 +167,11 @@ class ModelConfig:
             f"model.prior must be normal and model.deterministic_encoder false (got {self.prior!r}, "
             f"{self.deterministic_encoder!r})",
         )
+        _boolean("model.conditional", self.conditional)
+        _positive_int("model.num_classes", self.num_classes)
+        _require(not self.conditional or self.architecture != "two_layer",
+                 "model.conditional=true needs a one-layer architecture: the two_layer decoder reads z1 alone, so it "
+                 "would not see the class")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -389,6 +399,8 @@ PRESETS: dict[str, Experiment] = {
         name="mnist-bernoulli-2d",
         model=ModelConfig(hidden_sizes=(400, 150), latent_size=2),
     ),
+    # The conditional VAE (Sohn et al., 2015) on the same network: draws of a chosen digit.
+    "mnist-cvae": Experiment(name="mnist-cvae", model=ModelConfig(conditional=True)),
     # Seconds, not minutes: for tests, CI and trying the CLI.
     "tiny": Experiment(
         name="tiny",
@@ -436,6 +448,8 @@ _FAMILIES = {
     "mnist-burda-coupling": {"model.posterior": "coupling", "model.flow_steps": 2},
     # Chen et al. (2018): the total correlation weighted 6 (their beta), for disentangling rather than log p(x).
     "mnist-burda-tcvae": {"train.tc_weight": 6.0},
+    # Sohn et al. (2015): encoder and decoder given the digit's class; evaluate estimates -log p(x|y).
+    "mnist-burda-cvae": {"model.conditional": True},
 }
 for _name, _changes in _FAMILIES.items():
     PRESETS[_name] = override(_BURDA, {"name": _name, **_changes})

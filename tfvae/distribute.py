@@ -148,14 +148,14 @@ def replicated_gradients(strategy: tf.distribute.Strategy):
     docstring). Returns (terms [3], gradients, images in the global batch).
     """
 
-    def gradients_fn(model, images, seed: tf.Tensor, loss, step, precision_name: str):
-        def replica_step(images: tf.Tensor, seed: tf.Tensor, step: tf.Tensor):
+    def gradients_fn(model, batch, seed: tf.Tensor, loss, step, precision_name: str):
+        def replica_step(batch, seed: tf.Tensor, step: tf.Tensor):
             context = tf.distribute.get_replica_context()
-            local = tf.cast(tf.shape(images)[0], tf.float32)
+            local = tf.cast(tf.shape(tf.nest.flatten(batch)[0])[0], tf.float32)
             total = context.all_reduce(SUM, local)
             share = local / total
             with tf.GradientTape() as tape:
-                terms = loss(model, images, _replica_seed(seed, context), step)
+                terms = loss(model, batch, _replica_seed(seed, context), step)
                 # A replica may get no images (a last batch smaller than the replica count): its
                 # mean is NaN, its share 0; multiply_no_nan makes its part (and its gradient) 0.
                 scaled = tf.math.multiply_no_nan(terms.loss, share)
@@ -163,7 +163,7 @@ def replicated_gradients(strategy: tf.distribute.Strategy):
             gradients, terms = context.all_reduce(SUM, (gradients, tf.math.multiply_no_nan(tf.stack(terms), share)))
             return gradients, terms, total
 
-        summed = strategy.run(replica_step, args=(images, seed, tf.convert_to_tensor(step)))
+        summed = strategy.run(replica_step, args=(batch, seed, tf.convert_to_tensor(step)))
         gradients, terms, total = strategy.experimental_local_results(summed)[0]  # every replica's copy is the same
         return terms, gradients, total
 
@@ -185,9 +185,9 @@ def global_batches(data, start: int, pass_seed: Callable[[int, tf.Tensor], tf.Te
         return data.repeat().skip(start)
     batches = data.num_batches
 
-    def batch(step: tf.Tensor) -> tf.Tensor:
-        images, _ = data.batch(pass_seed(data.seed, step // batches), step % batches)
-        return images
+    def batch(step: tf.Tensor):
+        images, index = data.batch(pass_seed(data.seed, step // batches), step % batches)
+        return images if data.labels is None else (images, tf.gather(data.labels, index))
 
     return tf.data.Dataset.range(start, tf.int64.max).map(batch)
 

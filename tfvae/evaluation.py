@@ -71,7 +71,9 @@ def evaluate(
 
     Args:
       model: a `tfvae.VAE` (anything with `encode`, `decode`, `prior`), with
-        a factorised posterior for the per-dimension numbers.
+        a factorised posterior for the per-dimension numbers. A conditional
+        model (`tfvae.model.ConditionalVAE`) is scored on each image given its
+        label: "nll" is then -log p(x|y), and `data` must yield labels.
       data: an `ArraySource` or a `tf.data.Dataset` of image batches [b, H, W, C] (or `(images, labels)`),
         or the images themselves as an array [N, H, W, C] (uint8 or floats in [0, 1]), in batches of 100.
       k: importance samples per image, >= 1.
@@ -121,14 +123,15 @@ def evaluate(
     total = _num_examples(data) if progress else None
     with tqdm(total=total, disable=not progress, unit="image", desc=f"log p(x), k={k}") as bar:
         for index, element in enumerate(dataset):
-            images = element[0] if isinstance(element, tuple) else element
-            stats = batch_statistics(images, tf.constant([seed, index], tf.int32))
+            batch = element[:2] if isinstance(element, tuple) and getattr(model, "conditional", False) else \
+                tf.nest.flatten(element)[0]
+            stats = batch_statistics(batch, tf.constant([seed, index], tf.int32))
             log_px.append(stats["log_px"].numpy())
             for name, value in stats.items():
                 value = value.numpy().astype(np.float64)
                 for suffix, term in (("", value), ("_squared", value**2)):
                     sums[name + suffix] = sums.get(name + suffix, 0.0) + term.sum(axis=0)
-            bar.update(int(images.shape[0]))
+            bar.update(int(stats["count"].shape[0]))
             bar.set_postfix(nll=f"{-sums['log_px'] / sums['count']:.2f}")
     seconds = time.perf_counter() - started
     if not sums:
@@ -147,9 +150,14 @@ def _num_examples(data) -> int | None:
 
 
 def _compile_batch_statistics(model, k: int, chunk: int, num_chunks: int, jit_compile: bool):
-    """A compiled function (images [b, ...], seed [2]) -> per-image statistics (dict of [b] or [b, latent])."""
+    """A compiled function (batch, seed [2]) -> per-image statistics (dict of [b] or [b, latent]).
 
-    def batch_statistics(images, seed):
+    The batch is images [b, H, W, C], or (images, labels [b]) for a conditional model (`model.split_batch`).
+    """
+    whole_model = model
+
+    def batch_statistics(batch, seed):
+        model, images = model_lib.split_batch(whole_model, batch)
         posterior, prior = model.encode(images), model.prior  # a learned prior runs its networks once a batch
         batch = tf.shape(images)[0]
         log_px = tf.fill([batch], -np.inf)
@@ -204,14 +212,17 @@ def _summarise(sums: dict, k: int, chunk: int, values_per_image: int, seconds: f
     }
 
 
-def fixed_test_set(experiment: Experiment, batch_size: int = 100, limit: int | None = None) -> data_lib.ArraySource:
+def fixed_test_set(
+    experiment: Experiment, batch_size: int = 100, limit: int | None = None, with_labels: bool = False
+) -> data_lib.ArraySource:
     """The test split of `experiment`'s dataset as it is evaluated: fixed, ordered, batches of `batch_size`.
 
     "none" and "threshold" binarizations are deterministic already; "dynamic"
     is drawn once with `default_rng(TEST_BINARIZATION_SEED)` (see the module
     docstring). `limit` keeps the first `limit` images (after binarizing all).
+    `with_labels`: batches of (images, labels).
     """
-    images, _ = data_lib.load_arrays(experiment.data.name, "test", experiment.data.data_dir)
+    images, labels = data_lib.load_arrays(experiment.data.name, "test", experiment.data.data_dir)
     binarize = experiment.data.binarize
     if binarize == "dynamic":
         rng = np.random.default_rng(TEST_BINARIZATION_SEED)
@@ -220,8 +231,8 @@ def fixed_test_set(experiment: Experiment, batch_size: int = 100, limit: int | N
     if limit is not None:
         if limit < 1:
             raise ValueError(f"limit must be a positive number of images, got {limit}")
-        images = images[:limit]
-    return data_lib.from_arrays(images, batch_size=batch_size, binarize=binarize)
+        images, labels = images[:limit], labels[:limit]
+    return data_lib.from_arrays(images, labels if with_labels else None, batch_size=batch_size, binarize=binarize)
 
 
 def describe_test_set(experiment: Experiment) -> str:
@@ -258,6 +269,8 @@ def evaluate_run(
     experiment = rundir.load_experiment(run_dir)
     dataset = fixed_test_set(experiment, batch_size=batch_size, limit=limit)
     model = rundir.restore_model(run_dir, data_lib.image_shape(dataset), model)
+    if getattr(model, "conditional", False):
+        dataset = fixed_test_set(experiment, batch_size=batch_size, limit=limit, with_labels=True)
     checkpoint = tf.train.latest_checkpoint(run_dir / "checkpoints")
     results = evaluate(model, dataset, k=k, chunk=chunk, seed=seed, progress=progress, jit_compile=jit_compile)
     header = {
@@ -271,11 +284,18 @@ def evaluate_run(
 
 
 # --------------------------------------------------------------------------- per image, for figures
-def posterior_means(model, images, batch_size: int = 1000) -> np.ndarray:
-    """E_q[z|x] (`model.central_code`) of images [n, H, W, C], encoded `batch_size` at a time: [n, latent]."""
+def posterior_means(model, images, batch_size: int = 1000, labels=None) -> np.ndarray:
+    """E_q[z|x] (`model.central_code`) of images [n, H, W, C], encoded `batch_size` at a time: [n, latent].
+
+    A conditional model encodes each image given its label, `labels` [n].
+    """
     images = np.asarray(images, np.float32)
-    chunks = [model_lib.central_code(model.encode(tf.constant(images[i : i + batch_size]))).numpy()
-              for i in range(0, len(images), batch_size)]
+    chunks = []
+    for start in range(0, len(images), batch_size):
+        rows = slice(start, start + batch_size)
+        batch = tf.constant(images[rows]) if labels is None else (tf.constant(images[rows]), tf.constant(labels[rows]))
+        scorer, batch_images = model_lib.split_batch(model, batch)
+        chunks.append(model_lib.central_code(scorer.encode(batch_images)).numpy())
     return np.concatenate(chunks)
 
 
@@ -291,8 +311,8 @@ def anomaly_scores(model, data, *, seed: int = 0) -> pd.DataFrame:
     """
     columns: dict[str, list[np.ndarray]] = {"kl": [], "reconstruction": [], "negative_elbo": [], "label": []}
     for index, element in enumerate(data):
-        images = element[0] if isinstance(element, tuple) else element
-        terms = objectives.negative_elbo(model, images, 1.0, seed=tf.constant([seed, index], tf.int32))
+        scorer, images = model_lib.split_batch(model, element)
+        terms = objectives.negative_elbo(scorer, images, 1.0, seed=tf.constant([seed, index], tf.int32))
         columns["kl"].append(terms.rate.numpy())
         columns["reconstruction"].append(terms.distortion.numpy())
         columns["negative_elbo"].append(terms.loss.numpy())

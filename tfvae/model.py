@@ -16,9 +16,9 @@ import sonnet as snt
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfvae import flows, hierarchy, nets, priors
+from tfvae import conditioning, flows, hierarchy, nets, priors
 from tfvae.config import ModelConfig
-from tfvae.nets import as_codes, as_images  # noqa: F401  (the boundary conversions, re-exported)
+from tfvae.nets import as_codes, as_images  # the boundary conversions (re-exported: tfvae.model.as_images)
 
 tfd = tfp.distributions
 
@@ -96,6 +96,8 @@ class VAE(snt.Module):
     distribution either way.
     """
 
+    conditional = False  # a `ConditionalVAE` scores images with their labels (`split_batch`)
+
     def __init__(
         self,
         encoder: snt.Module,
@@ -131,11 +133,14 @@ class VAE(snt.Module):
         Raises:
           ValueError: codes whose last axis is not `latent_size`.
         """
+        return self.decoder(self._checked_codes(z))
+
+    def _checked_codes(self, z) -> tf.Tensor:
         z = as_codes(z)
         if z.shape.rank == 0 or (z.shape.rank is not None and z.shape[-1] not in (None, self.latent_size)):
             raise ValueError(f"this model's latent codes have size {self.latent_size}; "
                              f"got codes of shape {tuple(z.shape.as_list())}")
-        return self.decoder(z)
+        return z
 
     def __call__(self, images: tf.Tensor, seed: tf.Tensor | None = None) -> VAEOutput:
         """Encodes, draws one z per image (reparameterised) and decodes it."""
@@ -150,6 +155,107 @@ class VAE(snt.Module):
     def reconstruct(self, images: tf.Tensor) -> tf.Tensor:
         """Mean of p(x | z = E[q(z|x)]) for each image (array-likes and uint8 as `encode`): [b, H, W, C] in [0, 1]."""
         return self.decode(central_code(self.encode(images))).mean()
+
+
+class ConditionalVAE(VAE):
+    """A VAE given the class y of each image (Sohn et al., 2015): q(z|x, y), p(x|z, y) and p(z).
+
+    `encoder(images, labels)` and `decoder(z, labels)` take integer labels
+    [b] in [0, num_classes) (`tfvae.conditioning` wraps any encoder and
+    decoder so); the prior does not depend on y. Every method takes the labels
+    beside the images or codes; `vae.given(labels)` is the model with them
+    fixed, which has the unconditional interface (what the objectives, the
+    figures and the export call). log p(x|y) is what `tfvae.evaluate` then
+    estimates.
+    """
+
+    conditional = True
+
+    def __init__(self, encoder: snt.Module, decoder: snt.Module, num_classes: int,
+                 prior: tfd.Distribution | snt.Module | None = None, name: str = "conditional_vae"):
+        super().__init__(encoder, decoder, prior, name=name)
+        if int(num_classes) < 1:
+            raise ValueError(f"num_classes must be positive, got {num_classes}")
+        self.num_classes = int(num_classes)
+
+    def encode(self, images, labels) -> tfd.Distribution:
+        """images [b, H, W, C], labels [b] (or one label for all) -> q(z|x, y), batch [b], event [latent]."""
+        conditioning.check_labels(labels, self.num_classes)
+        return self.encoder(as_images(images), labels)
+
+    def decode(self, z, labels) -> tfd.Distribution:
+        """z [..., b, latent], labels [b] (or one label for all) -> p(x|z, y), batch [..., b], event [H, W, C]."""
+        conditioning.check_labels(labels, self.num_classes)
+        return self.decoder(self._checked_codes(z), labels)
+
+    def given(self, labels) -> Given:
+        """This model with its labels fixed: [b] for a batch of b images, or one class for every image."""
+        return Given(self, labels)
+
+    def __call__(self, images, labels, seed: tf.Tensor | None = None) -> VAEOutput:
+        return self.given(labels)(images, seed)
+
+    def sample(self, n: int, labels, seed: tf.Tensor | None = None) -> tf.Tensor:
+        """Mean images of p(x|z, y) for n draws z ~ p(z), y = `labels` (one class, or [n]): [n, H, W, C]."""
+        return self.decode(self.prior.sample(n, seed=seed), labels).mean()
+
+    def reconstruct(self, images, labels) -> tf.Tensor:
+        """Mean of p(x | z = E[q(z|x, y)], y) for each image: [b, H, W, C] in [0, 1]."""
+        return self.given(labels).reconstruct(images)
+
+
+class Given:
+    """A `ConditionalVAE` with its labels fixed: encode(images), decode(z), prior, sample(n), reconstruct(images).
+
+    The interface of an unconditional `VAE`, so whatever scores or draws a
+    VAE (`tfvae.objectives`, `tfvae.evaluation`, the figures) takes it as is.
+    Not a module: its variables are the model's.
+    """
+
+    conditional = False
+
+    def __init__(self, model: ConditionalVAE, labels):
+        self.model, self.labels = model, labels
+        self.latent_size = model.latent_size
+
+    @property
+    def prior(self) -> tfd.Distribution:
+        return self.model.prior
+
+    def encode(self, images) -> tfd.Distribution:
+        return self.model.encode(images, self.labels)
+
+    def decode(self, z) -> tfd.Distribution:
+        return self.model.decode(z, self.labels)
+
+    def __call__(self, images, seed: tf.Tensor | None = None) -> VAEOutput:
+        posterior = self.encode(images)
+        z = draw_latents(posterior, seed=seed)
+        return VAEOutput(posterior=posterior, z=z, likelihood=self.decode(z))
+
+    def sample(self, n: int, seed: tf.Tensor | None = None) -> tf.Tensor:
+        return self.model.sample(n, self.labels, seed)
+
+    def reconstruct(self, images) -> tf.Tensor:
+        return self.decode(central_code(self.encode(images))).mean()
+
+
+def split_batch(model, batch) -> tuple:
+    """(what scores `batch`, its images): `batch` is images [b, H, W, C] or a tuple (images, labels [b], ...).
+
+    A conditional model (`model.conditional`) is given the batch's labels
+    (`ConditionalVAE.given`); any other model ignores them.
+
+    Raises:
+      ValueError: a conditional model and a batch without labels.
+    """
+    images, labels = (batch[0], batch[1] if len(batch) > 1 else None) if isinstance(batch, tuple) else (batch, None)
+    if not getattr(model, "conditional", False):
+        return model, images
+    if labels is None:
+        raise ValueError("a conditional VAE scores images with their labels: give (images, labels), e.g. "
+                         "tfvae.data.from_arrays(images, labels, batch_size=...)")
+    return model.given(labels), images
 
 
 def build(config: ModelConfig, image_shape: Sequence[int]) -> VAE:
@@ -177,4 +283,8 @@ def build(config: ModelConfig, image_shape: Sequence[int]) -> VAE:
         prior = priors.VampPrior(encoder, image_shape, config.prior_components)
     else:
         prior = None
-    return VAE(encoder, nets.build_decoder(config, image_shape), prior)
+    decoder = nets.build_decoder(config, image_shape)
+    if config.conditional:
+        return ConditionalVAE(conditioning.LabelledEncoder(encoder, config.num_classes, image_shape),
+                              conditioning.LabelledDecoder(decoder, config.num_classes), config.num_classes, prior)
+    return VAE(encoder, decoder, prior)

@@ -157,12 +157,14 @@ def load_split(experiment: Experiment, split: str, with_labels: bool = False) ->
     )
 
 
-def first_test_images(experiment: Experiment, count: int) -> np.ndarray:
-    """The first `count` test images of the experiment's data, binarized as in training: [count, H, W, C]."""
+def first_test_images(experiment: Experiment, count: int, with_labels: bool = False):
+    """The first `count` test images of the experiment's data, binarized as in training: [count, H, W, C]
+    (and their labels [count] with `with_labels`)."""
     data = experiment.data
     test = data_lib.load(data.name, "test", batch_size=count, binarize=data.binarize, seed=experiment.train.seed,
-                         data_dir=data.data_dir)
-    return next(iter(test)).numpy()
+                         data_dir=data.data_dir, with_labels=with_labels)
+    first = next(iter(test))
+    return tuple(part.numpy() for part in first) if with_labels else first.numpy()
 
 
 class Run:
@@ -271,9 +273,11 @@ def restore_model(run_dir: str | os.PathLike, image_shape: Sequence[int] | None 
 
 def create_variables(model, image_shape: Sequence[int]) -> None:
     """Creates a model's weights (Sonnet makes them at the first call) from one blank image of `image_shape`."""
+    if getattr(model, "conditional", False):  # one blank image of class 0
+        model = model.given(tf.zeros([1], tf.int64))
     if isinstance(model, VAE):
         model.prior.log_prob(model(tf.zeros([1, *image_shape])).z)  # a learned prior's networks too
-    else:  # any module with encode, decode and prior
+    else:  # any module with encode, decode and prior (or a conditional model given its labels)
         z = model.encode(tf.zeros([1, *image_shape])).sample(seed=tf.constant([0, 0]))
         model.decode(z).log_prob(tf.zeros([1, *image_shape])) + model.prior.log_prob(z)
 

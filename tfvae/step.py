@@ -1,7 +1,8 @@
 """One training step: the loss a `TrainConfig` asks for, its gradients, the check, the update.
 
-    loss = step.training_loss(experiment.train)            # (model, images, seed, step) -> Terms
+    loss = step.training_loss(experiment.train)            # (model, batch, seed, step) -> Terms
     terms, finite, size = step.train_step(model, optimizer, images, seed, 0, loss, experiment.train)
+    # a conditional model's batch is (images, labels)
 
 `train_step` is the whole step: the batch-mean terms and gradients under
 `tf.GradientTape` (a distributed run passes the all-reduced ones instead:
@@ -21,6 +22,7 @@ import numpy as np
 import sonnet as snt
 import tensorflow as tf
 
+from tfvae import model as model_lib
 from tfvae import objectives, precision
 from tfvae.config import TrainConfig
 from tfvae.objectives import Terms
@@ -30,9 +32,10 @@ CHECKED_TERMS = ("loss", "distortion", "rate", "gradient")
 # Fu et al. (2019): each cycle ramps the weight up over its first half (R = 0.5), then holds it.
 _CYCLE_RAMP_FRACTION = 0.5
 
-# (model, images [b, H, W, C], seed [2] int32, global step) -> batch-mean Terms (scalars).
+# (model, batch, seed [2] int32, global step) -> batch-mean Terms (scalars). A batch is images [b, H, W, C],
+# or (images, labels [b]) for a conditional model (`model.split_batch`).
 TrainingLoss = Callable[[snt.Module, tf.Tensor, tf.Tensor, tf.Tensor], Terms]
-# (model, images, seed, loss, step, precision) -> (batch-mean terms [3], gradients, images in the batch).
+# (model, batch, seed, loss, step, precision) -> (batch-mean terms [3], gradients, images in the batch).
 GradientsFn = Callable[..., tuple[tf.Tensor, list[tf.Tensor], tf.Tensor]]
 
 
@@ -89,7 +92,7 @@ def learning_rate(config: TrainConfig, step) -> tf.Tensor:
 
 # --------------------------------------------------------------------------- the loss
 def training_loss(config: TrainConfig) -> TrainingLoss:
-    """The loss `config` trains on, as (model, images, seed, step) -> batch-mean `Terms`.
+    """The loss `config` trains on, as (model, batch, seed, step) -> batch-mean `Terms`.
 
     "elbo": `objectives.elbo_loss` with the KL weight of the step's schedule,
     config.num_samples, kl_estimator, free_bits and tc_weight. "iwae":
@@ -100,7 +103,8 @@ def training_loss(config: TrainConfig) -> TrainingLoss:
     if config.objective not in ("elbo", "iwae"):
         raise ValueError(f"unknown objective {config.objective!r}")
 
-    def loss(model, images: tf.Tensor, seed: tf.Tensor, step) -> Terms:
+    def loss(model, batch, seed: tf.Tensor, step) -> Terms:
+        model, images = model_lib.split_batch(model, batch)
         weight = tf.cast(kl_weight(config, step), tf.float32)
         with precision.compute(config.precision):
             if config.objective == "iwae":
@@ -117,13 +121,18 @@ def training_loss(config: TrainConfig) -> TrainingLoss:
 
 
 def loss_and_gradients(
-    model, images: tf.Tensor, seed: tf.Tensor, loss: TrainingLoss, step, precision_name: str = "float32"
+    model, batch, seed: tf.Tensor, loss: TrainingLoss, step, precision_name: str = "float32"
 ) -> tuple[tf.Tensor, list[tf.Tensor], tf.Tensor]:
     """The batch-mean terms [3], the gradients of the loss for `model.trainable_variables`, the batch size."""
     with tf.GradientTape() as tape:
-        terms = loss(model, images, seed, step)
+        terms = loss(model, batch, seed, step)
     gradients = precision.gradients(tape, terms.loss, model.trainable_variables, precision_name)
-    return tf.stack(terms), gradients, tf.cast(tf.shape(images)[0], tf.float32)
+    return tf.stack(terms), gradients, batch_size(batch)
+
+
+def batch_size(batch) -> tf.Tensor:
+    """The number of images in a batch (images, or a tuple that starts with them), float32."""
+    return tf.cast(tf.shape(tf.nest.flatten(batch)[0])[0], tf.float32)
 
 
 def finite_flags(terms: tf.Tensor, gradients) -> tf.Tensor:
@@ -255,6 +264,7 @@ __all__ = [
     "LoopState",
     "NonFiniteError",
     "StepOutput",
+    "batch_size",
     "checked_step",
     "finite_flags",
     "kl_weight",

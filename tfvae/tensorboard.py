@@ -47,6 +47,7 @@ class TensorBoardLogger:
     Args:
       directory: where the `train` and `test` event folders go.
       images: test images [n, H, W, C] in [0, 1] to reconstruct, or None for no reconstructions.
+      labels: their labels [n], for a conditional model (whose samples are then of classes 0, 1, 2, ...).
       learning_rate: logged as `learning_rate` when given.
       num_samples: images drawn from the prior at each evaluation (0: none).
       seed: the stateless seed of those draws, the same at every evaluation.
@@ -56,6 +57,7 @@ class TensorBoardLogger:
         self,
         directory: str | os.PathLike,
         images: np.ndarray | None = None,
+        labels: np.ndarray | None = None,
         *,
         learning_rate: float | None = None,
         num_samples: int = 16,
@@ -69,6 +71,7 @@ class TensorBoardLogger:
             raise ValueError(f"num_samples must be >= 0, got {num_samples}")
         self.directory = Path(directory)
         self.images = images
+        self.labels = None if labels is None else np.asarray(labels, np.int64)
         self.learning_rate = learning_rate
         self.num_samples = int(num_samples)
         self.seed = tf.constant([seed, 0], tf.int32)
@@ -77,9 +80,12 @@ class TensorBoardLogger:
     @classmethod
     def for_experiment(cls, experiment: Experiment, run_dir: str | os.PathLike, count: int = 8) -> TensorBoardLogger:
         """A logger into RUN_DIR/tensorboard showing the first `count` test images of `experiment`'s data."""
+        test = rundir.first_test_images(experiment, count, with_labels=experiment.model.conditional)
+        images, labels = test if experiment.model.conditional else (test, None)
         return cls(
             log_dir(run_dir),
-            rundir.first_test_images(experiment, count),
+            images,
+            labels,
             learning_rate=experiment.train.learning_rate,
             seed=experiment.train.seed,
         )
@@ -101,12 +107,15 @@ class TensorBoardLogger:
             writer.flush()
 
     def _write_images(self, model: VAE) -> None:
-        if self.images is not None:
+        conditional = getattr(model, "conditional", False)
+        if self.images is not None and (self.labels is not None or not conditional):
             images = tf.constant(self.images)
-            pairs = tf.concat([images, model.reconstruct(images)], axis=2)  # [n, H, 2W, C]
+            given = model.given(self.labels) if conditional else model
+            pairs = tf.concat([images, given.reconstruct(images)], axis=2)  # [n, H, 2W, C]
             tf.summary.image("reconstructions", _displayable(pairs), max_outputs=len(self.images))
         if self.num_samples:
-            samples = model.sample(self.num_samples, seed=self.seed)
+            given = model.given(tf.range(self.num_samples) % model.num_classes) if conditional else model
+            samples = given.sample(self.num_samples, seed=self.seed)
             tf.summary.image("samples", _displayable(samples), max_outputs=self.num_samples)
 
     def close(self) -> None:

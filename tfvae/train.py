@@ -114,10 +114,15 @@ def _fit_locked(experiment, run_dir, model, train_data, test_data, hooks, progre
     # TF combines every op seed (weights, and the pipelines loaded here) with
     # the global seed, so a run is repeatable only if this comes first.
     tf.random.set_seed(config.seed)
-    train_data = _images_only(train_data if train_data is not None else rundir.load_split(experiment, "train"))
-    test_data = _images_only(test_data if test_data is not None else rundir.load_split(experiment, "test"))
+    conditional = bool(getattr(model, "conditional", False)) if model_given else experiment.model.conditional
+    num_classes = getattr(model, "num_classes", None) if model_given else experiment.model.num_classes
+    train_data, test_data = (
+        _batches(given if given is not None else rundir.load_split(experiment, split, with_labels=conditional),
+                 split, conditional, num_classes)
+        for given, split in ((train_data, "train"), (test_data, "test"))
+    )
     image_shape = data_lib.image_shape(train_data)
-    _check_images(next(iter(train_data)), "training", experiment.model.likelihood)
+    _check_images(tf.nest.flatten(next(iter(train_data)))[0], "training", experiment.model.likelihood)
     steps_per_epoch = _steps_per_epoch(train_data)
     total_steps = config.epochs * steps_per_epoch
     test_terms = _test_pass(test_data, config.beta, config.seed)
@@ -219,21 +224,44 @@ def _test_pass(test_data, beta: float, seed: int) -> Callable[[VAE], objectives.
     """
     fixed = isinstance(test_data, data_lib.ArraySource) and test_data.binarize != "dynamic" and not test_data.shuffle
     if fixed and test_data.num_examples * math.prod(test_data.image_shape) * 4 <= _MAX_HELD_TEST_BYTES:
-        images = tf.concat(list(test_data), axis=0)
-        return lambda model: objectives.average_terms(model, images, beta, seed, batch_size=test_data.batch_size)
+        held = tuple(tf.concat(part, axis=0) for part in zip(*(tf.nest.flatten(batch) for batch in test_data)))
+        held = held if len(held) > 1 else held[0]  # (images, labels) or images
+        return lambda model: objectives.average_terms(model, held, beta, seed, batch_size=test_data.batch_size)
     dataset = data_lib.as_dataset(test_data)
     return lambda model: objectives.average_terms(model, dataset, beta, seed)
 
 
-def _images_only(data):
-    """`data` without its labels (an `ArraySource` keeps them; it yields images alone without)."""
+def _batches(data, split: str, conditional: bool, num_classes: int | None):
+    """`data` as the model takes it: images alone, or (images, labels) for a conditional model.
+
+    Raises:
+      ValueError: not an `ArraySource` or a dataset; a conditional model and data without labels (or with
+        labels outside [0, num_classes)).
+    """
+    if not isinstance(data, (data_lib.ArraySource, tf.data.Dataset)):
+        raise ValueError(f"{split}ing data must be a tfvae.data.ArraySource or a tf.data.Dataset; "
+                         f"got {type(data).__name__}")
+    has_labels = data.labels is not None if isinstance(data, data_lib.ArraySource) else \
+        isinstance(data.element_spec, tuple)
+    if conditional:
+        _check_labels(data, has_labels, split, num_classes)
+        return data
     if isinstance(data, data_lib.ArraySource):
-        return dataclasses.replace(data, labels=None) if data.labels is not None else data
-    if not isinstance(data, tf.data.Dataset):
-        raise ValueError(f"training data must be a tfvae.data.ArraySource or a tf.data.Dataset; got {type(data).__name__}")
-    if isinstance(data.element_spec, tuple):
-        return data.map(lambda images, *_: images)
-    return data
+        return dataclasses.replace(data, labels=None) if has_labels else data
+    return data.map(lambda images, *_: images) if has_labels else data
+
+
+def _check_labels(data, has_labels: bool, split: str, num_classes: int | None) -> None:
+    what = f"the {split} data"
+    if not has_labels:
+        raise ValueError(f"model.conditional=true needs labels, and {what} has none: give images with labels "
+                         "(tfvae.data.from_arrays(images, labels, ...), or a dataset of (images, labels))")
+    if isinstance(data, data_lib.ArraySource) and num_classes is not None:
+        labels = data.labels.numpy()
+        bad = labels[(labels < 0) | (labels >= num_classes)]
+        if bad.size:
+            raise ValueError(f"model.num_classes is {num_classes}, but {what} has label {int(bad[0])}: labels must "
+                             f"be 0..{num_classes - 1} (a dataset without labels marks them -1)")
 
 
 def _steps_per_epoch(data) -> int:

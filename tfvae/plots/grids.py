@@ -66,6 +66,18 @@ def prior_sample_grid(model: VAE, rows: int = 8, cols: int = 8, seed: int = 0) -
     return tile(decode_means(model, prior_sample_codes(model, rows, cols, seed)))
 
 
+def class_sample_grid(model, classes: Sequence[int], cols: int = 10, seed: int = 0) -> np.ndarray:
+    """A conditional model's means of p(x|z, y): a row per class y, a column per draw z ~ p(z).
+
+    Each column's z is the same in every row, so a column shows one style
+    (slant, stroke width) and a row one class. `model` is a
+    `tfvae.model.ConditionalVAE`.
+    """
+    codes = model.prior.sample(cols, seed=tf.constant([seed, 0], tf.int32))  # [cols, latent]
+    rows = [model.decode(codes, tf.fill([cols], tf.constant(label, tf.int64))).mean().numpy() for label in classes]
+    return tile(np.stack(rows))
+
+
 # --------------------------------------------------------------------------- the latent manifold
 def quantile_coordinates(n: int, low: float = 0.05, high: float = 0.95) -> np.ndarray:
     """Standard Normal quantiles norm.ppf(linspace(low, high, n)): [n]."""

@@ -45,9 +45,10 @@ def _reconstructions(run: RunData, folder: Path) -> list[Path]:
     indices = run.pick(DEFAULT_RECONSTRUCTION_INDICES)
     path = folder / "reconstructions.png"
     grids.save_grid(
-        grids.reconstruction_grid(run.model, run.test[0][indices]),
+        grids.reconstruction_grid(run.given(indices), run.test[0][indices]),
         path,
-        "Test images and their reconstructions, decoded at the posterior mean",
+        "Test images and their reconstructions, decoded at the posterior mean" + (" (given their labels)"
+                                                                                 if run.conditional else ""),
         xticks=[f"test #{index}" for index in indices],
         yticks=["original", "reconstructed"],
     )
@@ -55,6 +56,7 @@ def _reconstructions(run: RunData, folder: Path) -> list[Path]:
 
 
 def _prior_samples(run: RunData, folder: Path) -> list[Path]:
+    _not_for_conditional(run, "prior_samples", "its decoder needs a class; class_samples draws a row per class")
     path = folder / "prior_samples.png"
     grids.save_grid(
         grids.prior_sample_grid(run.model, 8, 8, seed=run.experiment.train.seed),
@@ -64,16 +66,47 @@ def _prior_samples(run: RunData, folder: Path) -> list[Path]:
     return [path]
 
 
+def _class_samples(run: RunData, folder: Path) -> list[Path]:
+    if not run.conditional:
+        raise FigureNotDrawn("class_samples: not drawn: the model does not take a class (model.conditional=true does)")
+    path = folder / "class_samples.png"
+    classes = list(range(run.model.num_classes))
+    grids.save_grid(
+        grids.class_sample_grid(run.model, classes, cols=10, seed=run.experiment.train.seed),
+        path,
+        "Means of p(x|z, y): each row one class y, each column one draw z ~ p(z) shared by the rows",
+        xlabel="draw of z",
+        ylabel="class y",
+        yticks=classes,
+        width_inches=6.0,
+    )
+    return [path]
+
+
+def _figure_class(run: RunData) -> tuple[int | None, str]:
+    """The class a conditional model's latent figures are decoded as (that of the traversal image), and its words."""
+    if not run.conditional:
+        return None, ""
+    label = int(run.test_labels[run.pick(DEFAULT_RECONSTRUCTION_INDICES)[0]])
+    return label, f", decoded as class {label}"
+
+
+def _not_for_conditional(run: RunData, name: str, reason: str) -> None:
+    if run.conditional:
+        raise FigureNotDrawn(f"{name}: not drawn for a conditional VAE: {reason}")
+
+
 def _manifold(
     run: RunData, folder: Path, coordinates: np.ndarray, dims: tuple[int, int], path: Path, spacing: str
 ) -> list[Path]:
     xs, ys, dims = grids.manifold_axes(run.model.latent_size, coordinates, dims)
     others = run.model.latent_size - len(set(dims))
     rest = f", the other {others} at 0" if others else ""
+    label, given = _figure_class(run)
     grids.save_grid(
-        grids.latent_grid(run.model, xs, ys, dims),
+        grids.latent_grid(run.given_class(label), xs, ys, dims),
         path,
-        f"Decoded means over a {len(xs)}x{len(ys)} grid of z[{dims[0]}], z[{dims[1]}] {spacing}{rest}",
+        f"Decoded means over a {len(xs)}x{len(ys)} grid of z[{dims[0]}], z[{dims[1]}] {spacing}{rest}{given}",
         xlabel=f"z[{dims[0]}]",
         ylabel=f"z[{dims[1]}]",
         xticks=xs,
@@ -99,10 +132,11 @@ def _traversals(run: RunData, folder: Path) -> list[Path]:
     index = run.pick(DEFAULT_RECONSTRUCTION_INDICES)[0]
     values = grids.linear_coordinates(11, 3.0)
     path = folder / "traversals.png"
+    label, given = _figure_class(run)
     grids.save_grid(
-        grids.traversal_grid(run.model, run.means[index], run.by_kl, values),
+        grids.traversal_grid(run.given_class(label), run.means[index], run.by_kl, values),
         path,
-        f"Traversals: each row sweeps one dimension, the others at E[z|x] of test image #{index}\n"
+        f"Traversals: each row sweeps one dimension, the others at E[z|x] of test image #{index}{given}\n"
         "rows sorted by average KL (nats), highest first",
         xlabel="value of the swept dimension",
         ylabel="swept dimension",
@@ -122,6 +156,7 @@ def _latent_scatter(run: RunData, folder: Path) -> list[Path]:
 
 
 def _interpolation(run: RunData, folder: Path, others: Sequence[RunData] = ()) -> list[Path]:
+    _not_for_conditional(run, "interpolation", "its two end images may be of two classes, and the decoder takes one")
     a, b = run.pick(DEFAULT_INTERPOLATION_INDICES)[0], run.pick(DEFAULT_INTERPOLATION_INDICES[1:])[0]
     image_a, image_b = run.test[0][a], run.test[0][b]
     models = {}
@@ -149,6 +184,7 @@ def _interpolation(run: RunData, folder: Path, others: Sequence[RunData] = ()) -
 
 
 def _latent_offset(run: RunData, folder: Path) -> list[Path]:
+    _not_for_conditional(run, "latent_offset", "the class is the decoder's input, not a direction in z")
     labels = run.test[1]
     source, target = DEFAULT_OFFSET_CLASSES
     if not (np.any(labels == source) and np.any(labels == target)):
@@ -182,6 +218,7 @@ def _kl_per_dimension(run: RunData, folder: Path) -> list[Path]:
 
 
 def _anomaly_scores(run: RunData, folder: Path) -> list[Path]:
+    _not_for_conditional(run, "anomaly_scores", "an unlabelled image (the noise) has no score -log p(x|y)")
     images = run.test[0]
     rng = np.random.default_rng(run.experiment.train.seed)
     noise = rng.random((_NOISE_IMAGES, *images.shape[1:]), dtype=np.float32)
@@ -205,7 +242,8 @@ def _anomaly_scores(run: RunData, folder: Path) -> list[Path]:
 FIGURES: dict[str, tuple[Callable[..., list[Path]], Callable[[RunData], bool]]] = {
     "loss_curves": (_loss_curves, lambda run: True),
     "reconstructions": (_reconstructions, lambda run: True),
-    "prior_samples": (_prior_samples, lambda run: True),
+    "prior_samples": (_prior_samples, lambda run: not run.conditional),
+    "class_samples": (_class_samples, lambda run: run.conditional),
     "latent_grid": (_latent_grid, lambda run: True),
     "latent_grid_linear": (_latent_grid_linear, lambda run: True),
     "traversals": (_traversals, lambda run: run.experiment.model.latent_size > 2),
@@ -230,7 +268,9 @@ def draw_run(
       run_dir: a trained run directory (config.json, history.csv, checkpoints/).
       grid_size: tiles per side of the latent manifolds.
       figures: names from `FIGURES` (default: all that apply; traversals need
-        a latent of more than 2 dimensions).
+        a latent of more than 2 dimensions; a conditional model gets
+        class_samples in place of prior_samples, and its latent grids and
+        traversals are decoded as the class of the traversal image).
       compare: other run directories on the same data, drawn beside this run
         in the interpolation strip and GIF (e.g. an autoencoder next to a VAE).
       model: for a run trained on a model built in Python, that model built

@@ -40,9 +40,23 @@ class RunData(rundir.Run):
     def dataset(self) -> data_lib.ArraySource:
         return data_lib.from_arrays(self.test_images, self.test_labels, batch_size=500)
 
+    @property
+    def conditional(self) -> bool:
+        """Whether the model takes the class too (`tfvae.model.ConditionalVAE`)."""
+        return bool(getattr(self.model, "conditional", False))
+
+    def given(self, indices: Sequence[int]):
+        """What decodes test images `indices`: the model, or a conditional one given their labels."""
+        return self.model.given(self.test_labels[list(indices)]) if self.conditional else self.model
+
+    def given_class(self, label: int):
+        """What decodes any code as class `label`: the model, or a conditional one given that label."""
+        return self.model.given(int(label)) if self.conditional else self.model
+
     @functools.cached_property
     def means(self) -> np.ndarray:
-        return evaluation.posterior_means(self.model, self.test_images)
+        labels = self.test_labels if self.conditional else None
+        return evaluation.posterior_means(self.model, self.test_images, labels=labels)
 
     @functools.cached_property
     def statistics(self) -> dict:
