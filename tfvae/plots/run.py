@@ -74,11 +74,12 @@ def _class_samples(run: RunData, folder: Path) -> list[Path]:
     grids.save_grid(
         grids.class_sample_grid(run.model, classes, cols=10, seed=run.experiment.train.seed),
         path,
-        "Means of p(x|z, y): each row one class y, each column one draw z ~ p(z) shared by the rows",
+        "Means of p(x|z, y): a row per class y, a column per draw z ~ p(z)\n"
+        "(each column's z is the same in every row: the class changes, the style stays)",
         xlabel="draw of z",
         ylabel="class y",
-        yticks=classes,
-        width_inches=6.0,
+        yticks=[str(label) for label in classes],
+        width_inches=7.0,
     )
     return [path]
 
