@@ -164,8 +164,8 @@ def load_split(experiment: Experiment, split: str, with_labels: bool = False) ->
 def first_test_images(experiment: Experiment, count: int) -> np.ndarray:
     """The first `count` test images of the experiment's data, binarized as in training: [count, H, W, C]."""
     data = experiment.data
-    test = data_lib.load(data.name, data.split("test"), batch_size=count, binarize=data.binarize, seed=experiment.train.seed,
-                         data_dir=data.data_dir)
+    test = data_lib.load(data.name, data.split("test"), batch_size=count, binarize=data.binarize,
+                         seed=experiment.train.seed, data_dir=data.data_dir)
     return next(iter(test)).numpy()
 
 
