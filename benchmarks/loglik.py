@@ -21,7 +21,7 @@ compilation included, the importance-sampled evaluations not.
 Resumable: a run lives in RUN_ROOT/PRESET-sSEED and is continued from its
 checkpoint, never restarted; each evaluated mark is kept in the run
 directory (loglik-*.json) before its row goes into the CSV (one row per
-preset, seed, mark, split, settings, k and image count; a rerun replaces,
+preset, seed, mark, split, settings, k and --limit; a rerun replaces,
 never duplicates). Stop it at any point (Ctrl-C, kill -9) and run the same
 command again: what was done is not done twice, the time lost since the last
 checkpoint (at most one epoch) is not counted.
@@ -38,18 +38,26 @@ the runs train on the other 50,000 and are scored on those (RUN_ROOT/...-val,
 loglik-validation.csv), so tuning never sees the test set. --set changes the
 settings of every preset (their own run directories and CSV rows).
 
-Quiet-machine plan (nothing else running; seconds per epoch measured on this
-machine while shared, see the issue-16 report; a k = 5000 evaluation of the
-10,000 test images takes ~4.5 minutes for every family):
+Quiet-machine plan (nothing else running). Seconds per epoch: the plain VAE
+3.4 alone (README, its 750-epoch run), the others that times their cost per
+epoch in benchmarks/results/families.csv (measured under load: iwae5 2.1,
+dreg 1.5, mixture 0.9, vampprior 3.7, two-layer 0.7, iaf 0.7, coupling 0.9,
+tcvae 1.2),
+so 15 minutes are ~260 VAE epochs, ~125 IWAE, ~70 VampPrior; a k = 5000
+evaluation of the 10,000 test images takes ~4.5 minutes (263 s for the VAE).
 
-    # 1. the 15-minute figures: 9 families x 3 seeds x (15 + ~5) min = ~9 hours
+    # 1. the 15-minute figures: 9 families x 3 seeds x (15 + ~5) min = ~9 hours (resumable: split it freely)
     nice -n 10 .venv/bin/python benchmarks/loglik.py --minutes 15 --seeds 1 2 3
-    # 2. the best candidates on to 60 minutes (continues seed 1's runs): 3 x (45 + 5) = ~2.5 hours
+    # 2. the best candidates on to 60 minutes (continues seed 1's runs): 3 x (45 + 5) min = ~2.5 hours
     nice -n 10 .venv/bin/python benchmarks/loglik.py --minutes 15 60 --seeds 1 \\
         --presets mnist-burda-vae mnist-burda-iwae5 mnist-burda-iwae5-dreg
-    # 3. one long run: the best of step 2 on to 150 minutes: 90 + 5 = ~1.6 hours
+    # 3. one long run, the best of step 2 on to 150 minutes: 90 + 5 min = ~1.6 hours
     nice -n 10 .venv/bin/python benchmarks/loglik.py --minutes 15 60 150 --seeds 1 --presets mnist-burda-iwae5-dreg
     nice -n 10 .venv/bin/python benchmarks/loglik.py --report
+
+Settings chosen by tuning (--validation --set ...) belong in the presets
+before these runs: the leaderboard table shows the presets' own settings
+only (rows with --set are kept, marked by their settings column).
 """
 
 from __future__ import annotations
