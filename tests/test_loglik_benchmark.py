@@ -118,3 +118,18 @@ def test_the_figure_draws_a_line_per_family(tmp_path):
     assert sorted(chart.data["family"].unique()) == ["iwae5", "vae"] and len(chart.data) == 3
     chart.save(tmp_path / "loglik.png", dpi=50, verbose=False)
     assert (tmp_path / "loglik.png").stat().st_size > 1000
+
+
+def test_validation_mode_holds_out_training_images_and_settings_get_their_own_runs(tmp_path):
+    plan, report_only = loglik.parse_plan(["--validation", "--set", "train.learning_rate=0.002",
+                                           "--run-root", str(tmp_path)])
+    assert not report_only and plan.split == "validation" and plan.out.name == "loglik-validation.csv"
+    experiment = loglik.experiment_for("mnist-burda-vae", 2, plan)
+    assert experiment.data.validation == 10_000 and experiment.data.split("test") == "train[-10000:]"
+    assert experiment.train.learning_rate == 0.002 and experiment.train.seed == 2
+    assert plan.settings == "train.learning_rate=0.002"
+    assert loglik.run_name("mnist-burda-vae", 2, plan).startswith("mnist-burda-vae-s2-val-")
+    plain, _ = loglik.parse_plan([])
+    assert plain.split == "test" and plain.out.name == "loglik.csv" and plain.seeds == (1, 2, 3)
+    assert loglik.run_name("mnist-burda-vae", 2, plain) == "mnist-burda-vae-s2"
+    assert loglik.experiment_for("mnist-burda-vae", 2, plain).data.validation == 0
