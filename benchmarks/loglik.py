@@ -1,82 +1,470 @@
-"""Importance-sampled -log p(x) of the Burda et al. (2015) VAE and IWAE(k=5) on dynamically binarized MNIST.
+"""Log-likelihood leaderboard: each preset trained for minutes of wall clock, then -log p(x) with k = 5000.
 
-    .venv/bin/python benchmarks/loglik.py --epochs 3                  # a short check, ~10 minutes here
-    .venv/bin/python benchmarks/loglik.py --epochs 3 --limit 1000     # evaluate on 1000 test images only
-    .venv/bin/python benchmarks/loglik.py --epochs 600 --presets mnist-burda-vae   # the 60-minute VAE target
+    .venv/bin/python benchmarks/loglik.py --minutes 15                       # every family x seeds 1 2 3
+    .venv/bin/python benchmarks/loglik.py --minutes 15 60 --presets mnist-burda-iwae5-dreg --seeds 1
+    .venv/bin/python benchmarks/loglik.py --minutes 0.5 --seeds 1 --k 100 --limit 500 --out /tmp/check.csv  # a check
+    .venv/bin/python benchmarks/loglik.py --validation --minutes 15 --presets mnist-burda-vae \\
+        --set train.learning_rate=0.003                                     # tuning: never looks at the test set
+    .venv/bin/python benchmarks/loglik.py --report                          # figure + README table from the CSV
 
-Trains each preset (784-200-200-50, tanh; `tfvae.config`) for the same
-number of epochs through `tfvae.fit`, then estimates -log p(x) with k = 5000
-importance samples on the fixed binarization of the test set
-(`tfvae.evaluation.fixed_test_set`), and prints epochs, training wall time,
-evaluation time, -log p(x), the test negative ELBO and the IWAE - VAE
-difference. Runs go to RUN_ROOT/PRESET and are continued if they exist, so
-a longer budget extends a shorter one. Each evaluation is written to
-RUN_ROOT/PRESET/eval.json.
+Protocol: dynamically binarized MNIST, the 60,000 training images, the
+10,000 test images (binarized once: `tfvae.evaluation.fixed_test_set`),
+-log p(x) by importance sampling with k = 5000 over the full test set, its
+mean and standard error over test images, and the spread over 3 training
+seeds. Each preset (`tfvae presets`; 784-200-200-50 tanh unless the family
+changes it) trains through `tfvae.fit(..., time_budget=...)`; `--minutes 15
+60` evaluates each run as its training clock passes 15 and then 60 minutes.
+"Minutes" are minutes of training as history.csv's wall_time counts them:
+summed over every session of a resumed run, each session's start-up and XLA
+compilation included, the importance-sampled evaluations not.
 
-What must hold: the VAE at or below 88.5 nats within 60 minutes of training,
-and the IWAE(k=5) below the VAE at an equal number of epochs. Published
-after 3280 passes: VAE 86.76, IWAE k=5 85.54, IWAE k=50 84.78.
+Resumable: a run lives in RUN_ROOT/PRESET-sSEED and is continued from its
+checkpoint, never restarted; each evaluated mark is kept in the run
+directory (loglik-*.json) before its row goes into the CSV (one row per
+preset, seed, mark, split, settings, k and --limit; a rerun replaces,
+never duplicates). Stop it at any point (Ctrl-C, kill -9) and run the same
+command again: what was done is not done twice, the time lost since the last
+checkpoint (at most one epoch) is not counted.
+
+Writes benchmarks/results/loglik.csv (preset, seed, budget and trained
+minutes, epochs, -ELBO, -log p(x) and its standard error, active units,
+seconds per epoch and that divided by the plain VAE's of the same seed and
+mark: what a family costs; date, commit, CPU, command of the session that made
+the row), the figure beside it (loglik.png) and, with --report, the README
+table between its `loglik:begin` / `loglik:end` markers.
+
+--validation holds out the last 10,000 training images (`data.validation`):
+the runs train on the other 50,000 and are scored on those (RUN_ROOT/...-val,
+loglik-validation.csv), so tuning never sees the test set. --set changes the
+settings of every preset (their own run directories and CSV rows).
+
+Quiet-machine plan (nothing else running). Seconds per epoch: the plain VAE
+3.4 alone (README, its 750-epoch run), the others that times their cost per
+epoch in benchmarks/results/families.csv (measured under load: iwae5 2.1,
+dreg 1.5, mixture 0.9, vampprior 3.7, two-layer 0.7, iaf 0.7, coupling 0.9,
+tcvae 1.2),
+so 15 minutes are ~260 VAE epochs, ~125 IWAE, ~70 VampPrior; a k = 5000
+evaluation of the 10,000 test images takes ~4.5 minutes (263 s for the VAE).
+
+    # 1. the 15-minute figures: 9 families x 3 seeds x (15 + ~5) min = ~9 hours (resumable: split it freely)
+    nice -n 10 .venv/bin/python benchmarks/loglik.py --minutes 15 --seeds 1 2 3
+    # 2. the best candidates on to 60 minutes (continues seed 1's runs): 3 x (45 + 5) min = ~2.5 hours
+    nice -n 10 .venv/bin/python benchmarks/loglik.py --minutes 15 60 --seeds 1 \\
+        --presets mnist-burda-vae mnist-burda-iwae5 mnist-burda-iwae5-dreg
+    # 3. one long run, the best of step 2 on to 150 minutes: 90 + 5 min = ~1.6 hours
+    nice -n 10 .venv/bin/python benchmarks/loglik.py --minutes 15 60 150 --seeds 1 --presets mnist-burda-iwae5-dreg
+    nice -n 10 .venv/bin/python benchmarks/loglik.py --report
+
+Settings chosen by tuning (--validation --set ...) belong in the presets
+before these runs: the leaderboard table shows the presets' own settings
+only (rows with --set are kept, marked by their settings column).
 """
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
+import datetime
+import hashlib
 import json
+import math
+import numbers
 import os
+import platform
+import re
+import shlex
+import subprocess
 import sys
-import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+import pandas as pd
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+PROTOCOL_K = 5000
+VALIDATION_IMAGES = 10_000  # the last 10,000 training images, as Tomczak & Welling hold out for dynamic MNIST
+# More epochs than any budget here reaches: the clock stops these runs (fit's time_budget), not the epochs.
+CLOCK_BOUND_EPOCHS = 100_000
+FAMILIES = ("mnist-burda-vae", "mnist-burda-iwae5", "mnist-burda-iwae5-dreg", "mnist-burda-mixture",
+            "mnist-burda-vampprior", "mnist-burda-two-layer", "mnist-burda-iaf", "mnist-burda-coupling",
+            "mnist-burda-tcvae")
+PLAIN_VAE = "mnist-burda-vae"
+KEY = ("preset", "seed", "budget_minutes", "split", "settings", "k", "limit")  # one CSV row per KEY
+COLUMNS = (*KEY[:3], "minutes", "epochs", "negative_elbo", "nll", "nll_standard_error", "active_units",
+           "seconds_per_epoch", "cost_vs_vae", *KEY[3:], "images", "eval_seconds",
+           "date", "commit", "cpu_count", "cpu_model", "command")
+README_BEGIN, README_END = "<!-- loglik:begin -->", "<!-- loglik:end -->"
 
-PUBLISHED = {"mnist-burda-vae": 86.76, "mnist-burda-iwae5": 85.54, "mnist-burda-iwae50": 84.78}
+
+@dataclasses.dataclass(frozen=True)
+class Published:
+    """A published -log p(x) (nats, k = 5000 importance samples unless `protocol` says otherwise)."""
+
+    preset: str | None  # the preset of the same model here, if any
+    model: str
+    nll: float | None
+    protocol: str
+    budget: str
+    source: str
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--epochs", type=int, required=True, help="training epochs of every preset")
-    parser.add_argument("--presets", nargs="+", default=["mnist-burda-vae", "mnist-burda-iwae5"])
-    parser.add_argument("--k", type=int, default=5000, help="importance samples per test image")
-    parser.add_argument("--limit", type=int, help="evaluate on the first N test images only")
-    parser.add_argument("--run-root", type=Path, default=Path("runs/benchmarks/loglik"))
-    parser.add_argument("--seed", type=int, help="train.seed (default: the presets')")
-    args = parser.parse_args(argv)
+# Read from the papers and pythae's README (benchmark_VAE). Static binarization (one fixed draw of the
+# training set) costs about 2 nats against dynamic (Burda et al., appendix D: VAE 88.71, IWAE k=5 87.63 static).
+PUBLISHED = (
+    Published("mnist-burda-vae", "VAE, one stochastic layer (784-200-200-50)", 86.76,
+              "dynamic binarization, 60k train / 10k test", "3280 epochs, batch 20", "Burda et al. (2015)"),
+    Published("mnist-burda-iwae5", "IWAE k=5, one layer", 85.54,
+              "dynamic binarization, 60k train / 10k test", "3280 epochs, batch 20", "Burda et al. (2015)"),
+    Published(None, "IWAE k=50, one layer", 84.78,
+              "dynamic binarization, 60k train / 10k test", "3280 epochs, batch 20", "Burda et al. (2015)"),
+    Published("mnist-burda-two-layer", "VAE, two stochastic layers (100 + 50)", 85.33,
+              "dynamic binarization, 60k train / 10k test", "3280 epochs, batch 20", "Burda et al. (2015)"),
+    Published(None, "IWAE k=50, two layers", 82.90,
+              "dynamic binarization, 60k train / 10k test", "3280 epochs, batch 20", "Burda et al. (2015)"),
+    Published("mnist-burda-vampprior", "VAE + VampPrior (500 pseudo-inputs), one layer", 85.57,
+              "dynamic binarization, 50k train / 10k validation / 10k test; gated 300-unit layers, 40 latents",
+              "up to 2000 epochs, early stopping on validation, KL warm-up 100 epochs", "Tomczak & Welling (2018)"),
+    Published("mnist-burda-iwae5-dreg", "IWAE with DReG gradients", None,
+              "plots of the test IWAE bound at the training k; no k = 5000 table", "", "Tucker et al. (2019)"),
+    Published(None, "PIWAE (M=8, K=8), pythae's reproduction", 84.58,
+              "dynamic binarization (Rainforth et al., 2018, report 84.46)", "", "pythae (benchmark_VAE README)"),
+)
 
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What to train and score: every preset x seed, evaluated at each mark (minutes of training)."""
+
+    presets: tuple[str, ...]
+    seeds: tuple[int, ...]
+    minutes: tuple[float, ...]
+    run_root: Path
+    out: Path
+    k: int = PROTOCOL_K
+    limit: int | None = None
+    validation: int = 0  # held-out training images scored instead of the test set; 0: the test set
+    changes: Mapping[str, object] = dataclasses.field(default_factory=dict)  # --set, for every preset
+
+    @property
+    def split(self) -> str:
+        return "validation" if self.validation else "test"
+
+    @property
+    def settings(self) -> str:
+        """The --set changes as one string ("" for the presets' own settings)."""
+        return " ".join(f"{key}={json.dumps(value)}" for key, value in sorted(self.changes.items()))
+
+
+# --------------------------------------------------------------------------- provenance
+# A local stand-in for tools/provenance.py (branch issue-18-results), with its field names: swap for
+# `provenance.provenance("benchmarks/loglik.py", argv)` once that is merged.
+def provenance(argv: Sequence[str]) -> dict:
+    """{date (UTC, to the minute), commit (git describe --dirty), cpu_count, cpu_model, command}."""
+    try:
+        commit = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=7"], cwd=ROOT,
+                                capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown"
+    cpuinfo = Path("/proc/cpuinfo")
+    models = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+              if line.startswith("model name")] if cpuinfo.exists() else []
+    return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "commit": commit,
+            "cpu_count": os.cpu_count(), "cpu_model": models[0] if models else platform.processor() or "unknown",
+            "command": " ".join(["python", "benchmarks/loglik.py", *map(shlex.quote, map(str, argv))])}
+
+
+# --------------------------------------------------------------------------- the results table
+def read_table(path: Path) -> pd.DataFrame:
+    """The results CSV (empty, with the columns, if there is none yet)."""
+    if not Path(path).exists():
+        return pd.DataFrame(columns=list(COLUMNS))
+    table = pd.read_csv(path, dtype={"settings": str, "split": str})
+    return table.assign(settings=table["settings"].fillna(""))
+
+
+def add_row(table: pd.DataFrame, row: Mapping) -> pd.DataFrame:
+    """`table` with `row` in it, replacing any row of the same KEY; sorted, with cost_vs_vae recomputed."""
+    key = tuple(_key_value(row[name]) for name in KEY)
+    kept = [r for r in table.to_dict("records") if tuple(_key_value(r[name]) for name in KEY) != key]
+    table = pd.DataFrame([*kept, dict(row)], columns=list(COLUMNS))
+    return with_costs(table).sort_values(["split", "settings", "seed", "budget_minutes", "preset"],
+                                         ignore_index=True)
+
+
+def _key_value(value):
+    """A KEY cell comparable across a CSV round trip (numbers as floats, blanks as "")."""
+    if value is None or value == "" or (isinstance(value, numbers.Real) and math.isnan(value)):
+        return ""
+    return float(value) if isinstance(value, numbers.Real) else str(value)
+
+
+def with_costs(table: pd.DataFrame) -> pd.DataFrame:
+    """cost_vs_vae: each row's seconds per epoch over the plain VAE's of the same seed, mark, split and settings."""
+    group = ["seed", "budget_minutes", "split", "settings"]
+    plain = table[table["preset"] == PLAIN_VAE].set_index(group)["seconds_per_epoch"]
+    plain = plain[~plain.index.duplicated()]  # one training run, scored with several k or limits
+    costs = [row.seconds_per_epoch / plain.get(tuple(getattr(row, g) for g in group), math.nan)
+             for row in table.itertuples()]
+    return table.assign(cost_vs_vae=[round(float(c), 3) for c in costs])
+
+
+def write_table(path: Path, table: pd.DataFrame) -> None:
+    """Writes the CSV atomically (a kill mid-write leaves the previous file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    table.to_csv(partial, index=False)
+    partial.replace(path)
+
+
+# --------------------------------------------------------------------------- training and scoring
+def run_name(preset: str, seed: int, plan: Plan) -> str:
+    """RUN_ROOT's folder of one run: PRESET-sSEED, -val for the validation split, -SETTINGS_HASH for --set."""
+    name = f"{preset}-s{seed}" + ("-val" if plan.validation else "")
+    return name + (f"-{hashlib.sha1(plan.settings.encode()).hexdigest()[:8]}" if plan.changes else "")
+
+
+def experiment_for(preset: str, seed: int, plan: Plan):
     import tfvae
-    from tfvae import evaluation, rundir
 
-    rows = []
-    for name in args.presets:
-        changes = {"train.epochs": args.epochs}
-        if args.seed is not None:
-            changes["train.seed"] = args.seed
-        experiment = tfvae.override(tfvae.preset(name), changes)
-        run_dir = args.run_root / name
-        result = tfvae.fit(experiment, run_dir, progress=False)
-        summary = rundir.run_summary(result.history)
-        started = time.perf_counter()
-        scores = evaluation.evaluate_run(run_dir, k=args.k, limit=args.limit, progress=sys.stderr.isatty())
-        rundir.write_atomically(run_dir / "eval.json", json.dumps(scores, indent=2) + "\n")
-        rows.append(dict(preset=name, epochs=summary["epochs"], train_seconds=summary["wall_time"],
-                         seconds_per_epoch=summary["seconds_per_epoch"], eval_seconds=time.perf_counter() - started,
-                         nll=scores["nll"], se=scores["nll_standard_error"], elbo=scores["negative_elbo"],
-                         active=scores["active_units"], images=scores["num_examples"]))
-        print(_format(rows[-1]), flush=True)
-    if len(rows) > 1:
-        base = rows[0]
-        for row in rows[1:]:
-            difference = row["nll"] - base["nll"]
-            print(f"{row['preset']} - {base['preset']}: {difference:+.2f} nats at {row['epochs']:g} epochs")
+    changes = {"train.seed": seed, "train.epochs": CLOCK_BOUND_EPOCHS, **plan.changes}
+    if plan.validation:
+        changes["data.validation"] = plan.validation
+    return tfvae.override(tfvae.preset(preset), changes)
+
+
+def first_row_past(history: pd.DataFrame, seconds: float) -> int | None:
+    """The index of the first history row whose wall_time reaches `seconds` (None if none does)."""
+    past = history.index[history["wall_time"].to_numpy(float) >= seconds]
+    return int(past[0]) if len(past) else None
+
+
+def score(run_dir: Path, plan: Plan) -> dict:
+    """`tfvae.evaluation.evaluate_run` of the run's latest checkpoint with the plan's k and limit."""
+    from tfvae import evaluation
+
+    return evaluation.evaluate_run(run_dir, k=plan.k, limit=plan.limit, progress=sys.stderr.isatty())
+
+
+def steady_seconds_per_epoch(history: pd.DataFrame) -> float:
+    from tfvae import rundir
+
+    try:
+        return rundir.steady_seconds_per_epoch(history)
+    except (IndexError, ValueError, ZeroDivisionError):  # no evaluated epoch yet
+        return math.nan
+
+
+def evaluate_mark(preset: str, seed: int, minutes: float, plan: Plan, argv: Sequence[str],
+                  log: Callable[[str], None] = print) -> dict | None:
+    """Trains one run until its clock passes `minutes` (continuing it), scores it there: the CSV row.
+
+    The row is kept in the run directory first, so a rerun after a kill takes it from there instead of
+    evaluating again. None when the run cannot be scored at this mark (it went past it in an earlier
+    session without being scored there, or its epochs ran out first).
+    """
+    import tfvae
+    from tfvae import rundir
+
+    run_dir = plan.run_root / run_name(preset, seed, plan)
+    cached = run_dir / f"loglik-{minutes:g}min-{plan.split}-k{plan.k}-{plan.limit or 'all'}.json"
+    if cached.exists():
+        return json.loads(cached.read_text())
+    result = tfvae.fit(experiment_for(preset, seed, plan), run_dir, progress=False, time_budget=minutes * 60)
+    history = result.history.reset_index(drop=True)
+    first = first_row_past(history, minutes * 60)
+    if first is None or first != len(history) - 1:
+        trained = history["wall_time"].iloc[-1] / 60 if len(history) else 0.0
+        log(f"{run_dir.name}: not scored at {minutes:g} min (its checkpoint is at {trained:.2f} min of training)")
+        return None
+    scores = score(run_dir, plan)
+    last = history.iloc[-1]
+    row = {"preset": preset, "seed": seed, "budget_minutes": minutes, "minutes": round(last["wall_time"] / 60, 3),
+           "epochs": round(float(last["epoch"]), 3), "negative_elbo": round(scores["negative_elbo"], 3),
+           "nll": round(scores["nll"], 3), "nll_standard_error": round(scores["nll_standard_error"], 3),
+           "active_units": scores["active_units"],
+           "seconds_per_epoch": round(steady_seconds_per_epoch(history), 3), "cost_vs_vae": math.nan,
+           "split": plan.split, "settings": plan.settings, "k": plan.k, "limit": plan.limit,
+           "images": scores["num_examples"],
+           "eval_seconds": round(scores["seconds"], 1), **provenance(argv)}
+    rundir.write_atomically(cached, json.dumps(row, indent=1) + "\n")
+    return row
+
+
+def run_plan(plan: Plan, argv: Sequence[str], log: Callable[[str], None] = print) -> pd.DataFrame:
+    """Every seed x preset x mark of `plan` not yet in its CSV, written there one row at a time."""
+    table = read_table(plan.out)
+    done = {tuple(_key_value(r[name]) for name in KEY) for r in table.to_dict("records")}
+    for seed in plan.seeds:  # a whole seed first: one complete family table as early as possible
+        for preset in plan.presets:
+            for minutes in sorted(plan.minutes):
+                key = (preset, seed, minutes, plan.split, plan.settings, plan.k, plan.limit)
+                if tuple(map(_key_value, key)) in done:
+                    continue
+                row = evaluate_mark(preset, seed, minutes, plan, argv, log)
+                if row is None:
+                    continue
+                table = add_row(table, row)
+                write_table(plan.out, table)
+                log(f"{preset} seed {seed} at {row['minutes']:.2f} min ({row['epochs']:g} epochs): "
+                    f"-log p(x) {row['nll']:.2f} +- {row['nll_standard_error']:.2f}, -ELBO {row['negative_elbo']:.2f}, "
+                    f"{row['active_units']} active units, {row['seconds_per_epoch']:.2f} s/epoch")
+    return table
+
+
+# --------------------------------------------------------------------------- report: figure and README table
+def family(preset: str) -> str:
+    return preset.removeprefix("mnist-burda-")
+
+
+def protocol_rows(table: pd.DataFrame, split: str = "test") -> pd.DataFrame:
+    """The rows made under the protocol: k = 5000, the whole split, the presets' own settings."""
+    keep = (table["k"] == PROTOCOL_K) & table["limit"].isna() & (table["settings"] == "") & (table["split"] == split)
+    return table[keep]
+
+
+def summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Per preset and mark: mean -log p(x) over seeds, its standard deviation over seeds, seeds, mean minutes."""
+    grouped = table.groupby(["preset", "budget_minutes"])
+    return grouped.agg(nll=("nll", "mean"), nll_sd=("nll", "std"), seeds=("seed", "nunique"),
+                       minutes=("minutes", "mean"), low=("nll", "min"), high=("nll", "max"),
+                       cost_vs_vae=("cost_vs_vae", "mean")).reset_index()
+
+
+def figure(table: pd.DataFrame, title: str = "-log p(x) against minutes of training (k = 5000, 10,000 test images)"):
+    """plotnine: mean -log p(x) over seeds against minutes of training (log scale), a line per family, min-max bars
+    over seeds, and each family's published number as a dashed line of its colour, labelled."""
+    import plotnine as gg
+
+    points = summary(table).assign(family=lambda d: d["preset"].map(family))
+    marks = sorted(points["budget_minutes"].unique())
+    shown = sorted((p for p in PUBLISHED if p.preset in set(points["preset"]) and p.nll is not None),
+                   key=lambda p: p.nll)
+    low, high = points["minutes"].min(), points["minutes"].max()
+    # Labels side by side along the axis (log-spaced), so close published numbers do not print over each other.
+    published = pd.DataFrame([{"family": family(p.preset), "nll": p.nll, "label": f"{family(p.preset)} {p.nll:.2f}",
+                               "minutes": low * (high / low) ** (i / max(len(shown), 1))}
+                              for i, p in enumerate(shown)], columns=["family", "nll", "label", "minutes"])
+    chart = (gg.ggplot(points, gg.aes("minutes", "nll", colour="family"))
+             + gg.geom_line() + gg.geom_point(size=2)
+             + gg.geom_errorbar(gg.aes(ymin="low", ymax="high"), width=0.03)
+             + gg.scale_x_log10(breaks=marks, labels=[f"{mark:g}" for mark in marks])
+             + gg.labs(x="minutes of training (2 CPU cores; log scale)", y="-log p(x), nats (lower is better)",
+                       title=title, colour="family",
+                       caption="points: mean over seeds; bars: min to max over seeds; dashed: published "
+                               "(README), after far longer training"))
+    if len(published):
+        chart += gg.geom_hline(gg.aes(yintercept="nll", colour="family"), data=published, linetype="dashed")
+        chart += gg.geom_text(gg.aes(label="label", colour="family"), data=published, ha="left", va="bottom",
+                              size=7, show_legend=False)
+    return chart + gg.theme_bw() + gg.theme(figure_size=(8, 5))
+
+
+def leaderboard_markdown(table: pd.DataFrame) -> str:
+    """The README table: a row per family, -log p(x) at 15 and 60 minutes and the longest run, next to the published
+    number; "pending" where the CSV has no protocol row yet."""
+    rows = summary(protocol_rows(table))
+    published = {p.preset: p for p in PUBLISHED if p.preset}
+    lines = ["| family | preset | -log p(x) at 15 min | at 60 min | longest run | cost per epoch vs VAE | "
+             "published (its budget) |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for preset in FAMILIES:
+        mine = rows[rows["preset"] == preset]
+        cells = [_cell(mine[mine["budget_minutes"] == mark]) for mark in (15, 60)]
+        longest = mine[mine["budget_minutes"] == mine["budget_minutes"].max()] if len(mine) else mine
+        longest_cell = "pending" if longest.empty else \
+            f"{_cell(longest)} at {longest['minutes'].iloc[0]:.0f} min"
+        costs = mine["cost_vs_vae"].dropna()
+        cost = f"{costs.mean():.2f}" if len(costs) else "pending"
+        paper = published.get(preset)
+        paper_cell = f"{paper.nll:.2f}, {paper.source}, {paper.budget}" if paper and paper.nll else \
+            (f"{paper.source}: {paper.protocol}" if paper else "")
+        lines.append(f"| {family(preset)} | `{preset}` | {cells[0]} | {cells[1]} | {longest_cell} | {cost} | "
+                     f"{paper_cell} |")
+    return "\n".join(lines)
+
+
+def _cell(rows: pd.DataFrame) -> str:
+    """'88.41 +- 0.12 (3 seeds)': mean -log p(x) over seeds and their standard deviation; "pending" if none."""
+    if rows.empty:
+        return "pending"
+    row = rows.iloc[0]
+    if row["seeds"] < 2:
+        return f"{row['nll']:.2f} (1 seed)"
+    return f"{row['nll']:.2f} +- {row['nll_sd']:.2f} ({int(row['seeds'])} seeds)"
+
+
+def readme_section(readme: str) -> str:
+    """The text between the README's loglik markers."""
+    match = re.search(re.escape(README_BEGIN) + r"\n(.*?)\n" + re.escape(README_END), readme, re.S)
+    if not match:
+        raise ValueError(f"README.md has no {README_BEGIN} ... {README_END} section")
+    return match.group(1)
+
+
+def with_readme_section(readme: str, table_markdown: str) -> str:
+    section = readme_section(readme)
+    return readme.replace(f"{README_BEGIN}\n{section}\n{README_END}", f"{README_BEGIN}\n{table_markdown}\n{README_END}")
+
+
+def report(out: Path, readme: Path | None = ROOT / "README.md", log: Callable[[str], None] = print) -> None:
+    """Draws the figure beside the CSV and, for the test-set CSV, rewrites the README table from it."""
+    table = read_table(out)
+    split = "validation" if (table["split"] == "validation").all() and len(table) else "test"
+    rows = protocol_rows(table, split)
+    if len(rows):
+        picture = out.with_suffix(".png")
+        title = f"-log p(x) against minutes of training (k = 5000, the {split} images)"
+        figure(rows, title).save(picture, dpi=110, verbose=False)
+        log(f"wrote {picture}")
+    if readme is not None and split == "test":
+        readme.write_text(with_readme_section(readme.read_text(), leaderboard_markdown(table)))
+        log(f"updated the leaderboard table in {readme}")
+
+
+# --------------------------------------------------------------------------- command line
+def _assignment(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise ValueError(f"--set takes FIELD=VALUE (e.g. train.learning_rate=0.003), got {text!r}")
+    try:
+        return key.strip(), json.loads(value)
+    except json.JSONDecodeError:
+        return key.strip(), value
+
+
+def parse_plan(argv: Sequence[str]) -> tuple[Plan, bool]:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, nargs="+", default=[15.0], help="marks: minutes of training")
+    parser.add_argument("--presets", nargs="+", default=list(FAMILIES))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--k", type=int, default=PROTOCOL_K, help="importance samples per image")
+    parser.add_argument("--limit", type=int, help="score the first N images only (a quick check)")
+    parser.add_argument("--validation", action="store_true",
+                        help=f"hold out the last {VALIDATION_IMAGES} training images and score those, not the test set")
+    parser.add_argument("--set", dest="changes", action="append", default=[], type=_assignment,
+                        metavar="FIELD=VALUE", help="a config change for every preset (own run dirs and rows)")
+    parser.add_argument("--run-root", type=Path, default=Path("runs/benchmarks/loglik"))
+    parser.add_argument("--out", type=Path, help="the CSV (default benchmarks/results/loglik[-validation].csv)")
+    parser.add_argument("--report", action="store_true", help="only draw the figure and the README table from the CSV")
+    args = parser.parse_args(argv)
+    out = args.out or HERE / "results" / ("loglik-validation.csv" if args.validation else "loglik.csv")
+    plan = Plan(presets=tuple(args.presets), seeds=tuple(args.seeds), minutes=tuple(args.minutes),
+                run_root=args.run_root, out=out, k=args.k, limit=args.limit,
+                validation=VALIDATION_IMAGES if args.validation else 0, changes=dict(args.changes))
+    return plan, args.report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    plan, report_only = parse_plan(argv)
+    if not report_only:
+        run_plan(plan, argv)
+    readme = ROOT / "README.md" if plan.out == HERE / "results" / "loglik.csv" else None
+    report(plan.out, readme)
     return 0
-
-
-def _format(row: dict) -> str:
-    published = PUBLISHED.get(row["preset"])
-    anchor = f" (published after 3280 epochs: {published})" if published else ""
-    return (f"{row['preset']:20s} epochs {row['epochs']:g}  train {row['train_seconds']:.0f} s "
-            f"({row['seconds_per_epoch']:.1f} s/epoch)  eval {row['eval_seconds']:.0f} s on {row['images']} images  "
-            f"-log p(x) {row['nll']:.2f} +- {row['se']:.2f}{anchor}  -ELBO {row['elbo']:.2f}  "
-            f"active units {row['active']}")
 
 
 if __name__ == "__main__":

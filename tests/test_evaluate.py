@@ -18,7 +18,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 from scipy import stats
 
-from tfvae import cli, config, evaluation, model, objectives, train
+from tfvae import cli, config, data, evaluation, model, objectives, rundir, train
 
 tfd = tfp.distributions
 
@@ -200,3 +200,24 @@ def test_evaluate_command_errors_are_one_line(tmp_path, capsys):
     status = cli.main(["evaluate", str(tmp_path / "nothing-here")])
     error = capsys.readouterr().err.strip()
     assert status == 2 and error.startswith("tfvae: error:") and "config.json" in error and len(error.splitlines()) == 1
+
+
+def test_a_validation_split_trains_on_the_first_training_images_and_scores_the_last_never_the_test_split(
+        mnist_data_dir, tmp_path, monkeypatch):
+    experiment = config.override(config.preset("tiny"), {"data.data_dir": mnist_data_dir, "data.validation": 50})
+    all_train = data.load_arrays("mnist", "train", mnist_data_dir)[0]  # the fixture's 200 training images
+    read = []
+    load_arrays = data.load_arrays
+    monkeypatch.setattr(data, "load_arrays", lambda name, split, *a, **kw: read.append(split) or
+                        load_arrays(name, split, *a, **kw))
+
+    assert rundir.load_split(experiment, "train").num_examples == 150
+    held_out = np.concatenate(list(evaluation.fixed_test_set(experiment, batch_size=16)))
+    np.testing.assert_array_equal(held_out, (all_train[-50:] / 255 >= 0.5).astype(np.float32))  # "threshold"
+    result = train.fit(experiment, tmp_path / "run", progress=False)
+    assert result.history["step"].max() == 5  # 150 images in batches of 32: 5 steps an epoch
+    scores = evaluation.evaluate_run(tmp_path / "run", k=3, progress=False)
+    assert scores["num_examples"] == 50 and "validation images (train[-50:])" in scores["test_set"]
+    assert set(read) == {"train[:-50]", "train[-50:]"}  # the test split was never read
+    with pytest.raises(config.ConfigError, match="data.validation"):
+        config.override(experiment, {"data.validation": -1})

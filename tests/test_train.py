@@ -254,3 +254,32 @@ def test_tfvae_adam_makes_the_same_updates_as_sonnets_adam():
     for a, b in zip(fast.m + fast.v, reference.m + reference.v):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-12)
     assert int(fast.step.numpy()) == 50
+
+
+def test_a_time_budget_stops_at_the_first_row_past_it_with_a_checkpoint_and_a_larger_one_continues(
+        tmp_path, monkeypatch):
+    ticks = iter(range(1000))  # a clock that advances 1 s each time fit reads it: once a session, once a row
+    monkeypatch.setattr(train, "_clock", lambda: float(next(ticks)))
+    experiment = tiny_experiment(epochs=3)  # 5 steps per epoch, rows every 2 steps and at epoch ends
+    run = lambda budget: train.fit(experiment, tmp_path / "run", train_data=datasets(experiment)[0],  # noqa: E731
+                                   test_data=datasets(experiment)[1], progress=False, time_budget=budget)
+
+    first = run(3)
+    assert first.history["step"].tolist() == [2, 4, 5] and first.history["wall_time"].tolist() == [1, 2, 3]
+    assert tf.train.latest_checkpoint(tmp_path / "run" / "checkpoints").endswith("ckpt-5")
+    second = run(4.5)  # continues from step 5 and 3 s: rows at 4 s and 5 s, the second one past 4.5
+    assert second.history["step"].tolist() == [2, 4, 5, 6, 8]
+    assert second.history["wall_time"].tolist() == [1, 2, 3, 4, 5]
+    assert tf.train.latest_checkpoint(tmp_path / "run" / "checkpoints").endswith("ckpt-8")
+    again = run(4.5)  # already past its budget: no step trained, nothing rewritten
+    assert again.history["step"].tolist() == [2, 4, 5, 6, 8]
+    assert rundir.read_history(tmp_path / "run")["step"].tolist() == [2, 4, 5, 6, 8]
+    with pytest.raises(ValueError, match="time_budget"):
+        run(0)
+
+    finished = run(None)  # the epochs bound it again, and it ends where an unbudgeted run ends
+    whole = train.fit(experiment, tmp_path / "whole", train_data=datasets(experiment)[0],
+                      test_data=datasets(experiment)[1], progress=False)
+    assert finished.history["step"].tolist() == [2, 4, 5, 6, 8, 10, 12, 14, 15]
+    for a, b in zip(whole.model.variables, finished.model.variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())

@@ -71,11 +71,25 @@ class DataConfig:
     binarize: str = "threshold"
     batch_size: int = 128
     data_dir: str | None = None  # None: TFDS's default (~/tensorflow_datasets)
+    # For tuning without the test set: hold out the last `validation` images
+    # of the training split (in TFDS's order); the run trains on the others,
+    # and its held-out numbers (history's test_* columns, `tfvae evaluate`)
+    # are computed on those images instead of the test split. 0: off.
+    validation: int = 0
 
     def __post_init__(self) -> None:
         _require(isinstance(self.name, str) and bool(self.name), f"data.name must be a dataset name, got {self.name!r}")
         _one_of("data.binarize", self.binarize, BINARIZATIONS)
         _positive_int("data.batch_size", self.batch_size)
+        _require(_is_int(self.validation) and self.validation >= 0,
+                 f"data.validation must be a number of training images >= 0 (0: off), got {self.validation!r}")
+
+    def split(self, which: str) -> str:
+        """The TFDS split that `which` ("train" or "test") reads: "train[:-N]" and "train[-N:]" with validation N."""
+        _one_of("split", which, ("train", "test"))
+        if not self.validation:
+            return which
+        return f"train[:-{self.validation}]" if which == "train" else f"train[-{self.validation}:]"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -222,7 +222,8 @@ def fixed_test_set(
     docstring). `limit` keeps the first `limit` images (after binarizing all).
     `with_labels`: batches of (images, labels).
     """
-    images, labels = data_lib.load_arrays(experiment.data.name, "test", experiment.data.data_dir)
+    images, labels = data_lib.load_arrays(experiment.data.name, experiment.data.split("test"),
+                                          experiment.data.data_dir)
     binarize = experiment.data.binarize
     if binarize == "dynamic":
         rng = np.random.default_rng(TEST_BINARIZATION_SEED)
@@ -236,14 +237,14 @@ def fixed_test_set(
 
 
 def describe_test_set(experiment: Experiment) -> str:
-    """How `fixed_test_set` binarizes `experiment`'s test split, in words (for eval.json)."""
-    binarize = experiment.data.binarize
+    """How `fixed_test_set` binarizes `experiment`'s test split (or validation images), in words (for eval.json)."""
+    binarize, split = experiment.data.binarize, experiment.data.split("test")
+    images = f"{experiment.data.name} " + ("test split" if split == "test" else f"validation images ({split})")
     if binarize == "dynamic":
-        return (f"{experiment.data.name} test split, binarized once: numpy default_rng({TEST_BINARIZATION_SEED})"
-                ".random(shape) < pixel / 255")
+        return f"{images}, binarized once: numpy default_rng({TEST_BINARIZATION_SEED}).random(shape) < pixel / 255"
     if binarize == "threshold":
-        return f"{experiment.data.name} test split, pixel >= 0.5"
-    return f"{experiment.data.name} test split, pixels / 255 in [0, 1]"
+        return f"{images}, pixel >= 0.5"
+    return f"{images}, pixels / 255 in [0, 1]"
 
 
 def evaluate_run(

@@ -142,12 +142,16 @@ def write_history(run_dir: str | os.PathLike, rows: Sequence[dict]) -> None:
 
 
 def load_split(experiment: Experiment, split: str, with_labels: bool = False) -> data_lib.ArraySource:
-    """One split of the experiment's dataset, in memory: shuffled for "train", in order otherwise."""
+    """One split of the experiment's dataset, in memory: shuffled for "train", in order otherwise.
+
+    "train" and "test" are those of `DataConfig.split` (with `data.validation`, the two parts of the training
+    split); any other name is read as TFDS names it.
+    """
     data = experiment.data
     training = split == "train"
     return data_lib.load(
         data.name,
-        split,
+        data.split(split) if split in ("train", "test") else split,
         batch_size=data.batch_size,
         binarize=data.binarize,
         seed=experiment.train.seed,
@@ -161,8 +165,8 @@ def first_test_images(experiment: Experiment, count: int, with_labels: bool = Fa
     """The first `count` test images of the experiment's data, binarized as in training: [count, H, W, C]
     (and their labels [count] with `with_labels`)."""
     data = experiment.data
-    test = data_lib.load(data.name, "test", batch_size=count, binarize=data.binarize, seed=experiment.train.seed,
-                         data_dir=data.data_dir, with_labels=with_labels)
+    test = data_lib.load(data.name, data.split("test"), batch_size=count, binarize=data.binarize,
+                         seed=experiment.train.seed, data_dir=data.data_dir, with_labels=with_labels)
     first = next(iter(test))
     return tuple(part.numpy() for part in first) if with_labels else first.numpy()
 
@@ -188,7 +192,7 @@ class Run:
     @functools.cached_property
     def _test(self) -> tuple[np.ndarray, np.ndarray]:
         data = self.experiment.data
-        split = data_lib.load(data.name, "test", batch_size=1000, binarize=data.binarize,
+        split = data_lib.load(data.name, data.split("test"), batch_size=1000, binarize=data.binarize,
                               seed=self.experiment.train.seed, data_dir=data.data_dir, with_labels=True)
         images, labels = zip(*((x.numpy(), y.numpy()) for x, y in split))
         return np.concatenate(images), np.concatenate(labels)

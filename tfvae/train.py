@@ -13,6 +13,12 @@ from the last checkpoint and ends with the same weights as a run that was
 never interrupted (bit for bit with `train.deterministic`). history.csv is
 trimmed back to the checkpoint on resume, so every logged step appears once.
 
+`time_budget` stops training by the clock instead of by epochs: at the first
+history row whose `wall_time` (seconds of training summed over sessions,
+each session's start-up and compilation included, evaluation elsewhere not)
+reaches it, with a checkpoint there. A run continued with a larger budget
+goes on from that checkpoint; one already past its budget trains no further.
+
 A non-finite loss or gradient stops training with `NonFiniteError`, naming
 the step and the term, without writing a checkpoint or calling a hook (the
 last good checkpoint is what a rerun continues from); with
@@ -45,6 +51,8 @@ from tfvae.step import LoopState, NonFiniteError, kl_weight, learning_rate, nonf
 
 # A hook is called after each row of history with (step, model, row).
 Hook = Callable[[int, VAE, dict], None]
+# The clock of `wall_time` and `time_budget` (seconds); a name of its own so a test can replace it.
+_clock = time.perf_counter
 # The largest test set (float32 bytes) that fit keeps in memory for its end-of-epoch test ELBO.
 _MAX_HELD_TEST_BYTES = 512 * 2**20
 
@@ -67,6 +75,7 @@ def fit(
     test_data: data_lib.ArraySource | tf.data.Dataset | None = None,
     hooks: Sequence[Hook] = (),
     progress: bool = True,
+    time_budget: float | None = None,
 ) -> FitResult:
     """Trains `experiment` in `run_dir`, continuing from its last checkpoint if any.
 
@@ -88,6 +97,10 @@ def fit(
         inside the part that repeats, so that a resumed run continues exactly.
       hooks: called with (step, model, row) after each history row.
       progress: show a progress bar.
+      time_budget: seconds of training in all (history.csv's `wall_time`,
+        summed over the sessions of a resumed run) after which to stop, at the
+        first history row that reaches it, with a checkpoint; None trains for
+        `train.epochs` (which still bounds a budgeted run).
 
     Returns:
       A `FitResult` with the model and the history DataFrame (nats per image).
@@ -97,16 +110,19 @@ def fit(
         good checkpoint is kept).
       RunDirError, ValueError: an unusable run directory or dataset.
     """
+    if time_budget is not None and not time_budget > 0:
+        raise ValueError(f"time_budget must be a number of seconds > 0 (or None), got {time_budget!r}")
     strategy = distribute.build_strategy(experiment.train.distribute)  # first: see distribute.build_strategy
     # Only the chief of a multi-worker run writes run_dir; the other workers write a scratch copy.
     with distribute.worker_run_dir(strategy, run_dir) as run_dir, rundir.lock(run_dir), \
             devices.placement(experiment.train.device):
         run_dir = rundir.prepare(run_dir, experiment)
         rundir.remove_stale_temporaries(run_dir)
-        return _fit_locked(experiment, run_dir, model, train_data, test_data, hooks, progress, strategy)
+        return _fit_locked(experiment, run_dir, model, train_data, test_data, hooks, progress, strategy, time_budget)
 
 
-def _fit_locked(experiment, run_dir, model, train_data, test_data, hooks, progress, strategy) -> FitResult:
+def _fit_locked(experiment, run_dir, model, train_data, test_data, hooks, progress, strategy,
+                time_budget) -> FitResult:
     config = experiment.train
     model_given = model is not None
     if config.deterministic:
@@ -141,8 +157,9 @@ def _fit_locked(experiment, run_dir, model, train_data, test_data, hooks, progre
     rows = history[history["step"] <= step].to_dict("records")
     wall_offset = float(rows[-1]["wall_time"]) if rows else 0.0
     bar = tqdm(total=total_steps, initial=step, disable=not progress, unit="step", desc=experiment.name)
-    started = time.perf_counter()
-    while step < total_steps:
+    out_of_time = time_budget is not None and wall_offset >= time_budget
+    started = _clock()
+    while step < total_steps and not out_of_time:
         target = min(
             _next_multiple(step, config.log_every),
             _next_multiple(step, steps_per_epoch),
@@ -156,8 +173,10 @@ def _fit_locked(experiment, run_dir, model, train_data, test_data, hooks, progre
         bar.update(target - step)
         step = target
         end_of_epoch = step % steps_per_epoch == 0 or step == total_steps
-        if step % config.log_every == 0 or end_of_epoch:
-            row = _history_row(step, steps_per_epoch, state, wall_offset + time.perf_counter() - started)
+        wall_time = wall_offset + _clock() - started
+        out_of_time = time_budget is not None and wall_time >= time_budget
+        if step % config.log_every == 0 or end_of_epoch or out_of_time:
+            row = _history_row(step, steps_per_epoch, state, wall_time)
             # The KL weight and learning rate of the row's last step.
             row.update(beta=float(kl_weight(config, step - 1)), learning_rate=float(learning_rate(config, step - 1)))
             if end_of_epoch:
@@ -166,7 +185,7 @@ def _fit_locked(experiment, run_dir, model, train_data, test_data, hooks, progre
             bar.set_postfix(_bar_numbers(rows))
             for hook in hooks:
                 hook(step, model, row)
-        if end_of_epoch or (config.checkpoint_every and step % config.checkpoint_every == 0):
+        if end_of_epoch or out_of_time or (config.checkpoint_every and step % config.checkpoint_every == 0):
             rundir.write_history(run_dir, rows)  # before the checkpoint: see the module docstring
             restored = manager.save(checkpoint_number=step)
     bar.close()

@@ -1,0 +1,135 @@
+"""benchmarks/loglik.py: presets trained to marks of training minutes, stopped, continued, one CSV row per mark."""
+
+import importlib.util
+import itertools
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import tfvae
+from tfvae import rundir, train
+
+ROOT = Path(__file__).resolve().parent.parent
+spec = importlib.util.spec_from_file_location("loglik", ROOT / "benchmarks" / "loglik.py")
+loglik = sys.modules["loglik"] = importlib.util.module_from_spec(spec)  # registered first, as dataclasses need
+spec.loader.exec_module(loglik)
+
+
+class Killed(BaseException):
+    """Stands for Ctrl-C or a kill: nothing in the script catches it."""
+
+
+def fake_clock(monkeypatch, kill_at: int | None = None):
+    """fit's clock advances 1 s each time fit reads it (once a session, once a history row); it raises `Killed`
+    at read number `kill_at`."""
+    reads = itertools.count(1)
+
+    def clock():
+        read = next(reads)
+        if read == kill_at:
+            raise Killed
+        return float(read)
+
+    monkeypatch.setattr(train, "_clock", clock)
+
+
+def counted(monkeypatch, module, name):
+    calls = []
+    original = getattr(module, name)
+    monkeypatch.setattr(module, name, lambda *args, **kwargs: calls.append(args) or original(*args, **kwargs))
+    return calls
+
+
+def test_a_stopped_run_continues_from_its_checkpoint_and_each_mark_is_one_row(mnist_data_dir, tmp_path, monkeypatch):
+    out = tmp_path / "loglik.csv"
+    argv = ["--presets", "mnist-burda-vae", "mnist-burda-iwae5", "--seeds", "1", "--minutes", "0.1", "0.05",
+            "--k", "4", "--run-root", str(tmp_path / "runs"), "--out", str(out),
+            # 200 random 28x28 training images in batches of 50: 4 steps an epoch, a history row every 2 steps
+            "--set", f"data.data_dir={mnist_data_dir}", "--set", "data.batch_size=50", "--set", "train.log_every=2",
+            "--set", "model.hidden_sizes=[16]", "--set", "model.latent_size=2", "--set", "train.jit_compile=false"]
+    # Reads: the VAE's two sessions (to 3 s, then to 6 s) take 4 each, the IWAE's first 4; its second session
+    # starts at read 13, rows at step 8 (an epoch end, a checkpoint at 4 s) and step 10, killed at read 15.
+    fake_clock(monkeypatch, kill_at=15)
+    with pytest.raises(Killed):
+        loglik.main(argv)
+    assert len(loglik.read_table(out)) == 3  # the VAE at both marks, the IWAE at the first
+
+    fake_clock(monkeypatch)
+    fits, scores = counted(monkeypatch, tfvae, "fit"), counted(monkeypatch, loglik, "score")
+    loglik.main(argv)  # the same command again
+    assert len(fits) == len(scores) == 1  # only the IWAE's second mark: nothing done twice
+
+    table = loglik.read_table(out)
+    assert len(table) == 4 and not table.duplicated(list(loglik.KEY)).any()
+    assert sorted(zip(table["preset"], table["budget_minutes"], table["minutes"], table["epochs"])) == [
+        ("mnist-burda-iwae5", 0.05, 0.05, 1.5), ("mnist-burda-iwae5", 0.1, 0.1, 3.0),
+        ("mnist-burda-vae", 0.05, 0.05, 1.5), ("mnist-burda-vae", 0.1, 0.1, 3.0)]
+    assert (table["images"] == 40).all() and (table["k"] == 4).all() and table["nll"].between(400, 700).all()
+    assert (table[table["preset"] == "mnist-burda-vae"]["cost_vs_vae"] == 1).all()
+    assert table["command"].str.startswith("python benchmarks/loglik.py --presets").all()
+    iwae_runs = [path for path in (tmp_path / "runs").iterdir() if path.name.startswith("mnist-burda-iwae5-s1-")]
+    history = rundir.read_history(iwae_runs[0])
+    # Continued from step 8 at 4 s, not restarted: every step once, the seconds of training summed over sessions.
+    assert history["step"].tolist() == [2, 4, 6, 8, 10, 12]
+    assert history["wall_time"].tolist() == [1, 2, 3, 4, 5, 6]
+
+    before = out.read_bytes()
+    loglik.main(argv)
+    assert len(fits) == len(scores) == 1 and out.read_bytes() == before  # everything done: nothing changes
+
+
+def summary_table(rows) -> pd.DataFrame:
+    table = pd.DataFrame([{"preset": preset, "seed": seed, "budget_minutes": mark, "minutes": mark + 0.1, "nll": nll,
+                           "seconds_per_epoch": 4.0 if preset == "mnist-burda-vae" else 8.0, "split": "test",
+                           "settings": "", "k": 5000, "limit": None, "images": 10_000}
+                          for preset, seed, mark, nll in rows], columns=list(loglik.COLUMNS))
+    return loglik.with_costs(table)
+
+
+def test_the_leaderboard_table_is_the_mean_and_spread_over_seeds_and_pending_without_rows():
+    table = summary_table([("mnist-burda-vae", 1, 15, 90.0), ("mnist-burda-vae", 2, 15, 91.0),
+                           ("mnist-burda-vae", 3, 15, 92.0), ("mnist-burda-vae", 1, 60, 88.0),
+                           ("mnist-burda-iwae5", 1, 60, 87.5), ("mnist-burda-two-layer", 1, 15, 95.0)])
+    lines = {line.split(" | ")[1].strip("`"): line for line in loglik.leaderboard_markdown(table).splitlines()[2:]}
+    assert lines["mnist-burda-vae"] == ("| vae | `mnist-burda-vae` | 91.00 +- 1.00 (3 seeds) | 88.00 (1 seed) | "
+                                        "88.00 (1 seed) at 60 min | 1.00 | 86.76, Burda et al. (2015), "
+                                        "3280 epochs, batch 20 |")
+    assert "| pending | 87.50 (1 seed) | 87.50 (1 seed) at 60 min | 2.00 |" in lines["mnist-burda-iwae5"]
+    assert "| 95.00 (1 seed) | pending | 95.00 (1 seed) at 15 min | 2.00 |" in lines["mnist-burda-two-layer"]
+    assert lines["mnist-burda-tcvae"].count("pending") == 4
+    off_protocol = table.assign(k=100)
+    assert loglik.leaderboard_markdown(off_protocol).count("pending") == 4 * len(loglik.FAMILIES)
+
+
+def test_the_readme_table_is_the_one_the_results_file_gives():
+    readme = (ROOT / "README.md").read_text()
+    assert loglik.readme_section(readme) == loglik.leaderboard_markdown(loglik.read_table(
+        ROOT / "benchmarks" / "results" / "loglik.csv"))
+    replaced = loglik.with_readme_section(readme, "| new |")
+    assert loglik.readme_section(replaced) == "| new |" and replaced.count(loglik.README_BEGIN) == 1
+
+
+def test_the_figure_draws_a_line_per_family(tmp_path):
+    table = summary_table([("mnist-burda-vae", seed, mark, 92.0 - mark / 30 + seed / 10)
+                           for seed in (1, 2, 3) for mark in (15, 60)] + [("mnist-burda-iwae5", 1, 15, 90.0)])
+    chart = loglik.figure(table)
+    assert sorted(chart.data["family"].unique()) == ["iwae5", "vae"] and len(chart.data) == 3
+    chart.save(tmp_path / "loglik.png", dpi=50, verbose=False)
+    assert (tmp_path / "loglik.png").stat().st_size > 1000
+
+
+def test_validation_mode_holds_out_training_images_and_settings_get_their_own_runs(tmp_path):
+    plan, report_only = loglik.parse_plan(["--validation", "--set", "train.learning_rate=0.002",
+                                           "--run-root", str(tmp_path)])
+    assert not report_only and plan.split == "validation" and plan.out.name == "loglik-validation.csv"
+    experiment = loglik.experiment_for("mnist-burda-vae", 2, plan)
+    assert experiment.data.validation == 10_000 and experiment.data.split("test") == "train[-10000:]"
+    assert experiment.train.learning_rate == 0.002 and experiment.train.seed == 2
+    assert plan.settings == "train.learning_rate=0.002"
+    assert loglik.run_name("mnist-burda-vae", 2, plan).startswith("mnist-burda-vae-s2-val-")
+    plain, _ = loglik.parse_plan([])
+    assert plain.split == "test" and plain.out.name == "loglik.csv" and plain.seeds == (1, 2, 3)
+    assert loglik.run_name("mnist-burda-vae", 2, plain) == "mnist-burda-vae-s2"
+    assert loglik.experiment_for("mnist-burda-vae", 2, plain).data.validation == 0
