@@ -157,6 +157,7 @@ def test_unusable_training_data_is_refused_before_training(images, message, tmp_
     with pytest.raises(ValueError, match=message):
         train.fit(small_experiment(), tmp_path / "run", train_data=unchecked_dataset(images),
                   test_data=unchecked_dataset(images), progress=False)  # fmt: skip
+    assert not (tmp_path / "run" / "checkpoints").exists() and not (tmp_path / "run" / "history.csv").exists()
 
 
 def test_damaged_newest_checkpoint_falls_back_to_the_one_before(tmp_path):
@@ -165,15 +166,28 @@ def test_damaged_newest_checkpoint_falls_back_to_the_one_before(tmp_path):
     train.fit(experiment, tmp_path / "run", train_data=data.from_arrays(images, batch_size=8, prefetch=False),
               test_data=data.from_arrays(images, batch_size=8), progress=False)  # fmt: skip
     folder = tmp_path / "run" / "checkpoints"
+    saved = {number: checkpoint_weights(folder / f"ckpt-{number}") for number in (2, 4)}
     newest = next(folder.glob("ckpt-4.data-*"))
     newest.write_bytes(newest.read_bytes()[:10])  # truncated, as by a full disk
     with pytest.warns(rundir.CheckpointWarning, match="ckpt-4 .* damaged and skipped .* continuing from ckpt-2"):
         model = rundir.restore_model(tmp_path / "run", image_shape=IMAGE_SHAPE)
-    assert model.variables
+    tf.train.Checkpoint(model=model).write(str(tmp_path / "restored"))  # its weights under the same names
+    restored = checkpoint_weights(tmp_path / "restored")
+    assert restored.keys() == saved[2].keys() and len(restored) >= 4
+    for name, value in restored.items():  # the weights of the one before, not those of a fresh model or ckpt-4
+        np.testing.assert_array_equal(value, saved[2][name], err_msg=name)
+    assert any(not np.array_equal(saved[2][name], saved[4][name]) for name in restored)
     for data_file in folder.glob("ckpt-*.data-*"):
         data_file.write_bytes(b"garbage")
     with pytest.raises(rundir.RunDirError, match="no checkpoint in .* could be read"):
         rundir.restore_model(tmp_path / "run", image_shape=IMAGE_SHAPE)
+
+
+def checkpoint_weights(prefix) -> dict:
+    """{name: value} of the model's weights in the checkpoint at `prefix` (names start with "model/")."""
+    reader = tf.train.load_checkpoint(str(prefix))
+    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
+            if name.startswith("model/") and name.endswith("/.ATTRIBUTES/VARIABLE_VALUE")}
 
 
 def test_cli_reports_a_nonfinite_stop_in_one_line(mnist_data_dir, tmp_path, capsys):
