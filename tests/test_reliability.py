@@ -1,10 +1,12 @@
 """Reliability: runs survive SIGKILL and resume to the same weights; numerical faults stop cleanly."""
 
+import json
 import os
 import random
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -18,17 +20,73 @@ from tfvae import step as step_lib
 
 # 200 images, batch 8: 25 steps an epoch; 4 epochs; a checkpoint every 5 steps.
 COMMAND = [
-    sys.executable, "-m", "tfvae.cli", "train", "--preset", "tiny", "--epochs", "4", "--batch-size", "8",
+    "tfvae", "train", "--preset", "tiny", "--epochs", "4", "--batch-size", "8",
     "--set", "train.log_every=5", "--set", "train.checkpoint_every=5", "--set", "train.deterministic=true",
     "--set", "model.hidden_sizes=[128]", "--no-progress", "--no-figures",
 ]  # fmt: skip
 TOTAL_STEPS = 100
 
+# Runs `tfvae train` and, when $TFVAE_KILL is "WHERE:N", SIGKILLs its own process at that point of the
+# checkpoint of step N, after noting in $TFVAE_KILL_NOTE what checkpoints/ held then:
+#   shards   ckpt-N's shards are written into ckpt-N_temp/, not yet merged into ckpt-N.index / .data
+#            (TensorFlow's save: SaveV2 per shard, then MergeV2Checkpoints; run eagerly, one op at a time)
+#   index    ckpt-N.index and .data are in place; the `checkpoint` index file does not name ckpt-N yet
+#   history  history.csv holds the rows up to step N; the checkpoint of step N is not begun
+KILLER = textwrap.dedent(
+    """
+    import json, os, signal, sys
+    import tensorflow as tf
+    from tensorflow.python.checkpoint import checkpoint_management
+    from tensorflow.python.ops import gen_io_ops
+    from tfvae import cli
 
-def start(run_dir, data_dir):
-    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    where, step = os.environ.get("TFVAE_KILL", "none:-1").split(":")
+    name = f"ckpt-{step}"
+
+    def die_here(at, folder):
+        if at != where:
+            return
+        note = {"where": where, "files": sorted(os.listdir(folder))}
+        with open(os.environ["TFVAE_KILL_NOTE"], "w") as stream:
+            json.dump(note, stream)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    def text(value):
+        value = value.numpy() if hasattr(value, "numpy") else value
+        return value.decode() if isinstance(value, bytes) else str(value)
+
+    merge = gen_io_ops.merge_v2_checkpoints
+    def merge_v2_checkpoints(checkpoint_prefixes, destination_prefix, *args, **kwargs):
+        if os.path.basename(text(destination_prefix)) == name:
+            die_here("shards", os.path.dirname(text(destination_prefix)))
+        return merge(checkpoint_prefixes, destination_prefix, *args, **kwargs)
+    gen_io_ops.merge_v2_checkpoints = merge_v2_checkpoints
+
+    update_state = checkpoint_management.update_checkpoint_state_internal
+    def update_checkpoint_state_internal(save_dir, model_checkpoint_path, *args, **kwargs):
+        if os.path.basename(text(model_checkpoint_path)) == name:
+            die_here("index", save_dir)
+        return update_state(save_dir, model_checkpoint_path, *args, **kwargs)
+    checkpoint_management.update_checkpoint_state_internal = update_checkpoint_state_internal
+
+    save = tf.train.CheckpointManager.save
+    def save_or_die(manager, checkpoint_number=None, *args, **kwargs):
+        if str(checkpoint_number) == step:
+            die_here("history", manager.directory)
+        return save(manager, checkpoint_number, *args, **kwargs)
+    tf.train.CheckpointManager.save = save_or_die
+
+    sys.exit(cli.main(sys.argv[1:]))
+    """
+)
+
+
+def start(run_dir, data_dir, kill: str = "", note: Path | None = None):
+    """`tfvae train` on the tiny preset in a process of its own; `kill` = "WHERE:N" (see KILLER)."""
+    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", TFVAE_KILL=kill or "none:-1",
+                       TFVAE_KILL_NOTE=str(note or os.devnull))
     return subprocess.Popen(
-        [*COMMAND, "--run-dir", str(run_dir), "--data-dir", str(data_dir)],
+        [sys.executable, "-c", KILLER, *COMMAND[1:], "--run-dir", str(run_dir), "--data-dir", str(data_dir)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=environment,
     )  # fmt: skip
 
@@ -40,11 +98,6 @@ def wait_for(predicate, timeout=60.0, interval=0.001):
             return True
         time.sleep(interval)
     return False
-
-
-def checkpoint_being_written(run_dir: Path) -> bool:
-    folder = run_dir / "checkpoints"
-    return folder.exists() and any("_temp" in name or name.endswith(".tmp") for name in os.listdir(folder))
 
 
 def latest_step(run_dir: Path) -> int:
@@ -59,27 +112,38 @@ def final_weights(run_dir: Path) -> dict:
     return {name: reader.get_tensor(name) for name in names}
 
 
-def test_sigkill_at_random_moments_then_rerun_gives_identical_weights_and_history(mnist_data_dir, tmp_path):
+def killed_at(run_dir: Path, data_dir, kill: str, note: Path) -> dict:
+    """Runs until the kill `kill` ("WHERE:N"); returns the note of what checkpoints/ held when it landed."""
+    process = start(run_dir, data_dir, kill, note)
+    assert process.wait(timeout=300) == -signal.SIGKILL, process.stderr.read().decode()[-3000:]
+    return json.loads(note.read_text())
+
+
+def test_sigkill_mid_checkpoint_and_at_random_then_rerun_gives_identical_weights_and_history(mnist_data_dir,
+                                                                                              tmp_path):
     reference = tmp_path / "reference"
     assert start(reference, mnist_data_dir).wait(timeout=300) == 0
 
-    killed = tmp_path / "killed"
-    moments = random.Random(7)
-    kills = 0
-    for attempt in range(4):
-        before = latest_step(killed)
-        process = start(killed, mnist_data_dir)
-        # Once this process has written a checkpoint of its own (so it is training) ...
-        wait_for(lambda: latest_step(killed) > before or process.poll() is not None, timeout=120)
-        if attempt % 2 == 0:  # ... kill it while it writes the next one (or soon after, if the write was missed)
-            wait_for(lambda: checkpoint_being_written(killed) or process.poll() is not None, timeout=30)
-        else:  # ... or at a random moment
-            time.sleep(moments.uniform(0.0, 0.5))
-        if process.poll() is None:
-            process.send_signal(signal.SIGKILL)
-            kills += 1
-        process.wait(timeout=60)
-    assert kills >= 3, "the run finished before it could be killed; make it longer"
+    killed, note = tmp_path / "killed", tmp_path / "note.json"
+    # Inside the write of ckpt-10: its shards written to ckpt-10_temp/, not merged. The run is back at ckpt-5.
+    landed = killed_at(killed, mnist_data_dir, "shards:10", note)
+    assert "ckpt-10_temp" in landed["files"] and "ckpt-10.index" not in landed["files"]
+    assert latest_step(killed) == 5 and (killed / "checkpoints" / "ckpt-10_temp").is_dir()
+    # Inside the write of ckpt-20: merged into place, not yet in the index. The run is back at ckpt-15.
+    landed = killed_at(killed, mnist_data_dir, "index:20", note)
+    assert "ckpt-20.index" in landed["files"] and not any("_temp" in name for name in landed["files"])
+    assert latest_step(killed) == 15
+    # Between history.csv (rows to step 30) and ckpt-30: the rerun trims the history back to its checkpoint.
+    landed = killed_at(killed, mnist_data_dir, "history:30", note)
+    assert pd.read_csv(killed / "history.csv")["step"].max() == 30 and latest_step(killed) == 25
+    # At a random moment, once the process has written a checkpoint of its own.
+    before, process = latest_step(killed), start(killed, mnist_data_dir)
+    wait_for(lambda: latest_step(killed) > before or process.poll() is not None, timeout=120)
+    time.sleep(random.Random(7).uniform(0.0, 0.5))
+    assert process.poll() is None, "the run finished before it could be killed; make it longer"
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+    assert latest_step(killed) < TOTAL_STEPS
     finish = start(killed, mnist_data_dir)
     assert finish.wait(timeout=300) == 0, finish.stderr.read().decode()
 
@@ -91,6 +155,19 @@ def test_sigkill_at_random_moments_then_rerun_gives_identical_weights_and_histor
     assert history["step"].is_unique and history["step"].tolist() == reference_history["step"].tolist()
     numbers = [column for column in history.columns if column != "wall_time"]
     pd.testing.assert_frame_equal(history[numbers], reference_history[numbers])
+
+
+def test_what_a_killed_write_leaves_behind_is_removed_and_nothing_else(tmp_path):
+    folder = tmp_path / "checkpoints" / "ckpt-7_temp"
+    folder.mkdir(parents=True)
+    (folder / "part-00000-of-00001.data-00000-of-00001").write_bytes(b"half")
+    (tmp_path / "history.csv.tmp").write_text("step\n1\n")
+    kept = [tmp_path / "history.csv", tmp_path / "checkpoints" / "checkpoint", tmp_path / "checkpoints" / "ckpt-5.index"]
+    for path in kept:
+        path.write_text("kept")
+    rundir.remove_stale_temporaries(tmp_path)
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == [
+        "checkpoints", "checkpoints/checkpoint", "checkpoints/ckpt-5.index", "history.csv"]
 
 
 IMAGE_SHAPE = (4, 4, 1)
