@@ -86,6 +86,18 @@ FIT_SCRIPT = textwrap.dedent(
     except Interrupt:
         pass
     results["mirrored/pipeline_resumed"] = fit(f"{root}/pipeline-split", {**vae, **mirrored}, pipeline=True)
+    # Started on one device (train.device cpu), continued on two (auto, mirrored), and the other way round.
+    one_device = {"train.distribute": "default", "train.device": "cpu"}
+    for first, then in (("default", "mirrored"), ("mirrored", "default")):
+        placements = {"default": one_device, "mirrored": mirrored}
+        try:
+            fit(f"{root}/{first}-then-{then}", {**autoencoder, **placements[first]}, hooks=[stop_at(9)])
+        except Interrupt:
+            pass
+        results[f"{first}_then_{then}/autoencoder"] = fit(f"{root}/{first}-then-{then}",
+                                                          {**autoencoder, **placements[then]})
+        with open(f"{root}/{first}-then-{then}/config.json") as stream:
+            results[f"{first}_then_{then}/autoencoder"]["distribute"] = json.load(stream)["train"]["distribute"]
     print(json.dumps(results))
     """
 )
@@ -141,10 +153,26 @@ def test_an_interrupted_mirrored_fit_resumes_to_the_uninterrupted_result(runs, d
     # Weights, Adam, step and loop sums come from the checkpoint; z is seeded by
     # the step; the data restart at the step's batch: made from the step for
     # in-memory data ("vae"), by skipping `step` batches of any other pipeline.
+    # README: "resumes to the uninterrupted weights to the last bit".
     whole, resumed = runs[f"mirrored/{data}"], runs[f"mirrored/{data}_resumed"]
     assert resumed["step"] == whole["step"]
-    np.testing.assert_allclose(resumed["train_loss"], whole["train_loss"], rtol=1e-6)
-    np.testing.assert_allclose(resumed["weights"], whole["weights"], atol=1e-6)
+    np.testing.assert_array_equal(resumed["train_loss"], whole["train_loss"])
+    np.testing.assert_array_equal(resumed["test_loss"], whole["test_loss"])
+    np.testing.assert_array_equal(resumed["weights"], whole["weights"])
+
+
+@pytest.mark.parametrize("first, then", [("default", "mirrored"), ("mirrored", "default")])
+def test_a_run_continues_on_another_number_of_devices(runs, first, then):
+    # Stopped at step 9 on one device (or two), continued from its step-6 checkpoint on two (or one), with
+    # train.device and train.distribute changed: the rows before the checkpoint are the first setting's,
+    # the rest follow it to the float rounding of a batch split in two (as in the test above).
+    changed, uninterrupted = runs[f"{first}_then_{then}/autoencoder"], runs[f"{first}/autoencoder"]
+    assert changed["distribute"] == then and changed["step"] == uninterrupted["step"]
+    np.testing.assert_array_equal(changed["train_loss"][:2], uninterrupted["train_loss"][:2])  # steps 3, 6
+    np.testing.assert_allclose(changed["train_loss"], uninterrupted["train_loss"], rtol=1e-5)
+    np.testing.assert_allclose(changed["test_loss"], uninterrupted["test_loss"], rtol=1e-5)
+    np.testing.assert_allclose(changed["weights"], uninterrupted["weights"], atol=1e-4)
+    assert changed["kinds"] == ["MirroredVariable" if then == "mirrored" else "ResourceVariable"]
 
 
 @pytest.mark.parametrize("text, message", [
