@@ -170,6 +170,30 @@ def test_what_a_killed_write_leaves_behind_is_removed_and_nothing_else(tmp_path)
         "checkpoints", "checkpoints/checkpoint", "checkpoints/ckpt-5.index", "history.csv"]
 
 
+def test_a_run_directory_in_use_by_another_process_is_refused(mnist_data_dir, tmp_path, capsys):
+    from tfvae import cli
+
+    run_dir = tmp_path / "run"
+    holder = subprocess.Popen(  # another process holding the run directory, as a training fit does
+        [sys.executable, "-c", "import sys, time; from tfvae import rundir; held = rundir.lock(sys.argv[1]); "
+         "print('held', flush=True); time.sleep(600)", str(run_dir)],
+        stdout=subprocess.PIPE, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))  # fmt: skip
+    try:
+        assert holder.stdout.readline() == "held\n"
+        experiment = config.override(config.preset("tiny"), {"data.data_dir": mnist_data_dir})
+        with pytest.raises(rundir.RunDirError, match=f"run directory {run_dir} is in use by another process"):
+            train.fit(experiment, run_dir, progress=False)
+        status = cli.main(["train", "--preset", "tiny", "--data-dir", mnist_data_dir, "--run-dir", str(run_dir),
+                           "--no-progress", "--no-figures"])  # fmt: skip
+        lines = capsys.readouterr().err.strip().splitlines()  # (TFDS may first show its preparation progress)
+        assert status == 2 and lines[-1] == f"tfvae: error: run directory {run_dir} is in use by another process"
+        assert sorted(path.name for path in run_dir.iterdir()) == [".lock"]  # nothing written
+    finally:
+        holder.send_signal(signal.SIGKILL)  # the lock goes with its process, however that ends
+        holder.wait(timeout=60)
+    assert train.fit(experiment, run_dir, progress=False).history["step"].iloc[-1] == 7  # 200 images, batch 32
+
+
 IMAGE_SHAPE = (4, 4, 1)
 
 
