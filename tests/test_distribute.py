@@ -229,8 +229,9 @@ def train_command(run_dir, data_dir, epochs: int, distribute: str) -> list[str]:
             "--set", "model.deterministic_encoder=true", "--set", "train.log_every=2", "--no-progress", "--no-figures"]
 
 
-def run_workers(run_dir, data_dir, epochs: int, scratch) -> list[str]:
-    """Two workers of `tfvae train --distribute multi_worker` on this machine; their stdout."""
+def start_workers(run_dirs, data_dir, epochs: int, scratch, timeout=600) -> list[tuple[int, str, str]]:
+    """Two workers of `tfvae train --distribute multi_worker` on this machine, worker i on run_dirs[i]: a
+    (status, stdout, stderr) per worker."""
     workers = [f"localhost:{free_port()}" for _ in range(2)]
     processes = [
         subprocess.Popen(
@@ -238,12 +239,24 @@ def run_workers(run_dir, data_dir, epochs: int, scratch) -> list[str]:
             text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", TMPDIR=str(scratch), TF_CONFIG=json.dumps(
                 {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})),
         )
-        for index in range(2)
+        for index, run_dir in enumerate(run_dirs)
     ]
-    finished = [process.communicate(timeout=600) for process in processes]
-    for index, (process, (_, stderr)) in enumerate(zip(processes, finished)):
-        assert process.returncode == 0, f"worker {index}: {stderr[-3000:]}"
-    return [stdout for stdout, _ in finished]
+    try:
+        finished = [process.communicate(timeout=timeout) for process in processes]
+    except subprocess.TimeoutExpired:  # workers waiting on each other: end them, then fail
+        for process in processes:
+            process.kill()
+            process.wait()
+        raise
+    return [(process.returncode, stdout, stderr) for process, (stdout, stderr) in zip(processes, finished)]
+
+
+def run_workers(run_dir, data_dir, epochs: int, scratch) -> list[str]:
+    """Two workers of `tfvae train --distribute multi_worker` sharing `run_dir`; their stdout."""
+    finished = start_workers([run_dir, run_dir], data_dir, epochs, scratch)
+    for index, (status, _, stderr) in enumerate(finished):
+        assert status == 0, f"worker {index}: {stderr[-3000:]}"
+    return [stdout for _, stdout, _ in finished]
 
 
 def learnable_mnist(data_dir) -> str:
@@ -290,6 +303,26 @@ def test_two_workers_train_resume_and_follow_the_single_process_run(tmp_path):
     assert "run directory" in chief and "worker 1 done" in worker
     assert (run_dir / "metrics.json").is_file() and (run_dir / "tensorboard" / "train").is_dir()
     assert sorted(p.name for p in scratch.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_workers_that_restored_different_steps_stop_with_an_error(tmp_path):
+    # About 40 s. The chief's run directory holds 2 epochs (trained on one device: distribute may change on
+    # resume); worker 1 is pointed at an empty one, as when the run directory is not on a shared file
+    # system: it starts at step 0, the chief at step 14. Both must stop, not wait on each other.
+    mnist_data_dir = learnable_mnist(tmp_path / "tfds")
+    chief_dir, other_dir = tmp_path / "chief", tmp_path / "elsewhere"
+    done = subprocess.run(train_command(chief_dir, mnist_data_dir, 2, "default"), capture_output=True, text=True,
+                          timeout=600, check=False, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    finished = start_workers([chief_dir, other_dir], mnist_data_dir, 3, scratch, timeout=300)  # waiting: a hang
+    message = ("tfvae: error: the workers restored different checkpoints (steps [0, 14]): a multi-worker run "
+               "resumes only when every worker reads the chief's run directory (a shared file system)")
+    for index, (status, _, stderr) in enumerate(finished):
+        assert status == 2 and message in stderr.splitlines(), f"worker {index}: {stderr[-3000:]}"
+    assert pd.read_csv(chief_dir / "history.csv")["step"].max() == 14  # the chief's run is untouched
 
 
 def test_a_non_finite_step_is_reported_and_not_applied():
