@@ -1,5 +1,6 @@
 """tfvae.data: offline TFDS builders on tiny IDX fixtures, the tf.data pipeline, validation, resume."""
 
+import gzip
 
 import numpy as np
 import pytest
@@ -65,9 +66,24 @@ def test_missing_offline_source_names_the_fetch_command(tmp_path, monkeypatch):
     assert "no network in tests" in message and "mnist_offline" in message
 
 
-def test_connectivity_check_fails_fast():
-    with pytest.raises(OSError):
-        data._check_online("https://tfvae-test.invalid/", timeout=2.0)
+def test_connectivity_check_fails_fast(monkeypatch):
+    # "Fast": one connection attempt, to the host (or the proxy that reaches it), bounded by the timeout,
+    # where TFDS would retry for minutes. The attempt is faked, so no network and no clock are involved.
+    attempts = []
+
+    def unreachable(address, timeout=None):
+        attempts.append((address, timeout))
+        raise TimeoutError("timed out")
+
+    monkeypatch.setattr(data.socket, "create_connection", unreachable)
+    for variable in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(variable, raising=False)
+    with pytest.raises(OSError, match=r"no connection to storage.googleapis.com:443 \(timed out\)"):
+        data._check_online("https://storage.googleapis.com/tfds-data/", timeout=2.5)
+    monkeypatch.setenv("https_proxy", "http://proxy.example:3128")
+    with pytest.raises(OSError, match="no connection to proxy.example:3128"):
+        data._check_online("https://storage.googleapis.com/tfds-data/", timeout=2.5)
+    assert attempts == [(("storage.googleapis.com", 443), 2.5), (("proxy.example", 3128), 2.5)]
 
 
 def test_unknown_names_are_named(tmp_path):
@@ -236,6 +252,40 @@ def test_original_positions_find_images_counted_in_the_file_order(idx_dir, name)
         positions = data.original_positions(name, split, wanted, n)
         np.testing.assert_array_equal(images[positions, ..., 0], file_images[wanted])
     assert not np.array_equal(data.file_order(name, "test", N_TEST), np.arange(N_TEST))  # the orders do differ
+
+
+@pytest.mark.parametrize("name", ["mnist", "fashion_mnist"])
+def test_offline_datasets_have_the_features_and_example_order_of_tfds_own(idx_dir, tmp_path, monkeypatch, name):
+    """TFDS's own builder, prepared from the same IDX files (its download faked), stores the same examples in
+    the same order, with the same features, as the offline builder."""
+    import tensorflow_datasets as tfds
+    from tensorflow_datasets.image_classification import mnist as tfds_mnist
+
+    data_dir, fixtures = idx_dir
+    extracted = tmp_path / "extracted"  # TFDS's MNIST reads the files its download manager extracted
+    extracted.mkdir()
+    for stem in data._IDX_FILES:
+        path = data._find_idx(data.manual_dir(name, data_dir), stem)
+        (extracted / stem).write_bytes(unzipped(path.read_bytes()))
+    stems = dict(zip(["train_data", "train_labels", "test_data", "test_labels"], data._IDX_FILES))
+    monkeypatch.setattr(tfds.download.DownloadManager, "download_and_extract",
+                        lambda self, urls: {key: str(extracted / stems[key]) for key in urls})
+    monkeypatch.setattr(tfds_mnist, "_TRAIN_EXAMPLES", N_TRAIN)
+    monkeypatch.setattr(tfds_mnist, "_TEST_EXAMPLES", N_TEST)
+    own = tfds.builder(name, data_dir=str(tmp_path / "tfds_own"))
+    own.download_and_prepare()
+    offline = data._prepared(data._OFFLINE_BUILDERS[name], data_dir) or data._prepare_offline(name, data_dir)
+    assert repr(own.info.features) == repr(offline.info.features)
+    for split in ("train", "test"):
+        ours = data.load_arrays(name, split, data_dir=str(data_dir))
+        theirs = data._builder_arrays(own, split, name)
+        np.testing.assert_array_equal(ours[0], theirs[0])
+        np.testing.assert_array_equal(ours[1], theirs[1])
+        assert not np.array_equal(theirs[0][..., 0], fixtures[name][split][0])  # TFDS's order is not the file's
+
+
+def unzipped(raw: bytes) -> bytes:
+    return gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
 
 
 def test_original_positions_reject_what_they_cannot_know():

@@ -33,14 +33,41 @@ def test_unknown_device_is_refused_by_the_config():
         config.TrainConfig(device="tpu")
 
 
-def test_variables_made_under_placement_live_there():
-    with devices.placement("cpu") as name:
-        variable = tf.Variable(tf.zeros([2]))
-    assert name == "/CPU:0" and variable.device.endswith("CPU:0")
+def devices_asked_for(device: str) -> set[str]:
+    """The devices that the ops of a function traced under `devices.placement(device)` ask for."""
+
+    @tf.function
+    def work(x):
+        with devices.placement(device):
+            return tf.reduce_sum(tf.square(x)) + 1.0
+
+    graph = work.get_concrete_function(tf.TensorSpec([2], tf.float32)).graph
+    return {op.device for op in graph.get_operations() if op.type in ("Square", "Sum", "AddV2")}
 
 
-def test_detected_gpus_match_tensorflows_list():
-    assert devices.gpus() == [d.name for d in tf.config.list_physical_devices("GPU")]
+def test_ops_made_under_placement_ask_for_its_device(monkeypatch):
+    # A traced graph records the device each op asks for, whatever the machine has: without the scope
+    # these would be "" (TensorFlow's choice), so the test fails if placement only returned a name.
+    monkeypatch.setattr(devices, "gpus", list)
+    assert devices_asked_for("cpu") == {"/device:CPU:0"}
+    monkeypatch.setattr(devices, "gpus", lambda: ["/physical_device:GPU:0"])
+    assert devices_asked_for("auto") == {"/device:GPU:0"}
+    assert devices_asked_for("cpu") == {"/device:CPU:0"}
+
+
+def test_gpus_lists_the_gpus_tensorflow_sees_and_nothing_else(monkeypatch):
+    machine = [tf.config.PhysicalDevice("/physical_device:CPU:0", "CPU"),
+               tf.config.PhysicalDevice("/physical_device:GPU:0", "GPU"),
+               tf.config.PhysicalDevice("/physical_device:GPU:1", "GPU")]
+
+    def listed(device_type=None):
+        return [d for d in machine if device_type in (None, d.device_type)]
+
+    monkeypatch.setattr(tf.config, "list_physical_devices", listed)
+    assert devices.gpus() == ["/physical_device:GPU:0", "/physical_device:GPU:1"]
+    assert devices.resolve("auto") == "/GPU:0"
+    machine[1:] = []  # a CPU-only machine
+    assert devices.gpus() == [] and devices.resolve("auto") == "/CPU:0"
 
 
 @pytest.mark.parametrize("device, message", [

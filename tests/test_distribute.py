@@ -86,6 +86,18 @@ FIT_SCRIPT = textwrap.dedent(
     except Interrupt:
         pass
     results["mirrored/pipeline_resumed"] = fit(f"{root}/pipeline-split", {**vae, **mirrored}, pipeline=True)
+    # Started on one device (train.device cpu), continued on two (auto, mirrored), and the other way round.
+    one_device = {"train.distribute": "default", "train.device": "cpu"}
+    for first, then in (("default", "mirrored"), ("mirrored", "default")):
+        placements = {"default": one_device, "mirrored": mirrored}
+        try:
+            fit(f"{root}/{first}-then-{then}", {**autoencoder, **placements[first]}, hooks=[stop_at(9)])
+        except Interrupt:
+            pass
+        results[f"{first}_then_{then}/autoencoder"] = fit(f"{root}/{first}-then-{then}",
+                                                          {**autoencoder, **placements[then]})
+        with open(f"{root}/{first}-then-{then}/config.json") as stream:
+            results[f"{first}_then_{then}/autoencoder"]["distribute"] = json.load(stream)["train"]["distribute"]
     print(json.dumps(results))
     """
 )
@@ -141,10 +153,26 @@ def test_an_interrupted_mirrored_fit_resumes_to_the_uninterrupted_result(runs, d
     # Weights, Adam, step and loop sums come from the checkpoint; z is seeded by
     # the step; the data restart at the step's batch: made from the step for
     # in-memory data ("vae"), by skipping `step` batches of any other pipeline.
+    # README: "resumes to the uninterrupted weights to the last bit".
     whole, resumed = runs[f"mirrored/{data}"], runs[f"mirrored/{data}_resumed"]
     assert resumed["step"] == whole["step"]
-    np.testing.assert_allclose(resumed["train_loss"], whole["train_loss"], rtol=1e-6)
-    np.testing.assert_allclose(resumed["weights"], whole["weights"], atol=1e-6)
+    np.testing.assert_array_equal(resumed["train_loss"], whole["train_loss"])
+    np.testing.assert_array_equal(resumed["test_loss"], whole["test_loss"])
+    np.testing.assert_array_equal(resumed["weights"], whole["weights"])
+
+
+@pytest.mark.parametrize("first, then", [("default", "mirrored"), ("mirrored", "default")])
+def test_a_run_continues_on_another_number_of_devices(runs, first, then):
+    # Stopped at step 9 on one device (or two), continued from its step-6 checkpoint on two (or one), with
+    # train.device and train.distribute changed: the rows before the checkpoint are the first setting's,
+    # the rest follow it to the float rounding of a batch split in two (as in the test above).
+    changed, uninterrupted = runs[f"{first}_then_{then}/autoencoder"], runs[f"{first}/autoencoder"]
+    assert changed["distribute"] == then and changed["step"] == uninterrupted["step"]
+    np.testing.assert_array_equal(changed["train_loss"][:2], uninterrupted["train_loss"][:2])  # steps 3, 6
+    np.testing.assert_allclose(changed["train_loss"], uninterrupted["train_loss"], rtol=1e-5)
+    np.testing.assert_allclose(changed["test_loss"], uninterrupted["test_loss"], rtol=1e-5)
+    np.testing.assert_allclose(changed["weights"], uninterrupted["weights"], atol=1e-4)
+    assert changed["kinds"] == ["MirroredVariable" if then == "mirrored" else "ResourceVariable"]
 
 
 @pytest.mark.parametrize("text, message", [
@@ -201,8 +229,9 @@ def train_command(run_dir, data_dir, epochs: int, distribute: str) -> list[str]:
             "--set", "model.deterministic_encoder=true", "--set", "train.log_every=2", "--no-progress", "--no-figures"]
 
 
-def run_workers(run_dir, data_dir, epochs: int, scratch) -> list[str]:
-    """Two workers of `tfvae train --distribute multi_worker` on this machine; their stdout."""
+def start_workers(run_dirs, data_dir, epochs: int, scratch, timeout=600) -> list[tuple[int, str, str]]:
+    """Two workers of `tfvae train --distribute multi_worker` on this machine, worker i on run_dirs[i]: a
+    (status, stdout, stderr) per worker."""
     workers = [f"localhost:{free_port()}" for _ in range(2)]
     processes = [
         subprocess.Popen(
@@ -210,12 +239,24 @@ def run_workers(run_dir, data_dir, epochs: int, scratch) -> list[str]:
             text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", TMPDIR=str(scratch), TF_CONFIG=json.dumps(
                 {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})),
         )
-        for index in range(2)
+        for index, run_dir in enumerate(run_dirs)
     ]
-    finished = [process.communicate(timeout=600) for process in processes]
-    for index, (process, (_, stderr)) in enumerate(zip(processes, finished)):
-        assert process.returncode == 0, f"worker {index}: {stderr[-3000:]}"
-    return [stdout for stdout, _ in finished]
+    try:
+        finished = [process.communicate(timeout=timeout) for process in processes]
+    except subprocess.TimeoutExpired:  # workers waiting on each other: end them, then fail
+        for process in processes:
+            process.kill()
+            process.wait()
+        raise
+    return [(process.returncode, stdout, stderr) for process, (stdout, stderr) in zip(processes, finished)]
+
+
+def run_workers(run_dir, data_dir, epochs: int, scratch) -> list[str]:
+    """Two workers of `tfvae train --distribute multi_worker` sharing `run_dir`; their stdout."""
+    finished = start_workers([run_dir, run_dir], data_dir, epochs, scratch)
+    for index, (status, _, stderr) in enumerate(finished):
+        assert status == 0, f"worker {index}: {stderr[-3000:]}"
+    return [stdout for _, stdout, _ in finished]
 
 
 def learnable_mnist(data_dir) -> str:
@@ -262,6 +303,26 @@ def test_two_workers_train_resume_and_follow_the_single_process_run(tmp_path):
     assert "run directory" in chief and "worker 1 done" in worker
     assert (run_dir / "metrics.json").is_file() and (run_dir / "tensorboard" / "train").is_dir()
     assert sorted(p.name for p in scratch.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_workers_that_restored_different_steps_stop_with_an_error(tmp_path):
+    # About 40 s. The chief's run directory holds 2 epochs (trained on one device: distribute may change on
+    # resume); worker 1 is pointed at an empty one, as when the run directory is not on a shared file
+    # system: it starts at step 0, the chief at step 14. Both must stop, not wait on each other.
+    mnist_data_dir = learnable_mnist(tmp_path / "tfds")
+    chief_dir, other_dir = tmp_path / "chief", tmp_path / "elsewhere"
+    done = subprocess.run(train_command(chief_dir, mnist_data_dir, 2, "default"), capture_output=True, text=True,
+                          timeout=600, check=False, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    finished = start_workers([chief_dir, other_dir], mnist_data_dir, 3, scratch, timeout=300)  # waiting: a hang
+    message = ("tfvae: error: the workers restored different checkpoints (steps [0, 14]): a multi-worker run "
+               "resumes only when every worker reads the chief's run directory (a shared file system)")
+    for index, (status, _, stderr) in enumerate(finished):
+        assert status == 2 and message in stderr.splitlines(), f"worker {index}: {stderr[-3000:]}"
+    assert pd.read_csv(chief_dir / "history.csv")["step"].max() == 14  # the chief's run is untouched
 
 
 def test_a_non_finite_step_is_reported_and_not_applied():

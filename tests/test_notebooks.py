@@ -41,11 +41,19 @@ def client_for(notebook, workdir: Path) -> NotebookClient:
     return NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(workdir)}})
 
 
-def run_notebook(name: str, overrides: dict, workdir: Path) -> nbformat.NotebookNode:
-    """Executes notebooks/NAME with `overrides` in a fresh kernel in `workdir`; returns it executed."""
+def run_notebook(name: str, overrides: dict, workdir: Path, then: str = "") -> nbformat.NotebookNode:
+    """Executes notebooks/NAME with `overrides` (and the code `then` in a last cell) in a fresh kernel in
+    `workdir`; returns it executed."""
     notebook = with_overrides(name, overrides)
+    if then:
+        notebook.cells.append(nbformat.v4.new_code_cell(then))
     client_for(notebook, workdir).execute()
     return notebook
+
+
+def printed_json(notebook) -> dict:
+    """What the last cell printed, read as JSON."""
+    return json.loads("".join(o.get("text", "") for o in notebook.cells[-1].outputs if o.get("name") == "stdout"))
 
 
 def outputs_of(notebook, kind: str) -> list:
@@ -197,10 +205,29 @@ def test_quickstart_runs_and_shows_its_figures(mnist_data_dir, tmp_path):
     assert "tfvae 0.1.0 is installed already: nothing to install" in text_of(notebook)
 
 
+# Moves the widgets as a user would (setting a value fires the observers, as a drag does) and records
+# whether the picture then shows the decoded image at the new position, in the new direction.
+MOVE_THE_EXPLORER = """
+import json
+record = {"redrawn": [], "pictures": set()}
+for name in list(directions)[:2]:
+    direction.value = name
+    for t in (-2.0, 0.5, 2.0):
+        slider.value = t
+        record["redrawn"].append(picture.value == decoded_png(t, name))
+        record["pictures"].add(picture.value)
+print(json.dumps({"redrawn": record["redrawn"], "distinct": len(record["pictures"])}))
+"""
+
+
 def test_latent_explorer_slider_redraws(mnist_data_dir, tmp_path):
     overrides = {**TINY, "DATASET": "mnist", "LATENT_SIZE": 3, "DATA_DIR": mnist_data_dir, "RUN_DIR": "run"}
-    notebook = run_notebook("latent_explorer.ipynb", overrides, tmp_path)
+    notebook = run_notebook("latent_explorer.ipynb", overrides, tmp_path, then=MOVE_THE_EXPLORER)
     assert outputs_of(notebook, "application/vnd.jupyter.widget-view+json")  # the slider and its picture
+    moves = printed_json(notebook)
+    # Each of the 6 moves (2 directions x 3 positions) shows its own decoded image; >= 4 distinct pictures
+    # shows the positions differ, so a picture left as it was would fail the first check.
+    assert moves["redrawn"] == [True] * 6 and moves["distinct"] >= 4, moves
     assert (tmp_path / "run" / "figures" / "latent_strip.png").exists()
 
 
@@ -212,11 +239,23 @@ def test_ae_to_vae_shows_scatters_grids_and_the_interpolation_gif(mnist_data_dir
     assert (tmp_path / "run" / "figures" / "latent_grid_autoencoder.png").exists()
 
 
-def test_fashion_mnist_vae_shows_the_strip_and_a_slider(mnist_data_dir, tmp_path):
+MOVE_THE_OFFSET = """
+import json
+moves = []
+for t in (0.0, 1.0, 3.0):
+    slider.value = t
+    moves.append([picture.value == decoded_png(t), picture.value])
+print(json.dumps({"redrawn": [same for same, _ in moves], "distinct": len({bytes(p) for _, p in moves})}))
+"""
+
+
+def test_fashion_mnist_vae_shows_the_strip_and_a_slider_that_redraws(mnist_data_dir, tmp_path):
     overrides = {**TINY, "LATENT_SIZE": 3, "SHOWN": 3, "DATA_DIR": mnist_data_dir, "RUN_DIR": "run"}
-    notebook = run_notebook("fashion_mnist_vae.ipynb", overrides, tmp_path)
+    notebook = run_notebook("fashion_mnist_vae.ipynb", overrides, tmp_path, then=MOVE_THE_OFFSET)
     assert len(outputs_of(notebook, "image/png")) == 2  # reconstructions, offset strip
     assert outputs_of(notebook, "application/vnd.jupyter.widget-view+json")
+    moves = printed_json(notebook)
+    assert moves["redrawn"] == [True] * 3 and moves["distinct"] == 3, moves
     assert (tmp_path / "run" / "figures" / "offset_strip.png").exists()
 
 

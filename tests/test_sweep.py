@@ -95,10 +95,21 @@ def test_unknown_optimizer_is_a_clear_error():
         config.override(config.preset("tiny"), {"train.momentum": 1.0})
 
 
-def test_an_sgd_run_trains_through_fit(mnist_data_dir, tmp_path):
-    experiment = config.override(
-        config.preset("tiny"), {"data.data_dir": mnist_data_dir, "train.optimizer": "momentum"}
-    )
-    history = train.fit(experiment, tmp_path / "run", progress=False).history
+def optimizer_slots(run_dir) -> list[str]:
+    """The names of the optimizer's per-weight variables in a run's latest checkpoint (no learning rate, no step)."""
+    reader = tf.train.load_checkpoint(str(tf.train.latest_checkpoint(run_dir / "checkpoints")))
+    return [name for name in reader.get_variable_to_shape_map()
+            if name.startswith("optimizer/") and "learning_rate" not in name and "/step/" not in name]
+
+
+@pytest.mark.parametrize("name, slots_per_weight", [("sgd", 0), ("momentum", 1)])
+def test_sgd_and_momentum_runs_train_through_fit_with_their_own_state(mnist_data_dir, tmp_path, name,
+                                                                       slots_per_weight):
+    experiment = config.override(config.preset("tiny"), {"data.data_dir": mnist_data_dir, "train.optimizer": name})
+    result = train.fit(experiment, tmp_path / "run", progress=False)
+    history = result.history
     assert np.isfinite(history["test_loss"].iloc[-1])
+    assert rundir.load_experiment(tmp_path / "run").train.optimizer == name
+    # Plain SGD keeps no state per weight; momentum keeps an accumulator per weight (Adam would keep two).
+    assert len(optimizer_slots(tmp_path / "run")) == slots_per_weight * len(result.model.trainable_variables)
     assert train.fit(experiment, tmp_path / "run", progress=False).history["step"].iloc[-1] == history["step"].iloc[-1]
