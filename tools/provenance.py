@@ -1,0 +1,78 @@
+"""Results files: a script's measured numbers with where they come from (date, commit, machine, command).
+
+Every benchmark (benchmarks/*.py) and experiment (experiments/*.py) whose numbers a document quotes writes them
+to a committed file under benchmarks/results/ or experiments/results/: a JSON object whose
+"provenance" entry says when (UTC), at which commit (`git describe --dirty`: "-dirty" when the tree had
+uncommitted changes), on what machine (CPU count and model name) and with which command the numbers were made,
+or a CSV whose provenance columns repeat on every row. The documents quote these files and name them beside
+each table; tools/quoted_numbers.py (and tests/test_quoted_numbers.py) checks the quotes.
+
+Used as a module from the tools folder (`sys.path.insert(0, ROOT / "tools")`), as tools/notebooks.py is.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cpu_model() -> str:
+    """The CPU's model name, e.g. 'AMD EPYC 7B13' (Linux /proc/cpuinfo; platform.processor() elsewhere)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def commit(root: Path = ROOT) -> str:
+    """`git describe --always --dirty` of the repository: 'abc1234', or 'abc1234-dirty' with uncommitted changes."""
+    try:
+        return subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=7"], cwd=root,
+                              capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def command(script: str, argv: Sequence[str] | None = None) -> str:
+    """The command line that ran `script` (a path relative to the repository), e.g.
+    'python benchmarks/train_speed.py --seeds 1 2 3'; `argv` defaults to sys.argv[1:]."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    return " ".join(["python", script, *map(shlex.quote, map(str, arguments))])
+
+
+def provenance(script: str, argv: Sequence[str] | None = None) -> dict:
+    """{date (UTC, to the minute), commit, cpu_count, cpu_model, command} of this run."""
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": commit(),
+        "cpu_count": os.cpu_count(),
+        "cpu_model": cpu_model(),
+        "command": command(script, argv),
+    }
+
+
+def write_json(path: Path, numbers: dict, script: str, argv: Sequence[str] | None = None) -> Path:
+    """Writes {"provenance": ..., **numbers} to `path` (made atomically: a reader never sees half a file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps({"provenance": provenance(script, argv), **numbers}, indent=2, default=float) + "\n"
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text)
+    partial.replace(path)
+    print(f"wrote {path}", flush=True)
+    return path
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(Path(path).read_text())
