@@ -62,11 +62,24 @@ def provenance(script: str, argv: Sequence[str] | None = None) -> dict:
     }
 
 
+def plain(value):
+    """`value` with NumPy scalars as Python numbers and NaN as None (JSON has no NaN), at any depth."""
+    if isinstance(value, dict):
+        return {str(key): plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(item) for item in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):  # a NumPy scalar
+        value = value.item()
+    if isinstance(value, float) and value != value:
+        return None
+    return value
+
+
 def write_json(path: Path, numbers: dict, script: str, argv: Sequence[str] | None = None) -> Path:
     """Writes {"provenance": ..., **numbers} to `path` (made atomically: a reader never sees half a file)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps({"provenance": provenance(script, argv), **numbers}, indent=2, default=float) + "\n"
+    text = json.dumps(plain({"provenance": provenance(script, argv), **numbers}), indent=2, allow_nan=False) + "\n"
     partial = path.with_name(path.name + ".partial")
     partial.write_text(text)
     partial.replace(path)
