@@ -2,8 +2,8 @@
 
 Every benchmark (benchmarks/*.py) and experiment (experiments/*.py) whose numbers a document quotes writes them
 to a committed file under benchmarks/results/ or experiments/results/: a JSON object whose
-"provenance" entry says when (UTC), at which commit (`git describe --dirty`: "-dirty" when the tree had
-uncommitted changes), on what machine (CPU count and model name) and with which command the numbers were made,
+"provenance" entry says when (UTC), at which commit (as the script started; "-dirty" when the tree had
+uncommitted changes to code), on what machine (CPU count and model name) and with which command the numbers were made,
 or a CSV whose provenance columns repeat on every row. The documents quote these files and name them beside
 each table; tools/quoted_numbers.py (and tests/test_quoted_numbers.py) checks the quotes.
 
@@ -36,12 +36,20 @@ def cpu_model() -> str:
 
 
 def commit(root: Path = ROOT) -> str:
-    """`git describe --always --dirty` of the repository: 'abc1234', or 'abc1234-dirty' with uncommitted changes."""
+    """The checked-out commit, 'abc1234', or 'abc1234-dirty' when a tracked file other than a document (*.md) or
+    a results file had uncommitted changes: the code that made the numbers was not that commit's."""
+    def git(*arguments: str) -> str:
+        return subprocess.run(["git", *arguments], cwd=root, capture_output=True, text=True, check=True).stdout
+
     try:
-        return subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=7"], cwd=root,
-                              capture_output=True, text=True, check=True).stdout.strip()
+        head = git("rev-parse", "--short=7", "HEAD").strip()
+        changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!*.md", ":!*/results/*")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+    return head + ("-dirty" if changed.strip() else "")
+
+
+COMMIT_AT_START = commit()  # the code a script runs is the code at its start, whatever changes while it runs
 
 
 def command(script: str, argv: Sequence[str] | None = None) -> str:
@@ -52,10 +60,10 @@ def command(script: str, argv: Sequence[str] | None = None) -> str:
 
 
 def provenance(script: str, argv: Sequence[str] | None = None) -> dict:
-    """{date (UTC, to the minute), commit, cpu_count, cpu_model, command} of this run."""
+    """{date (UTC, to the minute, now), commit (at import), cpu_count, cpu_model, command} of this run."""
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "commit": commit(),
+        "commit": COMMIT_AT_START,
         "cpu_count": os.cpu_count(),
         "cpu_model": cpu_model(),
         "command": command(script, argv),
