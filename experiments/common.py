@@ -39,6 +39,7 @@ def parse_args(name: str, description: str, argv: Sequence[str] | None = None) -
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     args.name, args.argv = name, list(sys.argv[1:] if argv is None else argv)
+    args.started = time.perf_counter()
     return args
 
 
@@ -46,7 +47,9 @@ def write_results(args: argparse.Namespace, numbers: dict) -> Path:
     """The run's numbers with their provenance (tools/provenance.py), as JSON: experiments/results/NAME.json for
     a full run (committed; the documents quote it), OUT/results.json for a --quick one (never committed)."""
     path = args.out / "results.json" if args.quick else RESULTS / f"{args.name}.json"
-    return provenance.write_json(path, {"quick": args.quick, **numbers}, f"-m experiments.{args.name}", args.argv)
+    minutes = (time.perf_counter() - args.started) / 60  # training (unless reused), evaluation and figures so far
+    return provenance.write_json(path, {"quick": args.quick, "minutes": minutes, **numbers},
+                                 f"-m experiments.{args.name}", args.argv)
 
 
 def with_data_dir(experiment: tfvae.Experiment, data_dir: str | None) -> tfvae.Experiment:
