@@ -80,7 +80,7 @@ def published_sentence(row: dict) -> str:
 
 def anomaly_sentences(name: str, table: pd.DataFrame, margin: float = 0.01) -> list[str]:
     """One sentence per source with AUCs: which score separates it from MNIST test better, and whether the KL's
-    AUC is near chance (within 0.1 of 0.5)."""
+    AUC is near chance (within 0.1 of 0.5) or below it."""
     sentences = []
     for _, row in table.dropna(subset=["AUC (KL)"]).iterrows():
         kl, elbo = row["AUC (KL)"], row["AUC (-ELBO)"]
@@ -88,7 +88,12 @@ def anomaly_sentences(name: str, table: pd.DataFrame, margin: float = 0.01) -> l
             verdict = "the two scores separate it about equally"
         else:
             verdict = f"the {'negative ELBO' if elbo > kl else 'KL'} separates it better"
-        chance = " (the KL's AUC is near chance, 0.5)" if abs(kl - 0.5) < 0.1 else ""
+        if abs(kl - 0.5) < 0.1:
+            chance = " (the KL's AUC is near chance, 0.5)"
+        elif kl < 0.5:
+            chance = " (the KL scores it lower than the digits: AUC below 0.5)"
+        else:
+            chance = ""
         sentences.append(f"{name}, {row['source']}: ROC AUC {kl:.3f} by KL and {elbo:.3f} by negative ELBO; "
                          f"{verdict}{chance}.")
     return sentences

@@ -101,6 +101,9 @@ def test_bernoulli_vae_sentences_follow_the_numbers():
     assert bernoulli_vae.anomaly_sentences("m", anomaly_table(0.52, 1.0)) == [
         "m, uniform noise: ROC AUC 0.520 by KL and 1.000 by negative ELBO; the negative ELBO separates it better "
         "(the KL's AUC is near chance, 0.5)."]
+    assert bernoulli_vae.anomaly_sentences("m", anomaly_table(0.17, 1.0)) == [
+        "m, uniform noise: ROC AUC 0.170 by KL and 1.000 by negative ELBO; the negative ELBO separates it better "
+        "(the KL scores it lower than the digits: AUC below 0.5)."]
     assert bernoulli_vae.anomaly_sentences("m", anomaly_table(0.99, 0.90)) == [
         "m, uniform noise: ROC AUC 0.990 by KL and 0.900 by negative ELBO; the KL separates it better."]
     assert bernoulli_vae.anomaly_sentences("m", anomaly_table(0.995, 1.0)) == [
