@@ -67,7 +67,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=2, help="timed epochs of each loop per worker")
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "reliability_overhead.json")
+    parser.add_argument("--out", type=Path,
+                        default=Path(__file__).resolve().parent / "results" / "reliability_overhead.json")
     parser.add_argument("--worker", choices=["deterministic", "default"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:

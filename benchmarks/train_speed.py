@@ -213,8 +213,9 @@ def seed_summary(seed: int, times: dict, train_times: dict, losses: dict, gemm: 
         "torch_gemm_percent": 100 * limit / torch_run["epoch_seconds"],
     }
     if "tfvae unchecked" in runs:
-        summary["finite_checks_percent"] = 100 * (tfvae_run["epoch_seconds"] / runs["tfvae unchecked"]["epoch_seconds"] - 1)
-        summary["determinism_percent"] = 100 * (runs["tfvae deterministic"]["epoch_seconds"] / tfvae_run["epoch_seconds"] - 1)
+        unchecked, deterministic = runs["tfvae unchecked"], runs["tfvae deterministic"]
+        summary["finite_checks_percent"] = 100 * (tfvae_run["epoch_seconds"] / unchecked["epoch_seconds"] - 1)
+        summary["determinism_percent"] = 100 * (deterministic["epoch_seconds"] / tfvae_run["epoch_seconds"] - 1)
     return summary
 
 

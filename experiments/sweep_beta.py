@@ -25,7 +25,8 @@ def conclusions(table: pd.DataFrame) -> list[str]:
     rows = table.sort_values("beta", ascending=False)
     betas, reconstruction, kl = list(rows["beta"]), list(rows["test_reconstruction"]), list(rows["test_kl"])
     sentences = [
-        f"As beta goes down from {betas[0]:g} to {betas[-1]:g}, the test reconstruction {wording.trend(reconstruction)} "
+        f"As beta goes down from {betas[0]:g} to {betas[-1]:g}, the test reconstruction "
+        f"{wording.trend(reconstruction)} "
         f"({reconstruction[0]:.1f} to {reconstruction[-1]:.1f} nats) and the KL {wording.trend(kl)} "
         f"({kl[0]:.1f} to {kl[-1]:.1f}).",
     ]

@@ -79,8 +79,8 @@ def run_sweep(name: str, title: str, field: str, setting: str, values: Sequence[
     sentences = conclusions(table)
     report.text(" ".join(sentences))
     common.write_results(args, {"setting": setting, "field": field, "epochs": 1 if args.quick else EPOCHS, "k": K,
-                                "log_px_images": LOG_PX_IMAGES, "rows": table.drop(columns=["run_dir"]).to_dict("records"),
-                                "conclusions": sentences})
+                                "log_px_images": LOG_PX_IMAGES,
+                                "rows": table.drop(columns=["run_dir"]).to_dict("records"), "conclusions": sentences})
     report.heading("Rate and distortion")
     report.figure(chart, "KL against reconstruction, one point per setting")
     report.heading("Traversals")

@@ -120,7 +120,8 @@ def test_bernoulli_vae_sentences_follow_the_numbers():
 
 def test_ae_vs_vae_sentences_follow_the_numbers():
     rng = np.random.default_rng(0)
-    wide, narrow = ae_vs_vae.code_spread(rng.normal(0, 5, (2000, 2))), ae_vs_vae.code_spread(rng.normal(0, 1, (2000, 2)))
+    wide = ae_vs_vae.code_spread(rng.normal(0, 5, (2000, 2)))
+    narrow = ae_vs_vae.code_spread(rng.normal(0, 1, (2000, 2)))
     assert wide["area"] > 20 * narrow["area"]
     sentences = ae_vs_vae.latent_sentences({"autoencoder": wide, "vae": narrow})
     assert "for the VAE, lower than" in sentences[0] and "for the VAE, lower than" in sentences[1]

@@ -79,7 +79,8 @@ def test_the_documents_quote_their_results_files(document):
 def test_changing_a_number_in_the_readme_fails():
     text = (ROOT / "README.md").read_text()
     table = next(t for t in quoted_numbers.tables(text) if t.cites)
-    index, token = next((i, token) for i, cell in table.checked_cells() for token in quoted_numbers.DECIMAL.findall(cell))
+    index, token = next((i, token) for i, cell in table.checked_cells()
+                        for token in quoted_numbers.DECIMAL.findall(cell))
     lines = text.splitlines()
     line = table.first_line - 1 + index
     lines[line] = lines[line].replace(token, f"{float(token) + 0.37:.{len(token.split('.')[1])}f}", 1)

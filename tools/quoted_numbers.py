@@ -7,8 +7,10 @@ A Markdown table cites a results file when the paragraph right above it or right
 (`benchmarks/results/NAME.json`, `experiments/results/NAME.csv`, ...; see tools/provenance.py). Every decimal
 number in the table's body (a number with a decimal point, outside `code`; whole numbers such as epochs or
 image counts are not checked) must then be a value of one of the cited files, rounded to the digits the table
-shows, except in a column whose header starts with "published" (a paper's figures); the sign is ignored, so a file's -log p(x) of 86.8 backs a table's log p(x) of -86.8. A number in no
-cited file is reported with its line: a table cannot keep a number its results file no longer holds.
+shows, except in a column whose header starts with "published" (a paper's figures); the sign is ignored, so a
+file's -log p(x) of 86.8 backs a table's log p(x) of -86.8. A number in no cited file is reported with its
+line: a table cannot keep a number its results file no longer holds. The check is by value, not by field: a
+table's number matches any number of its files.
 Exit status 1 when something is reported (tests/test_quoted_numbers.py runs this on every commit).
 """
 
