@@ -186,7 +186,7 @@ def write_report(report: common.Report, rows, anomalies, out: Path) -> list[str]
     report.heading("What differs from the walkthrough")
     report.text(
         "- The walkthrough's numbers are one PyTorch run (seed 199); a run's final number varies by a few tenths "
-        "of a nat with the seed. The presets use seed 2 (not chosen for its result, see tfvae/config.py); "
+        "of a nat with the seed. The presets use seed 2 (tfvae/config.py says how it was set); "
         "benchmarks/results/train_speed.json has the 20-d model's mean and spread over seeds 1, 2 and 3, for "
         "tfvae and a PyTorch reference alike.",
         "- The walkthrough records pictures every 10 batches; here every 100 steps (47 frames).",
