@@ -9,13 +9,12 @@ machine that slows down slows both. The figure is the median, over rounds and
 epochs 2..n, of the wall time between epoch ends (training steps, the test
 pass and the checkpoint), and the ratio after / before; the final test
 -ELBO of each run is kept too (the same code path gives the same number).
-Writes benchmarks/results/ab_speed.json with the date, commits, machine and command.
+Writes benchmarks/results/ab_speed.json with both trees' commits and the provenance (tools/provenance.py).
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import statistics
@@ -34,12 +33,6 @@ tfvae.fit(experiment, sys.argv[1], progress=False)
 
 def commit(tree: Path) -> str:
     return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=tree, capture_output=True, text=True).stdout.strip()
-
-
-def machine() -> str:
-    models = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-              if line.startswith("model name")] if Path("/proc/cpuinfo").exists() else [""]
-    return f"{os.cpu_count()} x {models[0]}"
 
 
 def epoch_seconds(tree: Path, epochs: int) -> tuple[list[float], float]:
@@ -74,12 +67,13 @@ def main(argv=None) -> int:
     result = {
         "median_seconds_per_epoch": median, "ratio_after_over_before": median["after"] / median["before"],
         "final_test_negative_elbo": final, "epochs_timed_per_tree": {k: len(v) for k, v in seconds.items()},
-        "commits": {name: commit(tree) for name, tree in trees.items()}, "date": datetime.date.today().isoformat(),
-        "machine": machine(), "command": "benchmarks/ab_speed.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "commits": {name: commit(tree) for name, tree in trees.items()},
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
+    sys.path.insert(0, str(HERE.parent / "tools"))
+    import provenance
+
+    provenance.write_json(args.out, result, "benchmarks/ab_speed.py", argv)
     return 0
 
 

@@ -11,7 +11,9 @@ decoder's matrix products, 2 (20*400 + 400*784) FLOP per image and draw,
 at that matmul's rate. Chunk sizes are interleaved over --repeats rounds;
 prints for each the median seconds, the ratio to the FLOP limit, images
 per second and the peak resident memory (ru_maxrss) of its process.
-Chunk 0 means `tfvae.evaluation`'s default.
+Chunk 0 means `tfvae.evaluation`'s default. Writes them, every round's
+measurements and the provenance (tools/provenance.py) to
+benchmarks/results/eval_speed.json (or --out).
 """
 
 from __future__ import annotations
@@ -24,9 +26,11 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 GEMM_SIZE = 2048
+HERE = Path(__file__).resolve().parent
 
 
 def decoder_flops(hidden: int = 400, latent: int = 20, pixels: int = 784) -> int:
@@ -72,6 +76,7 @@ def main(argv=None) -> int:
     parser.add_argument("--chunks", type=int, nargs="+", default=[0], help="draws per chunk; 0: the default")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--run-dir", help="a trained default-preset run (default: a fresh model)")
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "eval_speed.json")
     parser.add_argument("--measure", type=int, metavar="CHUNK", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.measure is not None:
@@ -91,13 +96,28 @@ def main(argv=None) -> int:
             print(f"round {repeat + 1}, chunk {row['chunk']}: {row['seconds']:.1f} s, FLOP limit "
                   f"{row['limit_seconds']:.1f} s ({row['gflops']:.0f} GFLOP/s), peak {row['peak_mib']:.0f} MiB, "
                   f"-log p(x) {row['nll']:.2f}", flush=True)
-    print(f"\nk = {args.k}, {rows[args.chunks[0]][0]['images']} images; medians over {args.repeats} round(s):")
+    summary = {}
     for chunk, values in rows.items():
         seconds = statistics.median(r["seconds"] for r in values)
-        ratio = statistics.median(r["seconds"] / r["limit_seconds"] for r in values)
-        print(f"  chunk {values[0]['chunk']:4d}: {seconds:7.1f} s, {ratio:.2f}x the FLOP limit, "
-              f"{values[0]['images'] / seconds:.0f} images/s, peak memory "
-              f"{max(r['peak_mib'] for r in values) / 1024:.2f} GiB")
+        summary[str(values[0]["chunk"])] = {
+            "median_seconds": seconds,
+            "median_ratio_to_flop_limit": statistics.median(r["seconds"] / r["limit_seconds"] for r in values),
+            "median_gflops": statistics.median(r["gflops"] for r in values),
+            "images_per_second": values[0]["images"] / seconds,
+            "peak_gib": max(r["peak_mib"] for r in values) / 1024,
+            "rounds": values,
+        }
+    print(f"\nk = {args.k}, {rows[args.chunks[0]][0]['images']} images; medians over {args.repeats} round(s):")
+    for chunk, numbers in summary.items():
+        print(f"  chunk {int(chunk):4d}: {numbers['median_seconds']:7.1f} s, "
+              f"{numbers['median_ratio_to_flop_limit']:.2f}x the FLOP limit, {numbers['images_per_second']:.0f} "
+              f"images/s, peak memory {numbers['peak_gib']:.2f} GiB")
+    sys.path.insert(0, str(HERE.parent / "tools"))
+    import provenance
+
+    provenance.write_json(args.out, {"k": args.k, "images": rows[args.chunks[0]][0]["images"],
+                                     "decoder_flop_per_draw": decoder_flops(), "by_chunk": summary},
+                          "benchmarks/eval_speed.py", argv)
     return 0
 
 

@@ -11,7 +11,8 @@ without; each worker times whole epochs of `tfvae.runners.ArrayRunner`
 same runner built with `check_finite=False`. The
 figures printed are medians over all timed epochs, and the ratios of those
 medians measured in the same processes (timings on a shared machine drift,
-ratios much less).
+ratios much less). Writes them with their provenance (tools/provenance.py)
+to benchmarks/results/reliability_overhead.json (or --out).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -65,6 +67,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=2, help="timed epochs of each loop per worker")
+    parser.add_argument("--out", type=Path,
+                        default=Path(__file__).resolve().parent / "results" / "reliability_overhead.json")
     parser.add_argument("--worker", choices=["deterministic", "default"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -87,6 +91,14 @@ def main(argv=None) -> int:
           f"(checks {base:.2f} vs none {medians['no checks, default']:.2f})")
     print(f"op determinism:    {medians['checks, deterministic'] / base - 1:+.1%} s/epoch "
           f"(on {medians['checks, deterministic']:.2f} vs off {base:.2f})")
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+    import provenance
+
+    provenance.write_json(args.out, {
+        "median_seconds_per_epoch": medians, "epochs": results,
+        "finite_checks_percent": 100 * (base / medians["no checks, default"] - 1),
+        "determinism_percent": 100 * (medians["checks, deterministic"] / base - 1),
+    }, "benchmarks/reliability_overhead.py", argv)
     return 0
 
 

@@ -4,9 +4,15 @@ A worker process: it reads commands on stdin and answers each with one JSON
 line on stdout. "epoch" trains one pass over the training images (batch
 128, Adam 1e-3, a fresh random order) and scores the test images (summed
 binary cross-entropy plus the analytic KL, nats per image); "quit" ends.
-Only numpy and torch are needed (benchmarks/requirements.txt).
+Only numpy and torch are needed, in a virtualenv of their own (torch is not
+a tfvae dependency); benchmarks/requirements.txt pins the CPU wheel:
 
-    python benchmarks/torch_reference.py DATA_DIR SEED   # DATA_DIR holds train.npy, test.npy (uint8 [N, 28, 28])
+    python -m venv /tmp/torchenv && /tmp/torchenv/bin/pip install -r benchmarks/requirements.txt
+    /tmp/torchenv/bin/python benchmarks/torch_reference.py DATA_DIR SEED   # DATA_DIR: train.npy, test.npy (uint8)
+
+benchmarks/train_speed.py starts it (--torch-python /tmp/torchenv/bin/python)
+with the same seeds as tfvae (`torch.manual_seed(SEED)`: the initial weights,
+the order of the images and the draws of z).
 """
 
 import json
@@ -65,7 +71,7 @@ def main() -> None:
         with torch.no_grad():
             test_loss = sum(float(model.negative_elbo(x)) for x in test.split(BATCH)) / len(test)
         print(json.dumps({"seconds": time.perf_counter() - started, "train_seconds": train_seconds,
-                          "test_loss": test_loss}), flush=True)
+                          "test_loss": test_loss, "torch_version": torch.__version__}), flush=True)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 An experiment trains one or more arms (one run directory each) under
 `runs/experiments/NAME/` (or `--out`), draws figures into them and writes
-`report.md` beside them, which embeds the figures by relative path.
+`report.md` beside them, which embeds the figures by relative path, and the
+numbers a document quotes to `experiments/results/NAME.json` (`write_results`).
 Running it again resumes or reuses the finished runs (`tfvae.fit` continues
 from the last checkpoint and returns at once when a run is complete), so a
 report can be redone without retraining.
@@ -13,16 +14,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+RESULTS = Path(__file__).resolve().parent / "results"  # the committed results files of full runs
 
 import pandas as pd  # noqa: E402
 
 import tfvae  # noqa: E402
-from tfvae import rundir# noqa: E402
+import provenance  # noqa: E402
+from tfvae import rundir  # noqa: E402
 
 
 def parse_args(name: str, description: str, argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -32,7 +37,19 @@ def parse_args(name: str, description: str, argv: Sequence[str] | None = None) -
     parser.add_argument("--quick", action="store_true", help="a smoke run: one epoch (or a few steps) per arm")
     parser.add_argument("--data-dir", help="TFDS data directory (default: TFDS's own)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.name, args.argv = name, list(sys.argv[1:] if argv is None else argv)
+    args.started = time.perf_counter()
+    return args
+
+
+def write_results(args: argparse.Namespace, numbers: dict) -> Path:
+    """The run's numbers with their provenance (tools/provenance.py), as JSON: experiments/results/NAME.json for
+    a full run (committed; the documents quote it), OUT/results.json for a --quick one (never committed)."""
+    path = args.out / "results.json" if args.quick else RESULTS / f"{args.name}.json"
+    minutes = (time.perf_counter() - args.started) / 60  # training (unless reused), evaluation and figures so far
+    return provenance.write_json(path, {"quick": args.quick, "minutes": minutes, **numbers},
+                                 f"-m experiments.{args.name}", args.argv)
 
 
 def with_data_dir(experiment: tfvae.Experiment, data_dir: str | None) -> tfvae.Experiment:

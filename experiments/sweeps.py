@@ -3,15 +3,18 @@
 Each arm is the classic Bernoulli VAE (`mnist-bernoulli-20d`: 784-400-20,
 threshold-binarized MNIST, batch 128, Adam 1e-3) with one field changed and
 `EPOCHS` epochs. The table (`sweep.csv`) comes from `tfvae.sweep.sweep_table`,
-the rate-distortion figure from `tfvae.plots.rate_distortion_chart`.
+the rate-distortion figure from `tfvae.plots.rate_distortion_chart`; the
+sentences under it from the sweep's `conclusions(table)` (experiments.wording),
+and the table and sentences also go to experiments/results/NAME.json.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 import tfvae
 from experiments import common
@@ -42,8 +45,10 @@ def traversal_figure(run: plots.RunData, path: Path, caption: str) -> Path:
     return path
 
 
-def run_sweep(name: str, title: str, field: str, setting: str, values: Sequence[float], argv, notes: Sequence[str]):
-    """Trains the arm `field = value` for each value, then writes sweep.csv, the figures and report.md."""
+def run_sweep(name: str, title: str, field: str, setting: str, values: Sequence[float], argv,
+              conclusions: Callable[[pd.DataFrame], list[str]]):
+    """Trains the arm `field = value` for each value, then writes sweep.csv, the figures, report.md (with the
+    sentences `conclusions(table)` makes from the measured table) and the results file."""
     args = common.parse_args(name, title, argv)
     out = args.out
     report = common.Report(out, title)
@@ -71,7 +76,11 @@ def run_sweep(name: str, title: str, field: str, setting: str, values: Sequence[
     shown = table.drop(columns=["run_dir", "k"]).rename(columns={"test_reconstruction": "reconstruction",
                                                                  "test_kl": "KL", "negative_elbo": "-ELBO"})
     report.table(shown)
-    report.text(*notes)
+    sentences = conclusions(table)
+    report.text(" ".join(sentences))
+    common.write_results(args, {"setting": setting, "field": field, "epochs": 1 if args.quick else EPOCHS, "k": K,
+                                "log_px_images": LOG_PX_IMAGES,
+                                "rows": table.drop(columns=["run_dir"]).to_dict("records"), "conclusions": sentences})
     report.heading("Rate and distortion")
     report.figure(chart, "KL against reconstruction, one point per setting")
     report.heading("Traversals")
