@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import sonnet as snt
 import tensorflow as tf
 import tensorflow_probability as tfp
@@ -41,10 +42,10 @@ def check_labels(labels, num_classes: int) -> None:
     values = tf.get_static_value(tf.convert_to_tensor(labels))
     if values is None:
         return
-    flat = tf.reshape(values, [-1]).numpy()
-    bad = [int(v) for v in flat if not 0 <= int(v) < num_classes]
-    if bad:
-        raise ValueError(f"labels must be class indices in [0, {num_classes}); got {bad[0]}")
+    flat = np.ravel(values)
+    bad = flat[(flat < 0) | (flat >= num_classes)]
+    if bad.size:
+        raise ValueError(f"labels must be class indices in [0, {num_classes}); got {int(bad[0])}")
 
 
 class LabelledEncoder(snt.Module):

@@ -123,9 +123,7 @@ def evaluate(
     total = _num_examples(data) if progress else None
     with tqdm(total=total, disable=not progress, unit="image", desc=f"log p(x), k={k}") as bar:
         for index, element in enumerate(dataset):
-            batch = element[:2] if isinstance(element, tuple) and getattr(model, "conditional", False) else \
-                tf.nest.flatten(element)[0]
-            stats = batch_statistics(batch, tf.constant([seed, index], tf.int32))
+            stats = batch_statistics(element, tf.constant([seed, index], tf.int32))
             log_px.append(stats["log_px"].numpy())
             for name, value in stats.items():
                 value = value.numpy().astype(np.float64)
@@ -268,10 +266,9 @@ def evaluate_run(
     """
     run_dir = Path(run_dir)
     experiment = rundir.load_experiment(run_dir)
-    dataset = fixed_test_set(experiment, batch_size=batch_size, limit=limit)
+    # With labels, for a conditional model; any other one ignores them (`model.split_batch`).
+    dataset = fixed_test_set(experiment, batch_size=batch_size, limit=limit, with_labels=True)
     model = rundir.restore_model(run_dir, data_lib.image_shape(dataset), model)
-    if getattr(model, "conditional", False):
-        dataset = fixed_test_set(experiment, batch_size=batch_size, limit=limit, with_labels=True)
     checkpoint = tf.train.latest_checkpoint(run_dir / "checkpoints")
     results = evaluate(model, dataset, k=k, chunk=chunk, seed=seed, progress=progress, jit_compile=jit_compile)
     header = {

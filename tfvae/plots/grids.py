@@ -73,9 +73,8 @@ def class_sample_grid(model, classes: Sequence[int], cols: int = 10, seed: int =
     (slant, stroke width) and a row one class. `model` is a
     `tfvae.model.ConditionalVAE`.
     """
-    codes = model.prior.sample(cols, seed=tf.constant([seed, 0], tf.int32))  # [cols, latent]
-    rows = [model.decode(codes, tf.fill([cols], tf.constant(label, tf.int64))).mean().numpy() for label in classes]
-    return tile(np.stack(rows))
+    codes = prior_sample_codes(model, 1, cols, seed)[0]  # [cols, latent]
+    return tile(np.stack([decode_means(model.given(label), codes) for label in classes]))
 
 
 # --------------------------------------------------------------------------- the latent manifold

@@ -55,8 +55,7 @@ class RunData(rundir.Run):
 
     @functools.cached_property
     def means(self) -> np.ndarray:
-        labels = self.test_labels if self.conditional else None
-        return evaluation.posterior_means(self.model, self.test_images, labels=labels)
+        return evaluation.posterior_means(self.model, self.test_images, labels=self.test_labels)
 
     @functools.cached_property
     def statistics(self) -> dict:
