@@ -8,19 +8,16 @@ Each family is its preset (`tfvae presets`: dynamically binarized MNIST,
 for --epochs through `tfvae.fit`, then scored on the first --limit images of
 the fixed binarization of the test set (`tfvae.evaluation.fixed_test_set`)
 with k importance samples. Writes benchmarks/results/families.csv: one row
-per family and seed, with the date, commit, machine and command, and each
-family's seconds per epoch divided by the plain VAE's of the same run (what
-a family costs). Runs go to RUN_ROOT/PRESET-sSEED and are continued if they
-exist.
+per family and seed, with each family's seconds per epoch divided by the
+plain VAE's of the same run (what a family costs) and the provenance
+(tools/provenance.py: date, commit, CPU, command). Runs go to
+RUN_ROOT/PRESET-sSEED and are continued if they exist.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -30,21 +27,6 @@ HERE = Path(__file__).resolve().parent
 FAMILIES = ["mnist-burda-vae", "mnist-burda-iwae5", "mnist-burda-iwae5-dreg", "mnist-burda-mixture",
             "mnist-burda-vampprior", "mnist-burda-two-layer", "mnist-burda-iaf", "mnist-burda-coupling",
             "mnist-burda-tcvae", "mnist-burda-cvae"]
-
-
-def machine() -> str:
-    """CPU count and model name, e.g. '2 x Intel(R) Xeon(R) ...'."""
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
-    return f"{os.cpu_count()} x {model}"
-
-
-def commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def main(argv=None) -> int:
@@ -87,11 +69,13 @@ def main(argv=None) -> int:
     plain = table[table["preset"] == "mnist-burda-vae"].set_index("seed")["seconds_per_epoch"]
     table["cost_vs_vae"] = [round(row.seconds_per_epoch / plain.get(row.seed, float("nan")), 2)
                             for row in table.itertuples()]
-    table = table.assign(date=datetime.date.today().isoformat(), commit=commit(), machine=machine(),
-                         command="benchmarks/families.py " + " ".join(sys.argv[1:] if argv is None else argv))
+    sys.path.insert(0, str(HERE.parent / "tools"))
+    import provenance
+
+    table = table.assign(**provenance.provenance("benchmarks/families.py", argv))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.out, index=False)
-    print(table.drop(columns=["date", "commit", "machine", "command"]).to_string(index=False))
+    print(table.drop(columns=["date", "commit", "cpu_count", "cpu_model", "command"]).to_string(index=False))
     print(f"wrote {args.out}")
     return 0
 

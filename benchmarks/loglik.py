@@ -38,21 +38,25 @@ the runs train on the other 50,000 and are scored on those (RUN_ROOT/...-val,
 loglik-validation.csv), so tuning never sees the test set. --set changes the
 settings of every preset (their own run directories and CSV rows).
 
-Quiet-machine plan (nothing else running). Seconds per epoch: the plain VAE
-3.4 alone (README, its 750-epoch run), the others that times their cost per
-epoch in benchmarks/results/families.csv (measured under load: iwae5 2.1,
-dreg 1.5, mixture 0.9, vampprior 3.7, two-layer 0.7, iaf 0.7, coupling 0.9,
-tcvae 1.2),
-so 15 minutes are ~260 VAE epochs, ~125 IWAE, ~70 VampPrior; a k = 5000
-evaluation of the 10,000 test images takes ~4.5 minutes (263 s for the VAE).
+Quiet-machine plan (nothing else running; one job at a time). Seconds per
+epoch of 50,000 images, measured alone in the tuning runs
+(loglik-validation.csv): the plain VAE 1.6-1.7, VampPrior with 500
+pseudo-inputs 9.4; IWAE k=5 costs about twice the VAE (families.csv). So 15
+minutes are ~440 VAE epochs of the 60,000 images, ~200 IWAE; a k = 5000
+evaluation of the 10,000 test images takes ~4 minutes for the VAE (k = 1000
+took 46 s), more for families with bigger priors or posteriors.
+Order: a complete one-seed table first, then the long runs the targets are
+about, then the other seeds.
 
-    # 1. the 15-minute figures: 9 families x 3 seeds x (15 + ~5) min = ~9 hours (resumable: split it freely)
-    nice -n 10 .venv/bin/python benchmarks/loglik.py --minutes 15 --seeds 1 2 3
-    # 2. the best candidates on to 60 minutes (continues seed 1's runs): 3 x (45 + 5) min = ~2.5 hours
+    # 1. every family, seed 1, to 15 minutes: 9 x (15 + ~5) min = ~3 hours (resumable: split it freely)
+    nice -n 10 .venv/bin/python benchmarks/loglik.py --minutes 15 --seeds 1
+    # 2. the IWAE question and the 60-minute target (continues seed 1's runs): 4 x (45 + 5) min = ~3.3 hours
     nice -n 10 .venv/bin/python benchmarks/loglik.py --minutes 15 60 --seeds 1 \\
-        --presets mnist-burda-vae mnist-burda-iwae5 mnist-burda-iwae5-dreg
-    # 3. one long run, the best of step 2 on to 150 minutes: 90 + 5 min = ~1.6 hours
-    nice -n 10 .venv/bin/python benchmarks/loglik.py --minutes 15 60 150 --seeds 1 --presets mnist-burda-iwae5-dreg
+        --presets mnist-burda-vae mnist-burda-iwae5 mnist-burda-iwae5-dreg mnist-burda-vampprior
+    # 3. the best of step 2 on to 150 minutes: 90 + 5 min = ~1.6 hours
+    nice -n 10 .venv/bin/python benchmarks/loglik.py --minutes 15 60 150 --seeds 1 --presets BEST_OF_STEP_2
+    # 4. seeds 2 and 3 at 15 minutes: 18 x ~20 min = ~6 hours
+    nice -n 10 .venv/bin/python benchmarks/loglik.py --minutes 15 --seeds 2 3
     nice -n 10 .venv/bin/python benchmarks/loglik.py --report
 
 Settings chosen by tuning (--validation --set ...) belong in the presets
@@ -63,16 +67,12 @@ only (rows with --set are kept, marked by their settings column).
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import hashlib
 import json
 import math
 import numbers
 import os
-import platform
 import re
-import shlex
-import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -95,6 +95,7 @@ COLUMNS = (*KEY[:3], "minutes", "epochs", "negative_elbo", "nll", "nll_standard_
            "seconds_per_epoch", "cost_vs_vae", *KEY[3:], "images", "eval_seconds",
            "date", "commit", "cpu_count", "cpu_model", "command")
 README_BEGIN, README_END = "<!-- loglik:begin -->", "<!-- loglik:end -->"
+TUNING_BEGIN, TUNING_END = "<!-- loglik-tuning:begin -->", "<!-- loglik-tuning:end -->"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,21 +158,12 @@ class Plan:
 
 
 # --------------------------------------------------------------------------- provenance
-# A local stand-in for tools/provenance.py (branch issue-18-results), with its field names: swap for
-# `provenance.provenance("benchmarks/loglik.py", argv)` once that is merged.
 def provenance(argv: Sequence[str]) -> dict:
-    """{date (UTC, to the minute), commit (git describe --dirty), cpu_count, cpu_model, command}."""
-    try:
-        commit = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=7"], cwd=ROOT,
-                                capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = "unknown"
-    cpuinfo = Path("/proc/cpuinfo")
-    models = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-              if line.startswith("model name")] if cpuinfo.exists() else []
-    return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "commit": commit,
-            "cpu_count": os.cpu_count(), "cpu_model": models[0] if models else platform.processor() or "unknown",
-            "command": " ".join(["python", "benchmarks/loglik.py", *map(shlex.quote, map(str, argv))])}
+    """{date, commit, cpu_count, cpu_model, command} of this session (tools/provenance.py)."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    import provenance as results_provenance
+
+    return results_provenance.provenance("benchmarks/loglik.py", argv)
 
 
 # --------------------------------------------------------------------------- the results table
@@ -366,8 +358,8 @@ def leaderboard_markdown(table: pd.DataFrame) -> str:
     number; "pending" where the CSV has no protocol row yet."""
     rows = summary(protocol_rows(table))
     published = {p.preset: p for p in PUBLISHED if p.preset}
-    lines = ["| family | preset | -log p(x) at 15 min | at 60 min | longest run | cost per epoch vs VAE | "
-             "published (its budget) |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [("| family | preset | -log p(x) at 15 min | at 60 min | longest run | cost per epoch vs VAE | "
+              "published (its budget) |"), "| --- | --- | --- | --- | --- | --- | --- |"]
     for preset in FAMILIES:
         mine = rows[rows["preset"] == preset]
         cells = [_cell(mine[mine["budget_minutes"] == mark]) for mark in (15, 60)]
@@ -394,21 +386,45 @@ def _cell(rows: pd.DataFrame) -> str:
     return f"{row['nll']:.2f} +- {row['nll_sd']:.2f} ({int(row['seeds'])} seeds)"
 
 
-def readme_section(readme: str) -> str:
-    """The text between the README's loglik markers."""
-    match = re.search(re.escape(README_BEGIN) + r"\n(.*?)\n" + re.escape(README_END), readme, re.S)
+def readme_section(readme: str, begin: str = README_BEGIN, end: str = README_END) -> str:
+    """The text between the README's `begin` and `end` markers (the leaderboard's by default)."""
+    match = re.search(re.escape(begin) + r"\n(.*?)\n" + re.escape(end), readme, re.DOTALL)
     if not match:
-        raise ValueError(f"README.md has no {README_BEGIN} ... {README_END} section")
+        raise ValueError(f"README.md has no {begin} ... {end} section")
     return match.group(1)
 
 
-def with_readme_section(readme: str, table_markdown: str) -> str:
-    section = readme_section(readme)
-    return readme.replace(f"{README_BEGIN}\n{section}\n{README_END}", f"{README_BEGIN}\n{table_markdown}\n{README_END}")
+def with_readme_section(readme: str, table_markdown: str, begin: str = README_BEGIN, end: str = README_END) -> str:
+    section = readme_section(readme, begin, end)
+    return readme.replace(f"{begin}\n{section}\n{end}", f"{begin}\n{table_markdown}\n{end}")
+
+
+def tuning_markdown(table: pd.DataFrame) -> str:
+    """The README's table of what tuning tried: every validation row, a preset's own settings (at the commit that
+    made the row: presets change as tuning settles) first, then by score, with each change's -log p(x) minus its
+    preset's (same mark, commit and k); each preset's lowest -log p(x) in bold."""
+    rows = table[table["split"] == "validation"].assign(
+        own=lambda d: d["settings"] != "").sort_values(["preset", "budget_minutes", "own", "nll"])
+    best = rows.groupby(["preset", "budget_minutes"])["nll"].transform("min")
+    same = ["preset", "budget_minutes", "commit", "k"]
+    own = rows[rows["settings"] == ""].drop_duplicates(same).set_index(same)["nll"]
+    lines = [("| preset (at commit) | changed (`--set`) | minutes | epochs | k | -log p(x), validation | "
+              "minus the preset's | -ELBO | active units | s per epoch |"),
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for row, lowest in zip(rows.itertuples(), best, strict=True):
+        changed = f"`{row.settings}`" if row.settings else "(the preset)"
+        score = f"{row.nll:.2f} +- {row.nll_standard_error:.2f}"
+        reference = own.get(tuple(getattr(row, name) for name in same))
+        difference = "" if not row.settings or reference is None else f"{row.nll - reference:+.2f}"
+        lines.append(f"| `{row.preset}` ({row.commit}) | {changed} | {row.minutes:.2f} | {row.epochs:g} | "
+                     f"{int(row.k)} | {f'**{score}**' if row.nll == lowest else score} | {difference} | "
+                     f"{row.negative_elbo:.2f} | {int(row.active_units)} | {row.seconds_per_epoch:.2f} |")
+    return "\n".join(lines)
 
 
 def report(out: Path, readme: Path | None = ROOT / "README.md", log: Callable[[str], None] = print) -> None:
-    """Draws the figure beside the CSV and, for the test-set CSV, rewrites the README table from it."""
+    """Draws the figure beside the CSV and rewrites its README table from it: the leaderboard from the test-set
+    CSV, the table of what tuning tried from the validation CSV."""
     table = read_table(out)
     split = "validation" if (table["split"] == "validation").all() and len(table) else "test"
     rows = protocol_rows(table, split)
@@ -417,9 +433,14 @@ def report(out: Path, readme: Path | None = ROOT / "README.md", log: Callable[[s
         title = f"-log p(x) against minutes of training (k = 5000, the {split} images)"
         figure(rows, title).save(picture, dpi=110, verbose=False)
         log(f"wrote {picture}")
-    if readme is not None and split == "test":
+    if readme is None:
+        return
+    if split == "test":
         readme.write_text(with_readme_section(readme.read_text(), leaderboard_markdown(table)))
         log(f"updated the leaderboard table in {readme}")
+    elif len(table):
+        readme.write_text(with_readme_section(readme.read_text(), tuning_markdown(table), TUNING_BEGIN, TUNING_END))
+        log(f"updated the table of tuning runs in {readme}")
 
 
 # --------------------------------------------------------------------------- command line
@@ -462,7 +483,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     plan, report_only = parse_plan(argv)
     if not report_only:
         run_plan(plan, argv)
-    readme = ROOT / "README.md" if plan.out == HERE / "results" / "loglik.csv" else None
+    committed = {HERE / "results" / "loglik.csv", HERE / "results" / "loglik-validation.csv"}
+    readme = ROOT / "README.md" if plan.out in committed else None
     report(plan.out, readme)
     return 0
 

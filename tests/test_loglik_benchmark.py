@@ -111,6 +111,34 @@ def test_the_readme_table_is_the_one_the_results_file_gives():
     assert loglik.readme_section(replaced) == "| new |" and replaced.count(loglik.README_BEGIN) == 1
 
 
+def test_the_tuning_table_lists_every_validation_run_the_presets_own_settings_first():
+    rows = [("mnist-burda-vae", "", 95.0), ("mnist-burda-vae", 'train.learning_rate=0.0005', 96.0),
+            ("mnist-burda-vae", 'train.learning_rate=0.003', 94.0), ("mnist-burda-iwae5", "", 93.0)]
+    table = pd.DataFrame([{"preset": preset, "seed": 1, "budget_minutes": 15, "minutes": 15.02, "epochs": 300,
+                           "negative_elbo": nll + 4, "nll": nll, "nll_standard_error": 0.25, "active_units": 20,
+                           "seconds_per_epoch": 3.0, "split": "validation", "settings": settings, "k": 1000,
+                           "limit": None, "commit": "abc1234"} for preset, settings, nll in rows],
+                         columns=list(loglik.COLUMNS))
+    on_test = table.iloc[:1].assign(split="test", nll=80.0)
+    lines = loglik.tuning_markdown(pd.concat([table, on_test])).splitlines()[2:]
+    assert [line.split(" | ")[:2] for line in lines] == [
+        ["| `mnist-burda-iwae5` (abc1234)", "(the preset)"], ["| `mnist-burda-vae` (abc1234)", "(the preset)"],
+        ["| `mnist-burda-vae` (abc1234)", "`train.learning_rate=0.003`"],
+        ["| `mnist-burda-vae` (abc1234)", "`train.learning_rate=0.0005`"]]
+    assert lines[1] == ("| `mnist-burda-vae` (abc1234) | (the preset) | 15.02 | 300 | 1000 | 95.00 +- 0.25 |  | 99.00 | "
+                        "20 | 3.00 |")
+    assert [line.split(" | ")[6] for line in lines] == ["", "", "-1.00", "+1.00"]  # against the preset's 95.00
+    assert [line.count("**") for line in lines] == [2, 0, 2, 0]  # each preset's lowest -log p(x) in bold
+
+
+def test_the_readme_tuning_table_is_the_one_the_validation_results_file_gives():
+    readme = (ROOT / "README.md").read_text()
+    section = loglik.readme_section(readme, loglik.TUNING_BEGIN, loglik.TUNING_END)
+    assert section == loglik.tuning_markdown(loglik.read_table(ROOT / "benchmarks" / "results" /
+                                                               "loglik-validation.csv"))
+    assert loglik.readme_section(readme) != section  # the two sections are told apart
+
+
 def test_the_figure_draws_a_line_per_family(tmp_path):
     table = summary_table([("mnist-burda-vae", seed, mark, 92.0 - mark / 30 + seed / 10)
                            for seed in (1, 2, 3) for mark in (15, 60)] + [("mnist-burda-iwae5", 1, 15, 90.0)])

@@ -69,6 +69,18 @@ def test_csv_cells_are_numbers_too(tmp_path):
     assert len(quoted_numbers.stale_numbers(text.replace("95.50", "95.51"), tmp_path)) == 1
 
 
+def test_a_generated_table_between_marker_lines_is_checked(tmp_path):
+    (tmp_path / "benchmarks/results").mkdir(parents=True)
+    (tmp_path / "benchmarks/results/t.csv").write_text("preset,nll\nvae,90.004\n")
+    text = ("Written from `benchmarks/results/t.csv`:\n\n<!-- t:begin -->\n| preset | nll |\n| --- | --- |\n"
+            "| vae | 90.00 |\n<!-- t:end -->\n")
+    assert quoted_numbers.checked_tables(text) == 1 and quoted_numbers.stale_numbers(text, tmp_path) == []
+    assert len(quoted_numbers.stale_numbers(text.replace("90.00", "90.03"), tmp_path)) == 1
+    with_difference = text.replace("| preset | nll |", "| preset | nll | minus the preset's |").replace(
+        "| --- | --- |", "| --- | --- | --- |").replace("| vae | 90.00 |", "| vae | 90.00 | -0.41 |")
+    assert quoted_numbers.stale_numbers(with_difference, tmp_path) == []  # a "minus ..." column is not looked up
+
+
 @pytest.mark.parametrize("document", quoted_numbers.DOCUMENTS)
 def test_the_documents_quote_their_results_files(document):
     text = (ROOT / document).read_text()

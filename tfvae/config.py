@@ -433,9 +433,13 @@ PRESETS: dict[str, Experiment] = {
 # with the learning rate 1e-3 * 10^(-i/7) for 3^i passes, i = 0..7 (from 1e-3
 # down to 1e-4). Here the batch is 100 (on a 2-core CPU an epoch of batch 100
 # takes a quarter of the time of batch 20) and the rate decays smoothly,
-# lr = 1e-3 * 0.1^(step / 510,000), to 1.4e-4 at the end of the preset's 750
-# epochs (450,000 steps), sized for an hour of training here: 52 minutes and
-# -log p(x) 88.05 (benchmarks/loglik.py; README).
+# lr = 1e-3 * 0.1^(step / 1,000,000): sized for the leaderboard's longer
+# budgets (benchmarks/loglik.py), 1e-4 after about an hour of the VAE or 2.5
+# hours of IWAE k=5 here. Tuned on a validation split (README, "Log-likelihood
+# leaderboard"): the peak stays 1e-3 (3e-3 and 5e-4 were tried) and a linear
+# KL warm-up over the first 30,000 steps (50 epochs) was added; every family
+# preset below inherits both. (Until 2026-11-30: no warm-up and a decay of 0.1
+# per 510,000 steps, sized to the preset's 750 epochs, which gave 88.05.)
 # Evaluate with `tfvae evaluate RUN_DIR`, which scores one fixed binarization
 # of the test set.
 _BURDA = Experiment(
@@ -443,7 +447,8 @@ _BURDA = Experiment(
     data=DataConfig(binarize="dynamic", batch_size=100),
     model=ModelConfig(hidden_sizes=(200, 200), latent_size=50, activation="tanh"),
     train=TrainConfig(
-        epochs=750, log_every=600, lr_schedule="exponential", lr_decay_rate=0.1, lr_decay_steps=510_000
+        epochs=750, log_every=600, lr_schedule="exponential", lr_decay_rate=0.1, lr_decay_steps=1_000_000,
+        kl_schedule="linear", warmup_steps=30_000,
     ),
 )
 PRESETS["mnist-burda-vae"] = _BURDA
@@ -455,8 +460,9 @@ for _k in (5, 50):
 _FAMILIES = {
     "mnist-burda-iwae5-dreg": {"train.objective": "iwae", "train.iwae_k": 5, "train.gradient": "dreg"},
     "mnist-burda-mixture": {"model.prior": "mixture", "model.prior_components": 10},
-    # Tomczak & Welling (2018): 500 pseudo-inputs.
-    "mnist-burda-vampprior": {"model.prior": "vamp", "model.prior_components": 500},
+    # Tomczak & Welling (2018) used 500 pseudo-inputs and a KL warm-up. Tuned for time on the validation split
+    # (README, "Log-likelihood leaderboard"): 100 pseudo-inputs, whose epoch costs a third of 500's.
+    "mnist-burda-vampprior": {"model.prior": "vamp", "model.prior_components": 100},
     # Burda et al.'s second architecture: x-200-200-z1(100)-100-100-z2(50), tanh.
     "mnist-burda-two-layer": {"model.architecture": "two_layer", "model.latent_size": 100,
                               "model.top_latent_size": 50, "model.top_hidden_sizes": (100, 100)},

@@ -4,10 +4,12 @@
     python tools/quoted_numbers.py docs/some.md         # other documents
 
 A Markdown table cites a results file when the paragraph right above it or right below it names one
-(`benchmarks/results/NAME.json`, `experiments/results/NAME.csv`, ...; see tools/provenance.py). Every decimal
+(`benchmarks/results/NAME.json`, `experiments/results/NAME.csv`, ...; see tools/provenance.py), marker lines
+such as `<!-- loglik:begin -->` around a generated table aside. Every decimal
 number in the table's body (a number with a decimal point, outside `code`; whole numbers such as epochs or
 image counts are not checked) must then be a value of one of the cited files, rounded to the digits the table
-shows, except in a column whose header starts with "published" (a paper's figures); the sign is ignored, so a
+shows, except in a column whose header starts with "published" (a paper's figures) or "minus" (the difference
+of two numbers the table shows, as a script computed it); the sign is ignored, so a
 file's -log p(x) of 86.8 backs a table's log p(x) of -86.8. A number in no cited file is reported with its
 line: a table cannot keep a number its results file no longer holds. The check is by value, not by field: a
 table's number matches any number of its files.
@@ -29,6 +31,8 @@ DOCUMENTS = ("README.md", "benchmarks/README.md", "experiments/README.md")
 RESULTS_FILE = re.compile(r"(?:benchmarks|experiments)/results/[\w.-]+\.(?:json|csv)")
 DECIMAL = re.compile(r"(?<![\d.])[-+]?\d+\.\d+(?![\d.])")
 CODE = re.compile(r"`[^`]*`")
+UNCHECKED_COLUMNS = ("published", "minus")  # a paper's figures; differences of shown numbers
+MARKER = re.compile(r"<!--.*-->")  # a line such as <!-- loglik:begin -->
 
 
 @dataclass(frozen=True)
@@ -42,8 +46,8 @@ class Table:
     cites: tuple[str, ...]
 
     def checked_cells(self) -> Iterator[tuple[int, str]]:
-        """(row index, cell text without `code`) of every cell outside the "published ..." columns."""
-        published = {i for i, name in enumerate(cells(self.header)) if name.lower().startswith("published")}
+        """(row index, cell text without `code`) of every cell outside the "published ..." and "minus ..." columns."""
+        published = {i for i, name in enumerate(cells(self.header)) if name.lower().startswith(UNCHECKED_COLUMNS)}
         for index, row in enumerate(self.rows):
             for column, cell in enumerate(cells(row)):
                 if column not in published:
@@ -56,9 +60,10 @@ def cells(row: str) -> list[str]:
 
 
 def paragraphs_around(lines: list[str], start: int, stop: int) -> str:
-    """The paragraph right above lines[start] and the one right below lines[stop - 1] (blank lines skipped)."""
+    """The paragraph right above lines[start] and the one right below lines[stop - 1] (blank lines and the
+    `<!-- ... -->` marker lines of a generated table skipped)."""
     def paragraph(index: int, step: int) -> list[str]:
-        while 0 <= index < len(lines) and not lines[index].strip():
+        while 0 <= index < len(lines) and (not lines[index].strip() or MARKER.fullmatch(lines[index].strip())):
             index += step
         found = []
         while 0 <= index < len(lines) and lines[index].strip() and not lines[index].startswith("|"):
