@@ -404,19 +404,19 @@ def tuning_markdown(table: pd.DataFrame) -> str:
     made the row: presets change as tuning settles) first, then by score, with each change's -log p(x) minus its
     preset's (same mark, commit and k); each preset's lowest -log p(x) in bold."""
     rows = table[table["split"] == "validation"].assign(
-        own=lambda d: d["settings"] != "").sort_values(["preset", "budget_minutes", "own", "nll"])
+        changed=lambda d: d["settings"] != "").sort_values(["preset", "budget_minutes", "changed", "nll"])
     best = rows.groupby(["preset", "budget_minutes"])["nll"].transform("min")
     same = ["preset", "budget_minutes", "commit", "k"]
-    own = rows[rows["settings"] == ""].drop_duplicates(same).set_index(same)["nll"]
+    preset_nll = rows[~rows["changed"]].drop_duplicates(same).set_index(same)["nll"]
     lines = [("| preset (at commit) | changed (`--set`) | minutes | epochs | k | -log p(x), validation | "
               "minus the preset's | -ELBO | active units | s per epoch |"),
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for row, lowest in zip(rows.itertuples(), best, strict=True):
-        changed = f"`{row.settings}`" if row.settings else "(the preset)"
+        settings = f"`{row.settings}`" if row.changed else "(the preset)"
         score = f"{row.nll:.2f} +- {row.nll_standard_error:.2f}"
-        reference = own.get(tuple(getattr(row, name) for name in same))
-        difference = "" if not row.settings or reference is None else f"{row.nll - reference:+.2f}"
-        lines.append(f"| `{row.preset}` ({row.commit}) | {changed} | {row.minutes:.2f} | {row.epochs:g} | "
+        reference = preset_nll.get(tuple(getattr(row, name) for name in same))
+        difference = "" if not row.changed or reference is None else f"{row.nll - reference:+.2f}"
+        lines.append(f"| `{row.preset}` ({row.commit}) | {settings} | {row.minutes:.2f} | {row.epochs:g} | "
                      f"{int(row.k)} | {f'**{score}**' if row.nll == lowest else score} | {difference} | "
                      f"{row.negative_elbo:.2f} | {int(row.active_units)} | {row.seconds_per_epoch:.2f} |")
     return "\n".join(lines)
