@@ -182,3 +182,12 @@ def test_one_hot_and_label_checks():
     conditioning.check_labels([0, 3], 4)
     with pytest.raises(ValueError, match="got -1"):
         conditioning.check_labels([-1], 4)
+    with pytest.raises(ValueError, match="num_classes must be positive, got 0"):
+        conditioning.class_count(0)
+    plain = built(conditional=False)
+    for wrap in (lambda n: conditioning.LabelledEncoder(plain.encoder, n, IMAGE_SHAPE),
+                 lambda n: conditioning.LabelledDecoder(plain.decoder, n),
+                 lambda n: model.ConditionalVAE(plain.encoder, plain.decoder, n)):
+        with pytest.raises(ValueError, match="num_classes must be positive"):
+            wrap(0)
+        assert wrap(3.0).num_classes == 3

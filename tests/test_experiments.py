@@ -68,3 +68,29 @@ def test_quick_run_writes_its_report_and_numbers(name, tmp_path):
     for table in tables:
         frame = pd.read_csv(out / table)
         assert len(frame) == len(arms) and frame.notna().all().all(), frame
+
+
+def run_files(out: Path) -> dict[str, bytes]:
+    """Every arm's training record: history.csv, config.json and checkpoint files, by path below `out`."""
+    kept = [path for run in run_directories(out) for path in run.rglob("*")
+            if path.is_file() and (path.name in ("history.csv", "config.json") or "checkpoints" in path.parts)]
+    return {path.relative_to(out).as_posix(): path.read_bytes() for path in kept}
+
+
+@pytest.mark.slow
+def test_a_rerun_reuses_its_finished_runs_and_redoes_the_report(tmp_path):
+    """The promise of experiments/common.py: running a finished experiment again retrains nothing (every
+    history, config and checkpoint byte for byte the same) and writes report.md again."""
+    out = tmp_path / "sweep_latent"
+    command = [sys.executable, "-m", "experiments.sweep_latent", "--quick", "--out", str(out), "--no-progress"]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", MPLBACKEND="Agg")
+    first = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1800, check=False, env=env)
+    assert first.returncode == 0, first.stderr[-3000:]
+    trained = run_files(out)
+    assert len([path for path in trained if path.endswith("history.csv")]) == len(EXPERIMENTS["sweep_latent"][0])
+    (out / "report.md").unlink()
+
+    again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1800, check=False, env=env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert (out / "report.md").is_file()
+    assert run_files(out) == trained

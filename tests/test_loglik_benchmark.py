@@ -146,6 +146,9 @@ def test_the_figure_draws_a_line_per_family(tmp_path):
     assert sorted(chart.data["family"].unique()) == ["iwae5", "vae"] and len(chart.data) == 3
     chart.save(tmp_path / "loglik.png", dpi=50, verbose=False)
     assert (tmp_path / "loglik.png").stat().st_size > 1000
+    # One mark only (the first step of the plan): the log axis still gets a range to draw.
+    loglik.figure(table[table["budget_minutes"] == 15]).save(tmp_path / "one_mark.png", dpi=50, verbose=False)
+    assert (tmp_path / "one_mark.png").stat().st_size > 1000
 
 
 def test_validation_mode_holds_out_training_images_and_settings_get_their_own_runs(tmp_path):

@@ -37,6 +37,13 @@ def one_hot(labels, num_classes: int) -> tf.Tensor:
     return tf.one_hot(tf.cast(labels, tf.int32), num_classes, dtype=tf.float32)
 
 
+def class_count(num_classes) -> int:
+    """`num_classes` as an int, or a ValueError unless it is at least 1."""
+    if int(num_classes) < 1:
+        raise ValueError(f"num_classes must be positive, got {num_classes}")
+    return int(num_classes)
+
+
 def check_labels(labels, num_classes: int) -> None:
     """Raises a ValueError naming the first label outside [0, num_classes) (eager values only)."""
     values = tf.get_static_value(tf.convert_to_tensor(labels))
@@ -54,10 +61,8 @@ class LabelledEncoder(snt.Module):
     def __init__(self, encoder: snt.Module, num_classes: int, image_shape: Sequence[int],
                  name: str = "labelled_encoder"):
         super().__init__(name=name)
-        if int(num_classes) < 1:
-            raise ValueError(f"num_classes must be positive, got {num_classes}")
         self.encoder = encoder
-        self.num_classes = int(num_classes)
+        self.num_classes = class_count(num_classes)
         self.latent_size = encoder.latent_size
         self.image_shape = tuple(int(size) for size in image_shape)
         self.class_images = tf.Variable(tf.zeros([self.num_classes, math.prod(self.image_shape)]), name="class_images")
@@ -74,10 +79,8 @@ class LabelledDecoder(snt.Module):
 
     def __init__(self, decoder: snt.Module, num_classes: int, name: str = "labelled_decoder"):
         super().__init__(name=name)
-        if int(num_classes) < 1:
-            raise ValueError(f"num_classes must be positive, got {num_classes}")
         self.decoder = decoder
-        self.num_classes = int(num_classes)
+        self.num_classes = class_count(num_classes)
         self.output_shape = getattr(decoder, "output_shape", None)
 
     def __call__(self, z, labels) -> tfd.Distribution:
@@ -88,4 +91,4 @@ class LabelledDecoder(snt.Module):
         return self.decoder(tf.concat([z, classes], axis=-1))
 
 
-__all__ = ["LabelledDecoder", "LabelledEncoder", "check_labels", "one_hot"]
+__all__ = ["LabelledDecoder", "LabelledEncoder", "check_labels", "class_count", "one_hot"]

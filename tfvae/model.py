@@ -87,6 +87,19 @@ def standard_normal_prior(latent_size: int) -> tfd.Distribution:
     )
 
 
+def _pass_through(vae, images, seed: tf.Tensor | None = None) -> VAEOutput:
+    """`vae` (anything with encode and decode) on images [b, H, W, C]: q(z|x), one reparameterised z [b, latent]
+    per image, and p(x|z)."""
+    posterior = vae.encode(images)
+    z = draw_latents(posterior, seed=seed)
+    return VAEOutput(posterior=posterior, z=z, likelihood=vae.decode(z))
+
+
+def _reconstruction(vae, images) -> tf.Tensor:
+    """Mean of p(x | z = central_code(q(z|x))) for each image: [b, H, W, C]."""
+    return vae.decode(central_code(vae.encode(images))).mean()
+
+
 class VAE(snt.Module):
     """A variational autoencoder made of `encoder`, `decoder` and `prior`.
 
@@ -144,9 +157,7 @@ class VAE(snt.Module):
 
     def __call__(self, images: tf.Tensor, seed: tf.Tensor | None = None) -> VAEOutput:
         """Encodes, draws one z per image (reparameterised) and decodes it."""
-        posterior = self.encode(images)
-        z = draw_latents(posterior, seed=seed)
-        return VAEOutput(posterior=posterior, z=z, likelihood=self.decode(z))
+        return _pass_through(self, images, seed)
 
     def sample(self, n: int, seed: tf.Tensor | None = None) -> tf.Tensor:
         """Mean images of p(x|z) for n draws z ~ p(z): [n, H, W, C] in [0, 1]."""
@@ -154,7 +165,7 @@ class VAE(snt.Module):
 
     def reconstruct(self, images: tf.Tensor) -> tf.Tensor:
         """Mean of p(x | z = E[q(z|x)]) for each image (array-likes and uint8 as `encode`): [b, H, W, C] in [0, 1]."""
-        return self.decode(central_code(self.encode(images))).mean()
+        return _reconstruction(self, images)
 
 
 class ConditionalVAE(VAE):
@@ -174,9 +185,7 @@ class ConditionalVAE(VAE):
     def __init__(self, encoder: snt.Module, decoder: snt.Module, num_classes: int,
                  prior: tfd.Distribution | snt.Module | None = None, name: str = "conditional_vae"):
         super().__init__(encoder, decoder, prior, name=name)
-        if int(num_classes) < 1:
-            raise ValueError(f"num_classes must be positive, got {num_classes}")
-        self.num_classes = int(num_classes)
+        self.num_classes = conditioning.class_count(num_classes)
 
     def encode(self, images, labels) -> tfd.Distribution:
         """images [b, H, W, C], labels [b] (or one label for all) -> q(z|x, y), batch [b], event [latent]."""
@@ -229,15 +238,13 @@ class Given:
         return self.model.decode(z, self.labels)
 
     def __call__(self, images, seed: tf.Tensor | None = None) -> VAEOutput:
-        posterior = self.encode(images)
-        z = draw_latents(posterior, seed=seed)
-        return VAEOutput(posterior=posterior, z=z, likelihood=self.decode(z))
+        return _pass_through(self, images, seed)
 
     def sample(self, n: int, seed: tf.Tensor | None = None) -> tf.Tensor:
         return self.model.sample(n, self.labels, seed)
 
     def reconstruct(self, images) -> tf.Tensor:
-        return self.decode(central_code(self.encode(images))).mean()
+        return _reconstruction(self, images)
 
 
 def split_batch(model, batch) -> tuple:
