@@ -24,6 +24,9 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tools"))
+import provenance  # tools/provenance.py
+
 FAMILIES = ["mnist-burda-vae", "mnist-burda-iwae5", "mnist-burda-iwae5-dreg", "mnist-burda-mixture",
             "mnist-burda-vampprior", "mnist-burda-two-layer", "mnist-burda-iaf", "mnist-burda-coupling",
             "mnist-burda-tcvae", "mnist-burda-cvae"]
@@ -69,9 +72,6 @@ def main(argv=None) -> int:
     plain = table[table["preset"] == "mnist-burda-vae"].set_index("seed")["seconds_per_epoch"]
     table["cost_vs_vae"] = [round(row.seconds_per_epoch / plain.get(row.seed, float("nan")), 2)
                             for row in table.itertuples()]
-    sys.path.insert(0, str(HERE.parent / "tools"))
-    import provenance
-
     table = table.assign(**provenance.provenance("benchmarks/families.py", argv))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.out, index=False)

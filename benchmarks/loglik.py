@@ -83,6 +83,9 @@ import pandas as pd
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(ROOT / "tools"))
+import provenance  # tools/provenance.py: the date, commit, CPU and command of each row
+
 PROTOCOL_K = 5000
 VALIDATION_IMAGES = 10_000  # the last 10,000 training images, as Tomczak & Welling hold out for dynamic MNIST
 # More epochs than any budget here reaches: the clock stops these runs (fit's time_budget), not the epochs.
@@ -156,15 +159,6 @@ class Plan:
     def settings(self) -> str:
         """The --set changes as one string ("" for the presets' own settings)."""
         return " ".join(f"{key}={json.dumps(value)}" for key, value in sorted(self.changes.items()))
-
-
-# --------------------------------------------------------------------------- provenance
-def provenance(argv: Sequence[str]) -> dict:
-    """{date, commit, cpu_count, cpu_model, command} of this session (tools/provenance.py)."""
-    sys.path.insert(0, str(ROOT / "tools"))
-    import provenance as results_provenance
-
-    return results_provenance.provenance("benchmarks/loglik.py", argv)
 
 
 # --------------------------------------------------------------------------- the results table
@@ -280,7 +274,7 @@ def evaluate_mark(preset: str, seed: int, minutes: float, plan: Plan, argv: Sequ
            "seconds_per_epoch": round(steady_seconds_per_epoch(history), 3), "cost_vs_vae": math.nan,
            "split": plan.split, "settings": plan.settings, "k": plan.k, "limit": plan.limit,
            "images": scores["num_examples"],
-           "eval_seconds": round(scores["seconds"], 1), **provenance(argv)}
+           "eval_seconds": round(scores["seconds"], 1), **provenance.provenance("benchmarks/loglik.py", argv)}
     rundir.write_atomically(cached, json.dumps(row, indent=1) + "\n")
     return row
 

@@ -47,10 +47,10 @@ class Table:
 
     def checked_cells(self) -> Iterator[tuple[int, str]]:
         """(row index, cell text without `code`) of every cell outside the "published ..." and "minus ..." columns."""
-        published = {i for i, name in enumerate(cells(self.header)) if name.lower().startswith(UNCHECKED_COLUMNS)}
+        unchecked = {i for i, name in enumerate(cells(self.header)) if name.lower().startswith(UNCHECKED_COLUMNS)}
         for index, row in enumerate(self.rows):
             for column, cell in enumerate(cells(row)):
-                if column not in published:
+                if column not in unchecked:
                     yield index, CODE.sub("", cell)
 
 
