@@ -38,10 +38,14 @@ def one_hot(labels, num_classes: int) -> tf.Tensor:
 
 
 def class_count(num_classes) -> int:
-    """`num_classes` as an int, or a ValueError unless it is at least 1."""
-    if int(num_classes) < 1:
-        raise ValueError(f"num_classes must be positive, got {num_classes}")
-    return int(num_classes)
+    """`num_classes` as an int (3 or 3.0), or a ValueError unless it is a whole number of at least 1."""
+    try:
+        count = int(num_classes)
+    except (TypeError, ValueError):
+        count = None
+    if count is None or count != num_classes or count < 1:
+        raise ValueError(f"num_classes must be a positive whole number, got {num_classes!r}")
+    return count
 
 
 def check_labels(labels, num_classes: int) -> None:
