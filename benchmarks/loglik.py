@@ -320,12 +320,28 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
                        cost_vs_vae=("cost_vs_vae", "mean")).reset_index()
 
 
+OFF_SCALE_NATS = 10.0  # a family whose best mean is this far above the median family's is named, not drawn
+
+
+def on_scale(points: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """`summary` rows (with a family column) without the families whose lowest mean -log p(x) lies more than
+    OFF_SCALE_NATS above the median family's lowest (a model not made for log p(x), such as a heavily weighted
+    TCVAE, would squash every other line flat), and a caption line naming those left out with their values."""
+    best = points.groupby("family")["nll"].min()
+    far = sorted(best[best > best.median() + OFF_SCALE_NATS].index)
+    left_out = points[points["family"].isin(far)]
+    if left_out.empty:
+        return points, ""
+    values = "; ".join(f"{row.family} {row.nll:.2f} at {row.budget_minutes:g} min" for row in left_out.itertuples())
+    return points[~points["family"].isin(far)], f"\noff the scale, not drawn: {values}"
+
+
 def figure(table: pd.DataFrame, title: str = "-log p(x) against minutes of training (k = 5000, 10,000 test images)"):
     """plotnine: mean -log p(x) over seeds against minutes of training (log scale), a line per family, min-max bars
     over seeds, and each family's published number as a dashed line of its colour, labelled."""
     import plotnine as gg
 
-    points = summary(table).assign(family=lambda d: d["preset"].map(family))
+    points, off_scale = on_scale(summary(table).assign(family=lambda d: d["preset"].map(family)))
     marks = sorted(points["budget_minutes"].unique())
     shown = sorted((p for p in PUBLISHED if p.preset in set(points["preset"]) and p.nll is not None),
                    key=lambda p: p.nll)
@@ -343,7 +359,7 @@ def figure(table: pd.DataFrame, title: str = "-log p(x) against minutes of train
              + gg.labs(x="minutes of training (2 CPU cores; log scale)", y="-log p(x), nats (lower is better)",
                        title=title, colour="family",
                        caption="points: mean over seeds; bars: min to max over seeds; dashed: published "
-                               "(README), after far longer training"))
+                               "(README), after far longer training" + off_scale))
     if len(marks) > 1:
         chart += gg.geom_line()
     if len(published):

@@ -149,6 +149,11 @@ def test_the_figure_draws_a_line_per_family(tmp_path):
     # One mark only (the first step of the plan): the log axis still gets a range to draw.
     loglik.figure(table[table["budget_minutes"] == 15]).save(tmp_path / "one_mark.png", dpi=50, verbose=False)
     assert (tmp_path / "one_mark.png").stat().st_size > 1000
+    # A family 10+ nats above the others (the TCVAE: 147.50 against 84-89) is named in the caption, not drawn.
+    far = pd.concat([table, summary_table([("mnist-burda-tcvae", 1, 15, 147.5)])])
+    chart = loglik.figure(far)
+    assert "tcvae" not in set(chart.data["family"]) and len(chart.data) == 3
+    assert chart.labels.caption.endswith("off the scale, not drawn: tcvae 147.50 at 15 min")
 
 
 def test_validation_mode_holds_out_training_images_and_settings_get_their_own_runs(tmp_path):
