@@ -338,7 +338,8 @@ def on_scale(points: pd.DataFrame) -> tuple[pd.DataFrame, str]:
 
 def figure(table: pd.DataFrame, title: str = "-log p(x) against minutes of training (k = 5000, 10,000 test images)"):
     """plotnine: mean -log p(x) over seeds against minutes of training (log scale), a line per family, min-max bars
-    over seeds, and each family's published number as a dashed line of its colour, labelled."""
+    over seeds, and each family's published number as a dashed line of its colour, labelled; a family far off the
+    others' scale (`on_scale`) is named in the caption instead."""
     import plotnine as gg
 
     points, off_scale = on_scale(summary(table).assign(family=lambda d: d["preset"].map(family)))
