@@ -9,6 +9,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "tfvae"
 
 # The flow, first to last; a module may import only modules of earlier layers (docs/architecture.md).
 LAYERS = [
+    ["checks"],
     ["config"],
     ["devices", "precision", "optimizers"],
     ["data"],

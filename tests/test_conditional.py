@@ -182,13 +182,11 @@ def test_one_hot_and_label_checks():
     conditioning.check_labels([0, 3], 4)
     with pytest.raises(ValueError, match="got -1"):
         conditioning.check_labels([-1], 4)
-    for bad in (0, -2, 3.5, "3", None):
-        with pytest.raises(ValueError, match=f"num_classes must be a positive whole number, got {bad!r}"):
-            conditioning.class_count(bad)
     plain = built(conditional=False)
     for wrap in (lambda n: conditioning.LabelledEncoder(plain.encoder, n, IMAGE_SHAPE),
                  lambda n: conditioning.LabelledDecoder(plain.decoder, n),
                  lambda n: model.ConditionalVAE(plain.encoder, plain.decoder, n)):
-        with pytest.raises(ValueError, match="num_classes must be a positive whole number"):
-            wrap(0)
-        assert wrap(3.0).num_classes == 3
+        for bad in (0, 3.5, 3.0, "3", None):
+            with pytest.raises(ValueError, match=f"num_classes must be a positive integer, got {bad!r}"):
+                wrap(bad)
+        assert wrap(np.int64(3)).num_classes == 3

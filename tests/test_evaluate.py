@@ -164,9 +164,9 @@ def test_results_are_repeatable_and_chunking_only_changes_the_draws(problem):
 
 def test_bad_arguments_are_refused(problem):
     *_, images, _ = problem
-    with pytest.raises(ValueError, match="k must be an integer >= 1"):
+    with pytest.raises(ValueError, match="k must be a positive integer, got 0"):
         evaluation.evaluate(vae_for(problem), dataset(images), k=0)
-    with pytest.raises(ValueError, match="chunk must be a positive integer"):
+    with pytest.raises(ValueError, match="chunk must be a positive integer, got 0"):
         evaluation.evaluate(vae_for(problem), dataset(images), k=5, chunk=0)
 
 

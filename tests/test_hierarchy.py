@@ -292,7 +292,7 @@ def test_burda_sizes_by_default():
         (lambda: hierarchy.TwoLayerNormal(tfd.Normal(0.0, 1.0), lambda a: a, 2), "first must be a diagonal Normal"),
         (
             lambda: hierarchy.TwoLayerNormal(tfd.Independent(tfd.Normal(tf.zeros(2), 1.0), 1), lambda a: a, 0),
-            "second_size must be positive",
+            "second_size must be a positive integer, got 0",
         ),
     ],
 )

@@ -56,7 +56,7 @@ def test_posterior_scale_is_floored_even_for_huge_negative_log_variance():
 
 
 def test_sizes_are_validated_at_construction():
-    with pytest.raises(ValueError, match="latent_size must be positive"):
+    with pytest.raises(ValueError, match="latent_size must be a positive integer, got 0"):
         nets.Encoder([8], latent_size=0)
     with pytest.raises(ValueError, match="output_shape must be"):
         nets.Decoder([8], output_shape=(28, 28))

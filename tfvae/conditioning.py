@@ -27,7 +27,7 @@ import sonnet as snt
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfvae import nets
+from tfvae import checks, nets
 
 tfd = tfp.distributions
 
@@ -35,17 +35,6 @@ tfd = tfp.distributions
 def one_hot(labels, num_classes: int) -> tf.Tensor:
     """Integer labels [...] -> float32 one-hot vectors [..., num_classes] (out-of-range labels give zeros)."""
     return tf.one_hot(tf.cast(labels, tf.int32), num_classes, dtype=tf.float32)
-
-
-def class_count(num_classes) -> int:
-    """`num_classes` as an int (3 or 3.0), or a ValueError unless it is a whole number of at least 1."""
-    try:
-        count = int(num_classes)
-    except (TypeError, ValueError):
-        count = None
-    if count is None or count != num_classes or count < 1:
-        raise ValueError(f"num_classes must be a positive whole number, got {num_classes!r}")
-    return count
 
 
 def check_labels(labels, num_classes: int) -> None:
@@ -66,7 +55,7 @@ class LabelledEncoder(snt.Module):
                  name: str = "labelled_encoder"):
         super().__init__(name=name)
         self.encoder = encoder
-        self.num_classes = class_count(num_classes)
+        self.num_classes = checks.positive_int(num_classes, "num_classes")
         self.latent_size = encoder.latent_size
         self.image_shape = tuple(int(size) for size in image_shape)
         self.class_images = tf.Variable(tf.zeros([self.num_classes, math.prod(self.image_shape)]), name="class_images")
@@ -84,7 +73,7 @@ class LabelledDecoder(snt.Module):
     def __init__(self, decoder: snt.Module, num_classes: int, name: str = "labelled_decoder"):
         super().__init__(name=name)
         self.decoder = decoder
-        self.num_classes = class_count(num_classes)
+        self.num_classes = checks.positive_int(num_classes, "num_classes")
         self.output_shape = getattr(decoder, "output_shape", None)
 
     def __call__(self, z, labels) -> tfd.Distribution:
@@ -95,4 +84,4 @@ class LabelledDecoder(snt.Module):
         return self.decoder(tf.concat([z, classes], axis=-1))
 
 
-__all__ = ["LabelledDecoder", "LabelledEncoder", "check_labels", "class_count", "one_hot"]
+__all__ = ["LabelledDecoder", "LabelledEncoder", "check_labels", "one_hot"]

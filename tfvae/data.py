@@ -44,6 +44,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from tensorflow_datasets.image_classification import mnist as _tfds_mnist
 
+from tfvae import checks
 from tfvae.config import BINARIZATIONS
 
 OFFLINE_SOURCES: dict[str, str] = {
@@ -267,7 +268,7 @@ def load(name: str, split: str, batch_size: int, *, binarize: str = "none", shuf
          prefetch: bool = True) -> ArraySource:
     """A TFDS split in memory: batches of float32 images [b, H, W, C] in [0, 1] (and int64 labels [b] with
     `with_labels`); see `from_arrays`."""
-    _check_batch_size(batch_size)
+    checks.positive_int(batch_size, "batch_size")
     _check_binarize(binarize)
     images, labels = load_arrays(name, split, data_dir)
     return from_arrays(images, labels if with_labels else None, batch_size=batch_size, binarize=binarize,
@@ -286,8 +287,7 @@ def file_order(name: str, split: str, num_examples: int) -> np.ndarray:
     """
     if name not in _OFFLINE_BUILDERS:
         raise ValueError(f"file_order knows the example keys of {' and '.join(_OFFLINE_BUILDERS)} only, not {name!r}")
-    if isinstance(num_examples, bool) or not isinstance(num_examples, (int, np.integer)) or num_examples <= 0:
-        raise ValueError(f"num_examples must be a positive integer; got {num_examples!r}")
+    checks.positive_int(num_examples, "num_examples")
     salt = hashlib.md5(split.encode())
 
     def hashed(index: int) -> int:
@@ -378,11 +378,6 @@ def fetch(name: str, data_dir: str | None = None) -> pathlib.Path:
 
 
 # --------------------------------------------------------------------------- the tf.data pipeline
-def _check_batch_size(batch_size: int) -> None:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
-        raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}")
-
-
 def _check_binarize(binarize: str) -> None:
     if binarize not in BINARIZATIONS:
         raise ValueError(f"binarize must be one of {', '.join(map(repr, BINARIZATIONS))}; got {binarize!r}")
@@ -552,7 +547,7 @@ def from_arrays(images, labels=None, *, batch_size: int, binarize: str = "none",
     `shuffle` gives a new permutation every pass (each iteration, e.g. of `as_dataset().repeat()`).
     Both are reproducible: sources with the same seed give the same batches.
     """
-    _check_batch_size(batch_size)
+    checks.positive_int(batch_size, "batch_size")
     _check_binarize(binarize)
     pixels = _validate_images(images)
     n = len(pixels)

@@ -38,9 +38,9 @@ import tensorflow as tf
 from scipy import stats
 from tqdm.auto import tqdm
 
+from tfvae import checks, objectives, rundir
 from tfvae import data as data_lib
 from tfvae import model as model_lib
-from tfvae import objectives, rundir
 from tfvae.config import Experiment
 
 # The one stochastic binarization of a dynamically binarized test set (see the module docstring).
@@ -101,10 +101,9 @@ def evaluate(
     Raises:
       ValueError: for k < 1 or chunk < 1.
     """
-    if not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be an integer >= 1, got {k!r}")
-    if chunk is not None and (not isinstance(chunk, int) or chunk < 1):
-        raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
+    checks.positive_int(k, "k")
+    if chunk is not None:
+        checks.positive_int(chunk, "chunk")
     if not isinstance(data, (tf.data.Dataset, data_lib.ArraySource)):
         data = data_lib.from_arrays(data, batch_size=100)
     dataset = data_lib.as_dataset(data)

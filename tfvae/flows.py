@@ -51,7 +51,7 @@ import sonnet as snt
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfvae import nets, precision
+from tfvae import checks, nets, precision
 
 tfb = tfp.bijectors
 tfd = tfp.distributions
@@ -201,22 +201,19 @@ class FlowEncoder(snt.Module):
         name: str = "flow_encoder",
     ):
         super().__init__(name=name)
-        if isinstance(num_steps, bool) or not isinstance(num_steps, (int, np.integer)) or num_steps < 1:
-            raise ValueError(f"num_steps must be an integer >= 1, got {num_steps!r}")
+        checks.positive_int(num_steps, "num_steps")
         if flow not in FLOWS:
             raise ValueError(f"flow must be one of {', '.join(map(repr, FLOWS))}; got {flow!r}")
-        if isinstance(latent_size, bool) or not isinstance(latent_size, (int, np.integer)) or latent_size < 1:
-            raise ValueError(f"latent_size must be a positive integer, got {latent_size!r}")
+        checks.positive_int(latent_size, "latent_size")
         if flow == "coupling" and latent_size < 2:
             raise ValueError(
                 f"latent_size must be >= 2 for flow='coupling' (a step transforms one half given the other), "
                 f"got {latent_size}"
             )
-        if isinstance(context_size, bool) or not isinstance(context_size, (int, np.integer)) or context_size < 1:
-            raise ValueError(f"context_size must be a positive integer, got {context_size!r}")
-        nets._check_positive(hidden_sizes, "hidden_sizes")
-        nets._check_positive(flow_hidden_units, "flow_hidden_units")
-        nets._check_positive(conv_channels, "conv_channels")
+        checks.positive_int(context_size, "context_size")
+        checks.positive_ints(hidden_sizes, "hidden_sizes")
+        checks.positive_ints(flow_hidden_units, "flow_hidden_units")
+        checks.positive_ints(conv_channels, "conv_channels")
         act = nets.activation_fn(activation)
 
         self.latent_size, self.num_steps, self.flow = int(latent_size), int(num_steps), flow

@@ -21,7 +21,6 @@ Their scales are exp(linear); here they are min_scale + exp(linear / 2), as in
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
@@ -29,7 +28,7 @@ import sonnet as snt
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfvae import nets
+from tfvae import checks, nets
 
 tfd = tfp.distributions
 
@@ -86,9 +85,7 @@ class TwoLayerNormal(tfd.Distribution):
         _normal_parts(first, "first")
         if not first.event_shape.is_fully_defined() or first.event_shape.rank != 1:
             raise ValueError(f"first must have an event shape [d], got {first.event_shape}")
-        second_size = int(second_size)
-        if second_size <= 0:
-            raise ValueError(f"second_size must be positive, got {second_size}")
+        second_size = checks.positive_int(second_size, "second_size")
         self._first, self._second = first, second
         self._first_size, self._second_size = int(first.event_shape[0]), second_size
         self._first_at_end = bool(first_at_end)
@@ -188,20 +185,16 @@ def _normal_parts(distribution, what: str) -> None:
 
 
 # --------------------------------------------------------------------------- networks
-def _is_positive_int(size) -> bool:
-    return isinstance(size, numbers.Integral) and not isinstance(size, bool) and size > 0
-
-
 def _check_sizes(latent_sizes: Sequence[int]) -> tuple[int, int]:
     sizes = tuple(latent_sizes)
-    if len(sizes) != 2 or not all(_is_positive_int(size) for size in sizes):
+    if len(sizes) != 2 or not all(checks.is_positive_int(size) for size in sizes):
         raise ValueError(f"latent_sizes must be two positive integers (z1, z2), got {list(sizes)}")
     return sizes
 
 
 def _check_hidden(hidden_sizes: Sequence[int], what: str) -> tuple[int, ...]:
     sizes = tuple(hidden_sizes)
-    if not sizes or not all(_is_positive_int(size) for size in sizes):
+    if not sizes or not all(checks.is_positive_int(size) for size in sizes):
         raise ValueError(f"{what} must list one or more positive integers, got {list(sizes)}")
     return sizes
 

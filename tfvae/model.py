@@ -16,7 +16,7 @@ import sonnet as snt
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfvae import conditioning, flows, hierarchy, nets, priors
+from tfvae import checks, conditioning, flows, hierarchy, nets, priors
 from tfvae.config import ModelConfig
 from tfvae.nets import as_codes, as_images  # the boundary conversions (re-exported: tfvae.model.as_images)
 
@@ -185,7 +185,7 @@ class ConditionalVAE(VAE):
     def __init__(self, encoder: snt.Module, decoder: snt.Module, num_classes: int,
                  prior: tfd.Distribution | snt.Module | None = None, name: str = "conditional_vae"):
         super().__init__(encoder, decoder, prior, name=name)
-        self.num_classes = conditioning.class_count(num_classes)
+        self.num_classes = checks.positive_int(num_classes, "num_classes")
 
     def encode(self, images, labels) -> tfd.Distribution:
         """images [b, H, W, C], labels [b] (or one label for all) -> q(z|x, y), batch [b], event [latent]."""

@@ -36,7 +36,7 @@ import sonnet as snt
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfvae import precision
+from tfvae import checks, precision
 from tfvae.config import ModelConfig
 
 tfb = tfp.bijectors
@@ -76,17 +76,6 @@ def activation_fn(name: str) -> Callable[[tf.Tensor], tf.Tensor]:
     if name not in ACTIVATIONS:
         raise ValueError(f"unknown activation {name!r}; known: {', '.join(ACTIVATIONS)}")
     return ACTIVATIONS[name]
-
-
-def _check_positive(sizes: Sequence[int], what: str) -> None:
-    if any(size <= 0 for size in sizes):
-        raise ValueError(f"{what} must be positive, got {list(sizes)}")
-
-
-def _check_image_shape(shape: Sequence[int]) -> tuple[int, int, int]:
-    if len(shape) != 3 or any(size <= 0 for size in shape):
-        raise ValueError(f"output_shape must be [height, width, channels], got {list(shape)}")
-    return tuple(int(size) for size in shape)
 
 
 # --------------------------------------------------------------------------- inputs
@@ -164,8 +153,7 @@ def checked_codes(decoder: snt.Module, z) -> tf.Tensor:
 
 # --------------------------------------------------------------------------- posterior
 def _posterior_head(latent_size: int, min_scale: float, deterministic: bool) -> snt.Linear:
-    if latent_size <= 0:
-        raise ValueError(f"latent_size must be positive, got {latent_size}")
+    checks.positive_int(latent_size, "latent_size")
     if min_scale <= 0:
         raise ValueError(f"min_scale must be positive, got {min_scale}")
     if deterministic:
@@ -213,7 +201,7 @@ class Encoder(snt.Module):
         name: str = "encoder",
     ):
         super().__init__(name=name)
-        _check_positive(hidden_sizes, "hidden sizes")
+        checks.positive_ints(hidden_sizes, "hidden_sizes")
         self.latent_size = latent_size
         self._min_scale, self._deterministic = min_scale, deterministic
         self._head = _posterior_head(latent_size, min_scale, deterministic)
@@ -252,8 +240,8 @@ class ConvEncoder(snt.Module):
         super().__init__(name=name)
         if not channels:
             raise ValueError("channels must list at least one convolution")
-        _check_positive(channels, "channels")
-        _check_positive(hidden_sizes, "hidden sizes")
+        checks.positive_ints(channels, "channels")
+        checks.positive_ints(hidden_sizes, "hidden_sizes")
         self.latent_size = latent_size
         self._min_scale, self._deterministic = min_scale, deterministic
         self._head = _posterior_head(latent_size, min_scale, deterministic)
@@ -309,7 +297,7 @@ class PixelLikelihood(snt.Module):
         if likelihood not in LIKELIHOODS:
             raise ValueError(f"unknown likelihood {likelihood!r}; known: {', '.join(LIKELIHOODS)}")
         self.likelihood = likelihood
-        self.image_shape = _check_image_shape(image_shape)
+        self.image_shape = checks.image_shape(image_shape)
         self._fixed_scale = None
         if likelihood == "normal":
             if normal_scale == "learned":
@@ -373,8 +361,8 @@ class Decoder(snt.Module):
         name: str = "decoder",
     ):
         super().__init__(name=name)
-        self.output_shape = _check_image_shape(output_shape)
-        _check_positive(hidden_sizes, "hidden sizes")
+        self.output_shape = checks.image_shape(output_shape, "output_shape")
+        checks.positive_ints(hidden_sizes, "hidden_sizes")
         self.likelihood = PixelLikelihood(likelihood, self.output_shape, normal_scale)
         self._network = snt.nets.MLP(
             [*hidden_sizes, math.prod(self.output_shape)], w_init=_weight_init(), activation=activation_fn(activation)
@@ -408,11 +396,11 @@ class ConvDecoder(snt.Module):
         name: str = "conv_decoder",
     ):
         super().__init__(name=name)
-        self.output_shape = _check_image_shape(output_shape)
+        self.output_shape = checks.image_shape(output_shape, "output_shape")
         if not channels:
             raise ValueError("channels must list at least one feature map")
-        _check_positive(channels, "channels")
-        _check_positive(hidden_sizes, "hidden sizes")
+        checks.positive_ints(channels, "channels")
+        checks.positive_ints(hidden_sizes, "hidden_sizes")
         height, width, image_channels = self.output_shape
         factor = 2 ** len(channels)
         self._start_shape = (-(-height // factor), -(-width // factor), int(channels[0]))

@@ -25,6 +25,7 @@ from typing import NamedTuple
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfvae import checks
 from tfvae.data import ArraySource
 from tfvae.model import as_images, draw_latents, split_batch
 
@@ -451,8 +452,8 @@ def aggregate_log_densities(
             "the aggregate posterior's estimate needs q(z|x) factorised over the latent dimensions "
             f"(tfd.Independent(d, 1)) with batch [M]; got {posterior!r}"
         )
-    if dataset_size is not None and (int(dataset_size) != dataset_size or dataset_size < 1):
-        raise ValueError(f"dataset_size must be a positive integer or None, got {dataset_size!r}")
+    if dataset_size is not None:
+        checks.positive_int(dataset_size, "dataset_size")
     z = tf.convert_to_tensor(z, posterior.dtype)
     pairs = factors.log_prob(z[..., :, tf.newaxis, :])  # [..., M (i), M (j), d]: log q(z_id | x_j)
     log_weight = -tf.math.log(tf.cast(tf.shape(pairs)[-2], pairs.dtype))

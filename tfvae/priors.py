@@ -33,6 +33,8 @@ import sonnet as snt
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfvae import checks
+
 tfd = tfp.distributions
 
 # Floor on a mixture component's standard deviation. A component whose scale
@@ -52,12 +54,6 @@ DEFAULT_INIT_LOC_STDDEV = 0.5
 # Its grey-level datasets use means 0.4 to 0.5 (std 0.01 to 0.02).
 DEFAULT_PSEUDO_INPUT_MEAN = 0.05
 DEFAULT_PSEUDO_INPUT_STDDEV = 0.01
-
-
-def _check_positive_int(value, field: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
-        raise ValueError(f"{field} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 def _check_positive_float(value, field: str) -> float:
@@ -102,8 +98,8 @@ class MixturePrior(snt.Module):
         name: str = "mixture_prior",
     ):
         super().__init__(name=name)
-        self.latent_size = _check_positive_int(latent_size, "latent_size")
-        self.num_components = _check_positive_int(num_components, "num_components")
+        self.latent_size = checks.positive_int(latent_size, "latent_size")
+        self.num_components = checks.positive_int(num_components, "num_components")
         self.min_scale = _check_positive_float(min_scale, "min_scale")
         init_loc_stddev = _check_non_negative_float(init_loc_stddev, "init_loc_stddev")
         shape = [self.num_components, self.latent_size]
@@ -165,8 +161,8 @@ class VampPrior(snt.Module):
         super().__init__(name=name)
         if not callable(encoder):
             raise ValueError(f"encoder must be callable (images -> q(z|x)), got {type(encoder).__name__}")
-        self.image_shape = _check_image_shape(image_shape)
-        self.num_pseudo_inputs = _check_positive_int(num_pseudo_inputs, "num_pseudo_inputs")
+        self.image_shape = checks.image_shape(image_shape)
+        self.num_pseudo_inputs = checks.positive_int(num_pseudo_inputs, "num_pseudo_inputs")
         if isinstance(init_mean, bool) or not isinstance(init_mean, numbers.Real) or not math.isfinite(init_mean):
             raise ValueError(f"init_mean must be a finite number, got {init_mean!r}")
         init_stddev = _check_non_negative_float(init_stddev, "init_stddev")
@@ -190,20 +186,6 @@ class VampPrior(snt.Module):
             )
         logits = tf.zeros([self.num_pseudo_inputs], dtype=components.dtype)
         return tfd.MixtureSameFamily(tfd.Categorical(logits=logits), components)
-
-
-def _check_image_shape(shape) -> tuple[int, int, int]:
-    try:
-        sizes = tuple(shape)
-    except TypeError:
-        sizes = None
-    if (
-        sizes is None
-        or len(sizes) != 3
-        or any(isinstance(s, bool) or not isinstance(s, numbers.Integral) or s <= 0 for s in sizes)
-    ):
-        raise ValueError(f"image_shape must be [height, width, channels] of positive integers, got {shape!r}")
-    return tuple(int(size) for size in sizes)
 
 
 __all__ = ["MixturePrior", "VampPrior"]
