@@ -107,6 +107,19 @@ def test_minibatch_weighted_sampling_adds_d_minus_1_log_n_and_the_same_gradient(
     assert np.abs(gradients[0]).max() > 0
 
 
+
+def test_sharp_posteriors_cost_up_to_log_m_per_active_dimension():
+    """Why the tcvae preset keeps one active unit: for codes sharp against their spread, the batch's estimate of
+    the TC comes within 5% of its ceiling (d - 1) log M, though each dimension is drawn independently: with M = 100, about
+    4.6 nats per active dimension beyond the first, which the loss weights by tc_weight - 1."""
+    batch, estimates = 100, []
+    for active in (1, 2, 5, 10):
+        loc = np.random.default_rng(active).standard_normal((batch, active)).astype(np.float32)
+        posterior = tfd.Independent(tfd.Normal(loc, np.float32(1e-3)), 1)
+        estimates.append(float(objectives.total_correlation(posterior, posterior.sample(seed=tf.constant([3, 4])))))
+    ceiling = [(active - 1) * np.log(batch) for active in (1, 2, 5, 10)]
+    np.testing.assert_allclose(estimates, ceiling, rtol=0.05)  # measured 96-97% of it: neighbours within 1e-3 overlap
+
 @pytest.mark.parametrize("dataset_size", [None, 60_000])
 def test_aggregate_log_densities_equal_a_loop_over_pairs_in_numpy(dataset_size):
     rng = np.random.default_rng(9)
