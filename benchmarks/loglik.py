@@ -104,6 +104,12 @@ COLUMNS = (*KEY[:3], "minutes", "epochs", "negative_elbo", "nll", "nll_standard_
            "date", "commit", "cpu_count", "cpu_model", "command")
 README_BEGIN, README_END = "<!-- loglik:begin -->", "<!-- loglik:end -->"
 TUNING_BEGIN, TUNING_END = "<!-- loglik-tuning:begin -->", "<!-- loglik-tuning:end -->"
+TARGETS_BEGIN, TARGETS_END = "<!-- loglik-targets:begin -->", "<!-- loglik-targets:end -->"
+# The issue's targets: (nats, minutes of training) for "the best preset reaches <= nats within minutes".
+TARGETS = ((87.0, 60), (86.0, 150))
+SEEDS_WANTED = 3
+# "Orders as theory says": (the lower one, the other), at every mark both have.
+ORDERS = (("mnist-burda-iwae5", "mnist-burda-vae"), ("mnist-burda-iwae5-dreg", "mnist-burda-iwae5"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -396,6 +402,54 @@ def leaderboard_markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def targets_markdown(table: pd.DataFrame) -> str:
+    """The README's lines on the targets, computed from the protocol rows: the lowest mean -log p(x) within each
+    target's minutes, the families with SEEDS_WANTED seeds at 15 minutes, and each pair of ORDERS at every mark
+    both have, each line ending in whether it holds."""
+    rows = summary(protocol_rows(table))
+    lines = []
+    for nats, minutes in TARGETS:
+        within = rows[rows["budget_minutes"] <= minutes]
+        if within.empty:
+            lines.append(f"- -log p(x) <= {nats:.1f} within {minutes} minutes: pending (no run scored yet)")
+            continue
+        best = within.loc[within["nll"].idxmin()]
+        verdict = "**met**" if best["nll"] <= nats else "not met"
+        lines.append(f"- -log p(x) <= {nats:.1f} within {minutes} minutes: {verdict}; lowest "
+                     f"{_cell(within.loc[[best.name]])} by {family(best['preset'])} at {best['budget_minutes']:g} "
+                     "minutes")
+    at_15 = rows[rows["budget_minutes"] == 15].set_index("preset")["seeds"]
+    complete = [family(preset) for preset in FAMILIES if at_15.get(preset, 0) >= SEEDS_WANTED]
+    verdict = "**met**" if len(complete) == len(FAMILIES) else "not met"
+    lines.append(f"- the 15-minute figures the mean of {SEEDS_WANTED} seeds: {verdict}; {len(complete)} of "
+                 f"{len(FAMILIES)} families have {SEEDS_WANTED}" + (f" ({', '.join(complete)})" if complete else ""))
+    for lower, other in ORDERS:
+        mine, theirs = (rows[rows["preset"] == preset].set_index("budget_minutes") for preset in (lower, other))
+        marks = sorted(set(mine.index) & set(theirs.index))
+        if not marks:
+            lines.append(f"- {family(lower)} at or below {family(other)} at an equal budget: pending")
+            continue
+        held = [mine.loc[mark, "nll"] <= theirs.loc[mark, "nll"] for mark in marks]
+        verdict = "**holds**" if all(held) else ("does not hold" if not any(held) else "holds at " + ", ".join(
+            f"{mark:g}" for mark, ok in zip(marks, held, strict=True) if ok) + " minutes only")
+        comparisons = "; ".join(_comparison(mine.loc[mark], theirs.loc[mark], mark) for mark in marks)
+        lines.append(f"- {family(lower)} at or below {family(other)} at an equal budget: {verdict} ({comparisons})")
+    return "\n".join(lines)
+
+
+def _comparison(mine: pd.Series, theirs: pd.Series, mark: float) -> str:
+    """'60 min: 86.34 against 86.55, -0.20 +- 0.15 (3 and 3 seeds)': two `summary` rows at a mark and their
+    difference, with the standard error of a difference of means over seeds when both have 2 or more (", within
+    it" when the difference is smaller); a single seed's spread is unknown and is said to be."""
+    difference = mine["nll"] - theirs["nll"]
+    head = f"{mark:g} min: {mine['nll']:.2f} against {theirs['nll']:.2f}, {difference:+.2f}"
+    if min(mine["seeds"], theirs["seeds"]) < 2:
+        return head + " (1 seed: the spread over seeds is not known yet)"
+    noise = math.sqrt(mine["nll_sd"] ** 2 / mine["seeds"] + theirs["nll_sd"] ** 2 / theirs["seeds"])
+    within = ", within it" if abs(difference) < noise else ""
+    return head + f" +- {noise:.2f} ({int(mine['seeds'])} and {int(theirs['seeds'])} seeds{within})"
+
+
 def _cell(rows: pd.DataFrame) -> str:
     """'88.41 +- 0.12 (3 seeds)': mean -log p(x) over seeds and their standard deviation; "pending" if none."""
     if rows.empty:
@@ -456,8 +510,9 @@ def report(out: Path, readme: Path | None = ROOT / "README.md", log: Callable[[s
     if readme is None:
         return
     if split == "test":
-        readme.write_text(with_readme_section(readme.read_text(), leaderboard_markdown(table)))
-        log(f"updated the leaderboard table in {readme}")
+        text = with_readme_section(readme.read_text(), leaderboard_markdown(table))
+        readme.write_text(with_readme_section(text, targets_markdown(table), TARGETS_BEGIN, TARGETS_END))
+        log(f"updated the leaderboard table and its targets in {readme}")
     elif len(table):
         readme.write_text(with_readme_section(readme.read_text(), tuning_markdown(table), TUNING_BEGIN, TUNING_END))
         log(f"updated the table of tuning runs in {readme}")

@@ -103,6 +103,32 @@ def test_the_leaderboard_table_is_the_mean_and_spread_over_seeds_and_pending_wit
     assert loglik.leaderboard_markdown(off_protocol).count("pending") == 4 * len(loglik.FAMILIES)
 
 
+
+def test_the_targets_lines_say_met_or_not_from_the_numbers():
+    table = summary_table([(preset, seed, 15, nll + seed) for seed in (1, 2, 3) for preset, nll in
+                           zip(loglik.FAMILIES, (90.0, 89.0, 89.5, 88.0, 87.5, 91.0, 89.0, 89.0, 140.0), strict=True)]
+                          + [("mnist-burda-vae", 1, 60, 86.9), ("mnist-burda-iwae5", 1, 60, 87.2)])
+    lines = loglik.targets_markdown(table).splitlines()
+    assert lines[0] == ("- -log p(x) <= 87.0 within 60 minutes: **met**; lowest 86.90 (1 seed) by vae at "
+                        "60 minutes")
+    assert lines[1].startswith("- -log p(x) <= 86.0 within 150 minutes: not met; lowest 86.90")
+    assert lines[2] == "- the 15-minute figures the mean of 3 seeds: **met**; 9 of 9 families have 3 (" + \
+        ", ".join(map(loglik.family, loglik.FAMILIES)) + ")"
+    assert lines[3] == ("- iwae5 at or below vae at an equal budget: holds at 15 minutes only (15 min: 91.00 against "
+                        "92.00, -1.00 +- 0.82 (3 and 3 seeds); 60 min: 87.20 against 86.90, +0.30 (1 seed: the "
+                        "spread over seeds is not known yet))")
+    assert lines[4].startswith("- iwae5-dreg at or below iwae5 at an equal budget: does not hold (15 min: 91.50 "
+                               "against 91.00, +0.50 +- 0.82 (3 and 3 seeds, within it)")
+    fewer = loglik.targets_markdown(table[table["seed"] == 1]).splitlines()
+    assert fewer[2] == "- the 15-minute figures the mean of 3 seeds: not met; 0 of 9 families have 3"
+    assert loglik.targets_markdown(table.iloc[:0]).count("pending") == 4
+
+
+def test_the_readme_targets_are_the_ones_the_results_file_gives():
+    readme = (ROOT / "README.md").read_text()
+    section = loglik.readme_section(readme, loglik.TARGETS_BEGIN, loglik.TARGETS_END)
+    assert section == loglik.targets_markdown(loglik.read_table(ROOT / "benchmarks" / "results" / "loglik.csv"))
+
 def test_the_readme_table_is_the_one_the_results_file_gives():
     readme = (ROOT / "README.md").read_text()
     assert loglik.readme_section(readme) == loglik.leaderboard_markdown(loglik.read_table(
