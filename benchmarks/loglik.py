@@ -206,6 +206,11 @@ def with_costs(table: pd.DataFrame) -> pd.DataFrame:
     return table.assign(cost_vs_vae=[round(float(c), 3) for c in costs])
 
 
+def summary_path(out: Path) -> Path:
+    """Where --report writes the means over seeds that the README's table shows: loglik.csv -> loglik-summary.csv."""
+    return Path(out).with_name(f"{Path(out).stem}-summary.csv")
+
+
 def write_table(path: Path, table: pd.DataFrame) -> None:
     """Writes the CSV atomically (a kill mid-write leaves the previous file)."""
     path = Path(path)
@@ -381,10 +386,11 @@ def figure(table: pd.DataFrame, title: str = "-log p(x) against minutes of train
 
 def leaderboard_markdown(table: pd.DataFrame) -> str:
     """The README table: a row per family, -log p(x) at 15 and 60 minutes and the longest run, next to the published
-    number; "pending" where the CSV has no protocol row yet."""
+    number; "pending" where the CSV has no protocol row yet. Its numbers are `summary`'s, which --report writes to
+    `summary_path` so that the table's means over seeds are values of a results file."""
     rows = summary(protocol_rows(table))
     published = {p.preset: p for p in PUBLISHED if p.preset}
-    lines = [("| family | preset | -log p(x) at 15 min | at 60 min | longest run | cost per epoch vs VAE | "
+    lines = [("| family | preset | -log p(x) at 15 min | at 60 min | longest run | cost per epoch vs VAE, 15 min | "
               "published (its budget) |"), "| --- | --- | --- | --- | --- | --- | --- |"]
     for preset in FAMILIES:
         mine = rows[rows["preset"] == preset]
@@ -392,8 +398,8 @@ def leaderboard_markdown(table: pd.DataFrame) -> str:
         longest = mine[mine["budget_minutes"] == mine["budget_minutes"].max()] if len(mine) else mine
         longest_cell = "pending" if longest.empty else \
             f"{_cell(longest)} at {longest['minutes'].iloc[0]:.0f} min"
-        costs = mine["cost_vs_vae"].dropna()
-        cost = f"{costs.mean():.2f}" if len(costs) else "pending"
+        costs = mine.loc[mine["budget_minutes"] == 15, "cost_vs_vae"].dropna()
+        cost = f"{costs.iloc[0]:.2f}" if len(costs) else "pending"
         paper = published.get(preset)
         paper_cell = f"{paper.nll:.2f}, {paper.source}, {paper.budget}" if paper and paper.nll else \
             (f"{paper.source}: {paper.protocol}" if paper else "")
@@ -497,11 +503,16 @@ def tuning_markdown(table: pd.DataFrame) -> str:
 
 
 def report(out: Path, readme: Path | None = ROOT / "README.md", log: Callable[[str], None] = print) -> None:
-    """Draws the figure beside the CSV and rewrites its README table from it: the leaderboard from the test-set
-    CSV, the table of what tuning tried from the validation CSV."""
+    """Draws the figure beside the CSV and rewrites its README table from it: the leaderboard (and the means over
+    seeds it shows, in `summary_path`) and the targets from the test-set CSV, the table of what tuning tried from
+    the validation CSV."""
     table = read_table(out)
     split = "validation" if (table["split"] == "validation").all() and len(table) else "test"
     rows = protocol_rows(table, split)
+    if split == "test":  # the means over seeds, and where they come from (rows of `out`, made by --report)
+        made = {"source": Path(out).name, **provenance.provenance("benchmarks/loglik.py", ["--report"])}
+        write_table(summary_path(out), summary(rows).assign(**made))
+        log(f"wrote {summary_path(out)}")
     if len(rows):
         picture = out.with_suffix(".png")
         title = f"-log p(x) against minutes of training (k = 5000, the {split} images)"
