@@ -327,6 +327,11 @@ def protocol_rows(table: pd.DataFrame, split: str = "test") -> pd.DataFrame:
     return table[keep]
 
 
+def means(table: pd.DataFrame, split: str = "test") -> pd.DataFrame:
+    """`summary` of the protocol rows of `split`: what the figure, the README table and the targets show."""
+    return summary(protocol_rows(table, split))
+
+
 def summary(table: pd.DataFrame) -> pd.DataFrame:
     """Per preset and mark: mean -log p(x) over seeds, its standard deviation over seeds, seeds, mean minutes."""
     grouped = table.groupby(["preset", "budget_minutes"])
@@ -351,13 +356,14 @@ def on_scale(points: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     return points[~points["family"].isin(far)], f"\noff the scale, not drawn: {values}"
 
 
-def figure(table: pd.DataFrame, title: str = "-log p(x) against minutes of training (k = 5000, 10,000 test images)"):
-    """plotnine: mean -log p(x) over seeds against minutes of training (log scale), a line per family, min-max bars
+def figure(means: pd.DataFrame,
+           title: str = "-log p(x) against minutes of training (k = 5000, 10,000 test images)"):
+    """plotnine, from `means` (`summary` rows): mean -log p(x) over seeds against minutes of training (log scale), a line per family, min-max bars
     over seeds, and each family's published number as a dashed line of its colour, labelled; a family far off the
     others' scale (`on_scale`) is named in the caption instead."""
     import plotnine as gg
 
-    points, off_scale = on_scale(summary(table).assign(family=lambda d: d["preset"].map(family)))
+    points, off_scale = on_scale(means.assign(family=lambda d: d["preset"].map(family)))
     marks = sorted(points["budget_minutes"].unique())
     shown = sorted((p for p in PUBLISHED if p.preset in set(points["preset"]) and p.nll is not None),
                    key=lambda p: p.nll)
@@ -385,11 +391,11 @@ def figure(table: pd.DataFrame, title: str = "-log p(x) against minutes of train
     return chart + gg.theme_bw() + gg.theme(figure_size=(8, 5))
 
 
-def leaderboard_markdown(table: pd.DataFrame) -> str:
-    """The README table: a row per family, -log p(x) at 15 and 60 minutes and the longest run, next to the published
-    number; "pending" where the CSV has no protocol row yet. Its numbers are `summary`'s, which --report writes to
-    `summary_path` so that the table's means over seeds are values of a results file."""
-    rows = summary(protocol_rows(table))
+def leaderboard_markdown(means: pd.DataFrame) -> str:
+    """The README table from `means` (`summary` rows): a row per family, -log p(x) at 15 and 60 minutes and the longest run, next to the published
+    number; "pending" where the CSV has no protocol row yet. --report writes `means` to `summary_path`, so that the
+    table's means over seeds are values of a results file."""
+    rows = means
     published = {p.preset: p for p in PUBLISHED if p.preset}
     lines = [("| family | preset | -log p(x) at 15 min | at 60 min | longest run | cost per epoch vs VAE, 15 min | "
               "published (its budget) |"), "| --- | --- | --- | --- | --- | --- | --- |"]
@@ -409,11 +415,11 @@ def leaderboard_markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def targets_markdown(table: pd.DataFrame) -> str:
-    """The README's lines on the targets, computed from the protocol rows: the lowest mean -log p(x) within each
+def targets_markdown(means: pd.DataFrame) -> str:
+    """The README's lines on the targets, computed from `means` (`summary` rows): the lowest mean -log p(x) within each
     target's minutes, the families with SEEDS_WANTED seeds at 15 minutes, and each pair of ORDERS at every mark
     both have, each line ending in whether it holds."""
-    rows = summary(protocol_rows(table))
+    rows = means
     lines = []
     for nats, minutes in TARGETS:
         within = rows[rows["budget_minutes"] <= minutes]
@@ -509,21 +515,21 @@ def report(out: Path, readme: Path | None = ROOT / "README.md", log: Callable[[s
     the validation CSV."""
     table = read_table(out)
     split = "validation" if (table["split"] == "validation").all() and len(table) else "test"
-    rows = protocol_rows(table, split)
+    shown = means(table, split)  # computed once: the summary file, the figure, the README table and targets
     if split == "test":  # the means over seeds, and where they come from (rows of `out`, made by --report)
         made = {"source": Path(out).name, **provenance.provenance("benchmarks/loglik.py", ["--report"])}
-        write_table(summary_path(out), summary(rows).assign(**made))
+        write_table(summary_path(out), shown.assign(**made))
         log(f"wrote {summary_path(out)}")
-    if len(rows):
+    if len(shown):
         picture = out.with_suffix(".png")
         title = f"-log p(x) against minutes of training (k = 5000, the {split} images)"
-        figure(rows, title).save(picture, dpi=110, verbose=False)
+        figure(shown, title).save(picture, dpi=110, verbose=False)
         log(f"wrote {picture}")
     if readme is None:
         return
     if split == "test":
-        text = with_readme_section(readme.read_text(), leaderboard_markdown(table))
-        readme.write_text(with_readme_section(text, targets_markdown(table), TARGETS_BEGIN, TARGETS_END))
+        text = with_readme_section(readme.read_text(), leaderboard_markdown(shown))
+        readme.write_text(with_readme_section(text, targets_markdown(shown), TARGETS_BEGIN, TARGETS_END))
         log(f"updated the leaderboard table and its targets in {readme}")
     elif len(table):
         readme.write_text(with_readme_section(readme.read_text(), tuning_markdown(table), TUNING_BEGIN, TUNING_END))

@@ -54,3 +54,57 @@ def test_every_size_argument_of_the_api_follows_the_rule(name, bad):
     message = f"{name} must be positive integers" if name == "hidden_sizes" else f"{name} must be a positive integer"
     with pytest.raises(ValueError, match=f"^{message}"):
         ENTRY_POINTS[name](bad)
+
+
+# Numbers: any finite real (ints and NumPy scalars too); bools, NaN, infinities, strings and None refused.
+BAD_NUMBERS = [True, float("nan"), float("inf"), -float("inf"), "1.0", None]
+
+
+@pytest.mark.parametrize("good", [0.5, 2, np.float32(0.25), np.int64(3)])
+def test_numbers_return_plain_floats(good):
+    for check in (checks.finite_number, checks.positive_number, checks.non_negative_number):
+        value = check(good, "x")
+        assert value == float(good) and type(value) is float
+
+
+@pytest.mark.parametrize(
+    ("check", "bad_values", "message"),
+    [
+        (checks.finite_number, BAD_NUMBERS, "x must be a finite number, got "),
+        (checks.positive_number, [*BAD_NUMBERS, 0, 0.0, -1e-9], "x must be a positive finite number, got "),
+        (checks.non_negative_number, [*BAD_NUMBERS, -1e-9, -1], "x must be a non-negative finite number, got "),
+    ],
+)
+def test_numbers_refuse_naming_the_argument(check, bad_values, message):
+    for bad in bad_values:
+        with pytest.raises(ValueError, match=f"^{re.escape(message + repr(bad))}$"):
+            check(bad, "x")
+
+
+def test_zero_is_non_negative():
+    assert checks.non_negative_number(0, "x") == 0.0 and checks.finite_number(-2.5, "x") == -2.5
+
+
+# Each public constructor with a scale-like number argument, and its name and rule.
+NUMBER_ENTRY_POINTS = {
+    "min_scale": (lambda v: nets.Encoder([4], latent_size=2, min_scale=v), "a positive finite number"),
+    "flow min_scale": (lambda v: flows.FlowEncoder([4], latent_size=2, num_steps=1, min_scale=v),
+                       "a positive finite number"),
+    "mixture min_scale": (lambda v: priors.MixturePrior(2, 3, min_scale=v), "a positive finite number"),
+    "init_loc_stddev": (lambda v: priors.MixturePrior(2, 3, init_loc_stddev=v), "a non-negative finite number"),
+    "init_stddev": (lambda v: priors.VampPrior(nets.Encoder([4], 2), (2, 2, 1), 3, init_stddev=v),
+                    "a non-negative finite number"),
+    "init_mean": (lambda v: priors.VampPrior(nets.Encoder([4], 2), (2, 2, 1), 3, init_mean=v), "a finite number"),
+}
+
+
+@pytest.mark.parametrize("entry", list(NUMBER_ENTRY_POINTS))
+@pytest.mark.parametrize("bad", [float("nan"), True, -1.0])
+def test_every_number_argument_of_the_api_follows_the_rule(entry, bad):
+    build, rule = NUMBER_ENTRY_POINTS[entry]
+    if bad == -1.0 and rule == "a finite number":
+        build(bad)  # -1 is a fine mean
+        return
+    name = entry.split()[-1]
+    with pytest.raises(ValueError, match=f"^{name} must be {rule}, got {re.escape(repr(bad))}$"):
+        build(bad)

@@ -237,7 +237,7 @@ def test_a_checkpoint_restores_every_flow_variable(tmp_path, flow):
         (dict(flow_hidden_units=[6, 0]), "flow_hidden_units must be positive integers, got [6, 0]"),
         (dict(hidden_sizes=[-1]), "hidden_sizes must be positive integers, got [-1]"),
         (dict(conv_channels=[0]), "conv_channels must be positive integers, got [0]"),
-        (dict(min_scale=0.0), "min_scale must be positive, got 0.0"),
+        (dict(min_scale=0.0), "min_scale must be a positive finite number, got 0.0"),
         (dict(activation="swish"), "unknown activation 'swish'"),
     ],
 )

@@ -92,7 +92,7 @@ def test_the_leaderboard_table_is_the_mean_and_spread_over_seeds_and_pending_wit
     table = summary_table([("mnist-burda-vae", 1, 15, 90.0), ("mnist-burda-vae", 2, 15, 91.0),
                            ("mnist-burda-vae", 3, 15, 92.0), ("mnist-burda-vae", 1, 60, 88.0),
                            ("mnist-burda-iwae5", 1, 60, 87.5), ("mnist-burda-two-layer", 1, 15, 95.0)])
-    lines = {line.split(" | ")[1].strip("`"): line for line in loglik.leaderboard_markdown(table).splitlines()[2:]}
+    lines = {line.split(" | ")[1].strip("`"): line for line in loglik.leaderboard_markdown(loglik.means(table)).splitlines()[2:]}
     assert lines["mnist-burda-vae"] == ("| vae | `mnist-burda-vae` | 91.00 +- 1.00 (3 seeds) | 88.00 (1 seed) | "
                                         "88.00 (1 seed) at 60 min | 1.00 | 86.76, Burda et al. (2015), "
                                         "3280 epochs, batch 20 |")
@@ -101,7 +101,7 @@ def test_the_leaderboard_table_is_the_mean_and_spread_over_seeds_and_pending_wit
     assert "| 95.00 (1 seed) | pending | 95.00 (1 seed) at 15 min | 2.00 |" in lines["mnist-burda-two-layer"]
     assert lines["mnist-burda-tcvae"].count("pending") == 4
     off_protocol = table.assign(k=100)
-    assert loglik.leaderboard_markdown(off_protocol).count("pending") == 4 * len(loglik.FAMILIES)
+    assert loglik.leaderboard_markdown(loglik.means(off_protocol)).count("pending") == 4 * len(loglik.FAMILIES)
 
 
 
@@ -109,7 +109,7 @@ def test_the_targets_lines_say_met_or_not_from_the_numbers():
     table = summary_table([(preset, seed, 15, nll + seed) for seed in (1, 2, 3) for preset, nll in
                            zip(loglik.FAMILIES, (90.0, 89.0, 89.5, 88.0, 87.5, 91.0, 89.0, 89.0, 140.0), strict=True)]
                           + [("mnist-burda-vae", 1, 60, 86.9), ("mnist-burda-iwae5", 1, 60, 87.2)])
-    lines = loglik.targets_markdown(table).splitlines()
+    lines = loglik.targets_markdown(loglik.means(table)).splitlines()
     assert lines[0] == ("- -log p(x) <= 87.0 within 60 minutes: **met**; lowest 86.90 (1 seed) by vae at "
                         "60 minutes")
     assert lines[1].startswith("- -log p(x) <= 86.0 within 150 minutes: not met; lowest 86.90")
@@ -120,21 +120,21 @@ def test_the_targets_lines_say_met_or_not_from_the_numbers():
                         "spread over seeds is not known yet))")
     assert lines[4].startswith("- iwae5-dreg at or below iwae5 at an equal budget: does not hold (15 min: 91.50 "
                                "against 91.00, +0.50 +- 0.82 (3 and 3 seeds, within it)")
-    fewer = loglik.targets_markdown(table[table["seed"] == 1]).splitlines()
+    fewer = loglik.targets_markdown(loglik.means(table[table["seed"] == 1])).splitlines()
     assert fewer[2] == "- the 15-minute figures the mean of 3 seeds: not met; 0 of 9 families have 3"
-    assert loglik.targets_markdown(table.iloc[:0]).count("pending") == 4
+    assert loglik.targets_markdown(loglik.means(table.iloc[:0])).count("pending") == 4
 
 
 def test_the_readme_targets_are_the_ones_the_results_file_gives():
     readme = (ROOT / "README.md").read_text()
     section = loglik.readme_section(readme, loglik.TARGETS_BEGIN, loglik.TARGETS_END)
-    assert section == loglik.targets_markdown(loglik.read_table(ROOT / "benchmarks" / "results" / "loglik.csv"))
+    assert section == loglik.targets_markdown(loglik.means(loglik.read_table(ROOT / "benchmarks" / "results" / "loglik.csv")))
 
 def test_the_readme_table_is_the_one_the_results_file_gives():
     readme, results = (ROOT / "README.md").read_text(), ROOT / "benchmarks" / "results" / "loglik.csv"
-    assert loglik.readme_section(readme) == loglik.leaderboard_markdown(loglik.read_table(results))
+    assert loglik.readme_section(readme) == loglik.leaderboard_markdown(loglik.means(loglik.read_table(results)))
     # the means over seeds the table shows are the summary file's (tools/quoted_numbers.py checks the table on it)
-    expected = loglik.summary(loglik.protocol_rows(loglik.read_table(results)))
+    expected = loglik.means(loglik.read_table(results))
     written = pd.read_csv(loglik.summary_path(results))
     assert (written["source"] == "loglik.csv").all() and written["command"].str.endswith("--report").all()
     pd.testing.assert_frame_equal(written[expected.columns], expected, check_dtype=False)
@@ -173,16 +173,16 @@ def test_the_readme_tuning_table_is_the_one_the_validation_results_file_gives():
 def test_the_figure_draws_a_line_per_family(tmp_path):
     table = summary_table([("mnist-burda-vae", seed, mark, 92.0 - mark / 30 + seed / 10)
                            for seed in (1, 2, 3) for mark in (15, 60)] + [("mnist-burda-iwae5", 1, 15, 90.0)])
-    chart = loglik.figure(table)
+    chart = loglik.figure(loglik.means(table))
     assert sorted(chart.data["family"].unique()) == ["iwae5", "vae"] and len(chart.data) == 3
     chart.save(tmp_path / "loglik.png", dpi=50, verbose=False)
     assert (tmp_path / "loglik.png").stat().st_size > 1000
     # One mark only (the first step of the plan): the log axis still gets a range to draw.
-    loglik.figure(table[table["budget_minutes"] == 15]).save(tmp_path / "one_mark.png", dpi=50, verbose=False)
+    loglik.figure(loglik.means(table[table["budget_minutes"] == 15])).save(tmp_path / "one_mark.png", dpi=50, verbose=False)
     assert (tmp_path / "one_mark.png").stat().st_size > 1000
     # A family 10+ nats above the others (the TCVAE: 147.50 against 84-89) is named in the caption, not drawn.
     far = pd.concat([table, summary_table([("mnist-burda-tcvae", 1, 15, 147.5)])])
-    chart = loglik.figure(far)
+    chart = loglik.figure(loglik.means(far))
     assert "tcvae" not in set(chart.data["family"]) and len(chart.data) == 3
     assert chart.labels.caption.endswith("off the scale, not drawn: tcvae 147.50 at 15 min")
 

@@ -1,13 +1,15 @@
 """Argument checks of the Python API: one rule and one message for each kind of size.
 
-Every public constructor and function checks its sizes here, so `Encoder(latent_size=0)`,
-`MixturePrior(2, 3.5)` and `evaluate(..., k=0)` fail the same way, naming the argument. A size is an int or a
-NumPy integer; bools and floats (3.0 too) are refused. Configs have checks of their own (`config.ConfigError`,
+Every public constructor and function checks its sizes and scalar settings here, so `Encoder(latent_size=0)`,
+`MixturePrior(2, 3.5)`, `MixturePrior(2, 3, min_scale=0.0)` and `evaluate(..., k=0)` fail the same way, naming
+the argument. A size is an int or a NumPy integer; bools and floats (3.0 too) are refused. A number (a scale, a
+standard deviation, a time) is any finite real, ints and NumPy scalars too; bools, NaN and infinities are refused. Configs have checks of their own (`config.ConfigError`,
 fields named `section.name`), stricter: plain ints only, as a config is written to JSON.
 """
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Iterable
 from typing import Any
@@ -35,6 +37,37 @@ def positive_ints(values: Iterable[Any], name: str) -> tuple[int, ...]:
     if not all(is_positive_int(size) for size in sizes):
         raise ValueError(f"{name} must be positive integers, got {_listed(values)}")
     return tuple(int(size) for size in sizes)
+
+
+def is_finite_number(value: Any) -> bool:
+    """True for a finite int, float or NumPy real scalar; False for bools, NaN, infinities and everything else."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def is_positive_number(value: Any) -> bool:
+    """True for a finite real number > 0 (see `is_finite_number`)."""
+    return is_finite_number(value) and value > 0
+
+
+def finite_number(value: Any, name: str) -> float:
+    """`value` as a float; a ValueError naming `name` unless `is_finite_number(value)`."""
+    if not is_finite_number(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def positive_number(value: Any, name: str) -> float:
+    """`value` as a float; a ValueError naming `name` unless it is a finite number > 0."""
+    if not is_positive_number(value):
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    return float(value)
+
+
+def non_negative_number(value: Any, name: str) -> float:
+    """`value` as a float; a ValueError naming `name` unless it is a finite number >= 0."""
+    if not (is_finite_number(value) and value >= 0):
+        raise ValueError(f"{name} must be a non-negative finite number, got {value!r}")
+    return float(value)
 
 
 def image_shape(shape: Any, name: str = "image_shape") -> tuple[int, int, int]:

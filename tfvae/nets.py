@@ -154,8 +154,7 @@ def checked_codes(decoder: snt.Module, z) -> tf.Tensor:
 # --------------------------------------------------------------------------- posterior
 def _posterior_head(latent_size: int, min_scale: float, deterministic: bool) -> snt.Linear:
     checks.positive_int(latent_size, "latent_size")
-    if min_scale <= 0:
-        raise ValueError(f"min_scale must be positive, got {min_scale}")
+    checks.positive_number(min_scale, "min_scale")
     if deterministic:
         return snt.Linear(latent_size, w_init=_weight_init(), name="loc")
     return snt.Linear(2 * latent_size, w_init=_weight_init(), name="loc_and_log_variance")
@@ -303,7 +302,7 @@ class PixelLikelihood(snt.Module):
             if normal_scale == "learned":
                 start = tf.fill(self.image_shape, float(tfp.math.softplus_inverse(1.0 - _MIN_PIXEL_SCALE)))
                 self.raw_scale = tf.Variable(start, name="raw_pixel_scale")
-            elif isinstance(normal_scale, (int, float)) and normal_scale > 0:
+            elif checks.is_positive_number(normal_scale):
                 self._fixed_scale = float(normal_scale)
             else:
                 raise ValueError(f"normal_scale must be a number > 0 or 'learned', got {normal_scale!r}")

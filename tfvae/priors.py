@@ -25,8 +25,6 @@ z (`tfvae.objectives.kl_divergence` falls back to it).
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Callable, Sequence
 
 import sonnet as snt
@@ -54,18 +52,6 @@ DEFAULT_INIT_LOC_STDDEV = 0.5
 # Its grey-level datasets use means 0.4 to 0.5 (std 0.01 to 0.02).
 DEFAULT_PSEUDO_INPUT_MEAN = 0.05
 DEFAULT_PSEUDO_INPUT_STDDEV = 0.01
-
-
-def _check_positive_float(value, field: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (value > 0 and math.isfinite(value)):
-        raise ValueError(f"{field} must be a positive finite number, got {value!r}")
-    return float(value)
-
-
-def _check_non_negative_float(value, field: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (value >= 0 and math.isfinite(value)):
-        raise ValueError(f"{field} must be a non-negative finite number, got {value!r}")
-    return float(value)
 
 
 class MixturePrior(snt.Module):
@@ -100,8 +86,8 @@ class MixturePrior(snt.Module):
         super().__init__(name=name)
         self.latent_size = checks.positive_int(latent_size, "latent_size")
         self.num_components = checks.positive_int(num_components, "num_components")
-        self.min_scale = _check_positive_float(min_scale, "min_scale")
-        init_loc_stddev = _check_non_negative_float(init_loc_stddev, "init_loc_stddev")
+        self.min_scale = checks.positive_number(min_scale, "min_scale")
+        init_loc_stddev = checks.non_negative_number(init_loc_stddev, "init_loc_stddev")
         shape = [self.num_components, self.latent_size]
         self.logits = tf.Variable(tf.zeros([self.num_components]), name="logits")
         self.loc = tf.Variable(tf.random.normal(shape, stddev=init_loc_stddev), name="loc")
@@ -163,9 +149,8 @@ class VampPrior(snt.Module):
             raise ValueError(f"encoder must be callable (images -> q(z|x)), got {type(encoder).__name__}")
         self.image_shape = checks.image_shape(image_shape)
         self.num_pseudo_inputs = checks.positive_int(num_pseudo_inputs, "num_pseudo_inputs")
-        if isinstance(init_mean, bool) or not isinstance(init_mean, numbers.Real) or not math.isfinite(init_mean):
-            raise ValueError(f"init_mean must be a finite number, got {init_mean!r}")
-        init_stddev = _check_non_negative_float(init_stddev, "init_stddev")
+        init_mean = checks.finite_number(init_mean, "init_mean")
+        init_stddev = checks.non_negative_number(init_stddev, "init_stddev")
         self.encoder = encoder
         self.latent_size = getattr(encoder, "latent_size", None)
         start = tf.random.normal([self.num_pseudo_inputs, *self.image_shape], mean=float(init_mean), stddev=init_stddev)

@@ -41,8 +41,8 @@ import sonnet as snt
 import tensorflow as tf
 from tqdm.auto import tqdm
 
+from tfvae import checks, devices, distribute, objectives, rundir, runners
 from tfvae import data as data_lib
-from tfvae import devices, distribute, objectives, rundir, runners
 from tfvae import model as model_lib
 from tfvae.config import Experiment
 from tfvae.model import VAE
@@ -110,7 +110,7 @@ def fit(
         good checkpoint is kept).
       RunDirError, ValueError: an unusable run directory or dataset.
     """
-    if time_budget is not None and not time_budget > 0:
+    if time_budget is not None and not checks.is_positive_number(time_budget):
         raise ValueError(f"time_budget must be a number of seconds > 0 (or None), got {time_budget!r}")
     strategy = distribute.build_strategy(experiment.train.distribute)  # first: see distribute.build_strategy
     # Only the chief of a multi-worker run writes run_dir; the other workers write a scratch copy.
