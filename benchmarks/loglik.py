@@ -274,15 +274,18 @@ def evaluate_mark(preset: str, seed: int, minutes: float, plan: Plan, argv: Sequ
     cached = run_dir / f"loglik-{minutes:g}min-{plan.split}-k{plan.k}-{plan.limit or 'all'}.json"
     if cached.exists():
         return json.loads(cached.read_text())
-    result = tfvae.fit(experiment_for(preset, seed, plan), run_dir, progress=False, time_budget=minutes * 60)
+    log(f"{run_dir.name}: training to {minutes:g} min")
+    result = tfvae.fit(experiment_for(preset, seed, plan), run_dir, progress=sys.stderr.isatty(),
+                       time_budget=minutes * 60)
     history = result.history.reset_index(drop=True)
     first = first_row_past(history, minutes * 60)
     if first is None or first != len(history) - 1:
         trained = history["wall_time"].iloc[-1] / 60 if len(history) else 0.0
         log(f"{run_dir.name}: not scored at {minutes:g} min (its checkpoint is at {trained:.2f} min of training)")
         return None
-    scores = score(run_dir, plan)
     last = history.iloc[-1]
+    log(f"{run_dir.name}: trained {last['wall_time'] / 60:.2f} min ({last['epoch']:g} epochs); scoring, k = {plan.k}")
+    scores = score(run_dir, plan)
     row = {"preset": preset, "seed": seed, "budget_minutes": minutes, "minutes": round(last["wall_time"] / 60, 3),
            "epochs": round(float(last["epoch"]), 3), "negative_elbo": round(scores["negative_elbo"], 3),
            "nll": round(scores["nll"], 3), "nll_standard_error": round(scores["nll_standard_error"], 3),

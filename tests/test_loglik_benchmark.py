@@ -42,7 +42,8 @@ def counted(monkeypatch, module, name):
     return calls
 
 
-def test_a_stopped_run_continues_from_its_checkpoint_and_each_mark_is_one_row(mnist_data_dir, tmp_path, monkeypatch):
+def test_a_stopped_run_continues_from_its_checkpoint_and_each_mark_is_one_row(mnist_data_dir, tmp_path, monkeypatch,
+                                                                             capsys):
     out = tmp_path / "loglik.csv"
     argv = ["--presets", "mnist-burda-vae", "mnist-burda-iwae5", "--seeds", "1", "--minutes", "0.1", "0.05",
             "--k", "4", "--run-root", str(tmp_path / "runs"), "--out", str(out),
@@ -58,8 +59,11 @@ def test_a_stopped_run_continues_from_its_checkpoint_and_each_mark_is_one_row(mn
 
     fake_clock(monkeypatch)
     fits, scores = counted(monkeypatch, tfvae, "fit"), counted(monkeypatch, loglik, "score")
+    capsys.readouterr()
     loglik.main(argv)  # the same command again
     assert len(fits) == len(scores) == 1  # only the IWAE's second mark: nothing done twice
+    said = [line.split(": ", 1)[1] for line in capsys.readouterr().out.splitlines() if line.startswith("mnist-")]
+    assert said[:2] == ["training to 0.1 min", "trained 0.10 min (3 epochs); scoring, k = 4"]  # a log shows progress
 
     table = loglik.read_table(out)
     assert len(table) == 4 and not table.duplicated(list(loglik.KEY)).any()

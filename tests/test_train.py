@@ -257,7 +257,7 @@ def test_tfvae_adam_makes_the_same_updates_as_sonnets_adam():
 
 
 def test_a_time_budget_stops_at_the_first_row_past_it_with_a_checkpoint_and_a_larger_one_continues(
-        tmp_path, monkeypatch):
+        tmp_path, monkeypatch, capsys):
     ticks = iter(range(1000))  # a clock that advances 1 s each time fit reads it: once a session, once a row
     monkeypatch.setattr(train, "_clock", lambda: float(next(ticks)))
     experiment = tiny_experiment(epochs=3)  # 5 steps per epoch, rows every 2 steps and at epoch ends
@@ -276,6 +276,12 @@ def test_a_time_budget_stops_at_the_first_row_past_it_with_a_checkpoint_and_a_la
     assert rundir.read_history(tmp_path / "run")["step"].tolist() == [2, 4, 5, 6, 8]
     with pytest.raises(ValueError, match="time_budget"):
         run(0)
+    capsys.readouterr()
+    train.fit(experiment, tmp_path / "run", train_data=datasets(experiment)[0], test_data=datasets(experiment)[1],
+              time_budget=6.5)  # the bar counts seconds of the budget from the 5 already trained: 5/7 to 7/7 at 7 s
+    bar = capsys.readouterr().err.replace("\r", "\n").splitlines()
+    assert "seconds of training" in bar[-1] and " 7/7 [" in bar[-1] and "epoch=2.40" in bar[-1]
+    assert any(" 5/7 [" in line for line in bar)
 
     finished = run(None)  # the epochs bound it again, and it ends where an unbudgeted run ends
     whole = train.fit(experiment, tmp_path / "whole", train_data=datasets(experiment)[0],

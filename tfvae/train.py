@@ -96,7 +96,8 @@ def fit(
         `tf.random.set_seed(experiment.train.seed)`, without a prefetch
         inside the part that repeats, so that a resumed run continues exactly.
       hooks: called with (step, model, row) after each history row.
-      progress: show a progress bar.
+      progress: show a progress bar: of steps, or with a time budget, of
+        seconds of training.
       time_budget: seconds of training in all (history.csv's `wall_time`,
         summed over the sessions of a resumed run) after which to stop, at the
         first history row that reaches it, with a checkpoint; None trains for
@@ -156,7 +157,7 @@ def _fit_locked(experiment, run_dir, model, train_data, test_data, hooks, progre
     history = rundir.read_history(run_dir)
     rows = history[history["step"] <= step].to_dict("records")
     wall_offset = float(rows[-1]["wall_time"]) if rows else 0.0
-    bar = tqdm(total=total_steps, initial=step, disable=not progress, unit="step", desc=experiment.name)
+    bar = _progress_bar(experiment.name, step, total_steps, wall_offset, time_budget, progress)
     out_of_time = time_budget is not None and wall_offset >= time_budget
     started = _clock()
     while step < total_steps and not out_of_time:
@@ -170,11 +171,12 @@ def _fit_locked(experiment, run_dir, model, train_data, test_data, hooks, progre
         if int(state.bad_step.numpy()) >= 0:
             bar.close()
             raise nonfinite_error(state, restored)
-        bar.update(target - step)
-        step = target
-        end_of_epoch = step % steps_per_epoch == 0 or step == total_steps
         wall_time = wall_offset + _clock() - started
         out_of_time = time_budget is not None and wall_time >= time_budget
+        bar.update(target - step if time_budget is None else
+                   (bar.total if out_of_time else int(wall_time)) - bar.n)
+        step = target
+        end_of_epoch = step % steps_per_epoch == 0 or step == total_steps
         if step % config.log_every == 0 or end_of_epoch or out_of_time:
             row = _history_row(step, steps_per_epoch, state, wall_time)
             # The KL weight and learning rate of the row's last step.
@@ -292,6 +294,16 @@ def _steps_per_epoch(data) -> int:
 
 def _next_multiple(value: int, period: int) -> int:
     return (value // period + 1) * period
+
+
+def _progress_bar(name: str, step: int, total_steps: int, wall_offset: float, time_budget: float | None,
+                  enabled: bool) -> tqdm:
+    """Steps done out of `total_steps`; with a time budget, seconds of training (wall_offset on) out of it, since
+    the budget, not the epochs, is what ends such a run."""
+    if time_budget is None:
+        return tqdm(total=total_steps, initial=step, disable=not enabled, unit="step", desc=name)
+    return tqdm(total=math.ceil(time_budget), initial=int(min(wall_offset, time_budget)), disable=not enabled,
+                unit="s", desc=f"{name}, seconds of training")
 
 
 def _bar_numbers(rows: list[dict]) -> dict:
