@@ -63,6 +63,8 @@ def test_running_again_continues_instead_of_starting_over(trained_run, mnist_dat
         (["--dataset", "no_such_dataset"], "unknown dataset 'no_such_dataset'"),
         (["--preset", "nope"], "unknown preset 'nope'"),
         (["--set", "model.latnet_size=3"], "unknown config field 'model.latnet_size'"),
+        (["--minutes", "0"], "--minutes must be a positive number, got 0.0"),
+        (["--minutes", "nan"], "--minutes must be a positive number, got nan"),
     ],
 )
 def test_bad_settings_end_in_one_clear_line(arguments, message, tmp_path, mnist_data_dir, capsys):
@@ -70,6 +72,27 @@ def test_bad_settings_end_in_one_clear_line(arguments, message, tmp_path, mnist_
     error = capsys.readouterr().err.strip()
     assert status == 2
     assert message in error and error.startswith("tfvae: error:") and len(error.splitlines()) == 1
+
+
+def test_minutes_stop_a_run_with_a_checkpoint_and_more_minutes_continue_it(tmp_path, mnist_data_dir, monkeypatch,
+                                                                           capsys):
+    from tfvae import train
+
+    ticks = iter(range(1000))  # fit's clock advances 1 s each time it is read: once a session, once a history row
+    monkeypatch.setattr(train, "_clock", lambda: float(next(ticks)))
+    run_dir = tmp_path / "run"
+    common = ["--preset", "tiny", "--data-dir", mnist_data_dir, "--run-dir", run_dir, "--epochs", 2,
+              "--set", "train.log_every=2", "--no-progress", "--no-figures", "--no-tensorboard"]
+    assert run("train", *common, "--minutes", 3 / 60) == 0
+    history = pd.read_csv(run_dir / "history.csv")
+    assert history["step"].tolist() == [2, 4, 6] and history["wall_time"].tolist() == [1, 2, 3]
+    assert list((run_dir / "checkpoints").glob("ckpt-6.index"))
+    said = capsys.readouterr().out  # inside the first epoch (7 steps): no test loss yet, and it says so
+    assert "stopped at step 6 (epoch 0.86) after 3 s of training, before the first epoch's test" in said
+    assert run("train", *common, "--minutes", 6 / 60) == 0  # continues from step 6 at 3 s, to 6 s
+    history = pd.read_csv(run_dir / "history.csv")
+    assert history["step"].tolist() == [2, 4, 6, 7, 8, 10] and history["wall_time"].tolist() == [1, 2, 3, 4, 5, 6]
+    assert "after 1 epochs" in capsys.readouterr().out  # the summary of the last tested epoch
 
 
 def test_missing_offline_source_says_how_to_fetch(tmp_path, capsys, monkeypatch):

@@ -1,6 +1,6 @@
 """The `tfvae` command: parse, build an Experiment, call the library.
 
-    tfvae train [--preset mnist-bernoulli-20d] [--run-dir DIR] [--epochs N] [--set model.latent_size=2 ...]
+    tfvae train [--preset mnist-bernoulli-20d] [--run-dir DIR] [--epochs N] [--minutes M] [--set model.latent_size=2 ...]
                 [--device auto|cpu|gpu] [--distribute default|mirrored|multi_worker] [--precision float32|...]
     tfvae plot RUN_DIR
     tfvae data fetch NAME [--data-dir DIR]
@@ -89,6 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
         train.add_argument(f"--{option.replace('_', '-')}", type=_parse_value, help=f"sets {field}{described}")
     train.add_argument("--set", dest="changes", action="append", default=[], type=_parse_assignment,
                        metavar="FIELD=VALUE", help="override any config field, e.g. model.hidden_sizes=[400,150]")
+    train.add_argument("--minutes", type=float, metavar="M",
+                       help="stop, with a checkpoint, once the run has trained M minutes in all (summed over the "
+                            "sessions of a continued run; train.epochs still bounds it); run again with a larger M "
+                            "to continue")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.add_argument("--no-figures", action="store_true", help="skip drawing figures")
     train.add_argument("--progress-gifs", action="store_true",
@@ -144,9 +148,11 @@ def experiment_from_args(args: argparse.Namespace) -> config_lib.Experiment:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from tfvae import devices, distribute, plots, rundir, tensorboard, train
+    from tfvae import checks, devices, distribute, plots, rundir, tensorboard, train
 
     experiment = experiment_from_args(args)
+    if args.minutes is not None and not checks.is_positive_number(args.minutes):
+        raise ValueError(f"--minutes must be a positive number, got {args.minutes}")
     # Both before TensorFlow runs an op: its thread pools, and a multi-worker strategy, are fixed then.
     devices.set_threads(experiment.train.threads)
     strategy = distribute.build_strategy(experiment.train.distribute)
@@ -157,9 +163,16 @@ def _train(args: argparse.Namespace) -> None:
         recorders = [plots.ProgressRecorder.for_experiment(experiment)] if args.progress_gifs and chief else []
         writes_events = chief and not args.no_tensorboard
         loggers = [tensorboard.TensorBoardLogger.for_experiment(experiment, run_dir)] if writes_events else []
-        result = train.fit(experiment, run_dir, progress=not args.no_progress, hooks=[*recorders, *loggers])
+        result = train.fit(experiment, run_dir, progress=not args.no_progress, hooks=[*recorders, *loggers],
+                           time_budget=None if args.minutes is None else args.minutes * 60)
     for logger in loggers:
         logger.close()
+    if result.history["test_loss"].isna().all():  # --minutes ran out inside the first epoch
+        last = result.history.iloc[-1]
+        print(f"stopped at step {last['step']:.0f} (epoch {last['epoch']:.2f}) after {last['wall_time']:.0f} s of "
+              f"training, before the first epoch's test: run again with more --minutes to continue\n"
+              f"run directory: {run_dir}")
+        return
     summary = rundir.run_summary(result.history)
     if not chief:
         print(f"worker {strategy.cluster_resolver.task_id} done: test negative ELBO {summary['test_loss']:.2f}; "
