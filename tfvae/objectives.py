@@ -305,14 +305,18 @@ def iwae_loss(
 def _dreg_loss(model, images: tf.Tensor, seed, sample_shape, kl_weight) -> tuple[ImportanceSamples, tf.Tensor]:
     """The batch-mean negative IWAE bound over draws [n, k, b] whose gradient is DReG's (Tucker et al., 2019).
 
-    With normalised weights v_i = w_i / sum_j w_j over the k draws, the
-    encoder's gradient is sum_i v_i^2 (d log w_i / d z_i) dz_i/dphi, with
-    q(z|x)'s own parameters held fixed in log w (no score term); the
+    With normalised weights v_i = w_i / sum_j w_j over the k draws and the
+    KL weight beta in log w_i = log p(x|z_i) + beta (log p(z_i) - log
+    q(z_i|x)), the encoder's gradient is sum_i ((1 - beta) v_i + beta v_i^2)
+    (d log w_i / d z_i) dz_i/dphi, with q(z|x)'s own parameters held fixed
+    in log w: the score term -beta sum_i v_i d log q(z_i|x)/dphi becomes
+    its reparameterised twin -beta sum_i v_i (1 - v_i) (d log w_i / d z_i)
+    dz_i/dphi, so beta = 1 gives Tucker et al.'s sum_i v_i^2 (...). The
     decoder, the prior, and a prior's direct use of the encoder (VampPrior)
     get the IWAE gradient sum_i v_i grad log w_i. As a surrogate:
-    sum_i sg(v_i) log w_i + sg(v_i^2 - v_i) sg(g_i) . z_i, with g_i = d log
-    w_i / d z_i from an inner tape (one more backward pass through the
-    decoder to z). Its value is replaced by the bound's. Needs a Normal
+    sum_i sg(v_i) log w_i + beta sg(v_i^2 - v_i) sg(g_i) . z_i, with g_i =
+    d log w_i / d z_i from an inner tape (one more backward pass through
+    the decoder to z). Its value is replaced by the bound's. Needs a Normal
     (or Independent Normal) posterior.
     """
     images = as_images(images)
@@ -327,7 +331,8 @@ def _dreg_loss(model, images: tf.Tensor, seed, sample_shape, kl_weight) -> tuple
     score = tf.stop_gradient(tape.gradient(total, z))  # [n, k, b, d]: d log w_i / d z_i
     normalised = tf.stop_gradient(tf.nn.softmax(log_weights, axis=1))
     path = tf.reduce_sum(score * z, axis=-1)  # its gradient: sg(g_i) dz_i
-    surrogate = -tf.reduce_mean(tf.reduce_sum(normalised * log_weights + (normalised**2 - normalised) * path, axis=1))
+    reparameterised_score = kl_weight * (normalised**2 - normalised) * path  # -beta sum_i v_i dlog q(z_i|x)/dphi
+    surrogate = -tf.reduce_mean(tf.reduce_sum(normalised * log_weights + reparameterised_score, axis=1))
     value = -tf.reduce_mean(log_mean_exp(log_weights, axis=1))
     samples = ImportanceSamples(posterior, z, log_likelihood, prior.log_prob(z) - posterior.log_prob(z), prior)
     return samples, tf.stop_gradient(value) + surrogate - tf.stop_gradient(surrogate)
