@@ -15,8 +15,11 @@ seeds. Each preset (`tfvae presets`; 784-200-200-50 tanh unless the family
 changes it) trains through `tfvae.fit(..., time_budget=...)`; `--minutes 15
 60` evaluates each run as its training clock passes 15 and then 60 minutes.
 "Minutes" are minutes of training as history.csv's wall_time counts them:
-summed over every session of a resumed run, each session's start-up and XLA
-compilation included, the importance-sampled evaluations not.
+fit's training loop summed over every session of a resumed run, XLA
+compilation and each epoch's end included (the test-set -ELBO over the 10,000
+test images, the history row, the checkpoint: a fixed cost per epoch, so a
+larger share of a cheap epoch's family), reading the data before the loop and
+the importance-sampled evaluations not.
 
 Resumable: a run lives in RUN_ROOT/PRESET-sSEED and is continued from its
 checkpoint, never restarted; each evaluated mark is kept in the run
@@ -33,7 +36,7 @@ mark: what a family costs; date, commit, CPU, command of the session that made
 the row), the figure beside it (loglik.png) and, with --report, the README
 table between its `loglik:begin` / `loglik:end` markers.
 
---validation holds out the last 10,000 training images (`data.validation`):
+--validation holds out the last 10,000 training images in TFDS's order (`data.validation`):
 the runs train on the other 50,000 and are scored on those (RUN_ROOT/...-val,
 loglik-validation.csv), so tuning never sees the test set. --set changes the
 settings of every preset (their own run directories and CSV rows).
@@ -95,7 +98,9 @@ sys.path.insert(0, str(ROOT / "tools"))
 import provenance  # tools/provenance.py: the date, commit, CPU and command of each row
 
 PROTOCOL_K = 5000
-VALIDATION_IMAGES = 10_000  # the last 10,000 training images, as Tomczak & Welling hold out for dynamic MNIST
+# As many as Tomczak & Welling hold out for dynamic MNIST: here the last 10,000 in TFDS's order (a fixed split, not
+# their images, which are the original file's last 10,000).
+VALIDATION_IMAGES = 10_000
 # More epochs than any budget here reaches: the clock stops these runs (fit's time_budget), not the epochs.
 CLOCK_BOUND_EPOCHS = 100_000
 FAMILIES = ("mnist-burda-vae", "mnist-burda-iwae5", "mnist-burda-iwae5-dreg", "mnist-burda-mixture",

@@ -14,9 +14,10 @@ never interrupted (bit for bit with `train.deterministic`). history.csv is
 trimmed back to the checkpoint on resume, so every logged step appears once.
 
 `time_budget` stops training by the clock instead of by epochs: at the first
-history row whose `wall_time` (seconds of training summed over sessions,
-each session's start-up and compilation included, evaluation elsewhere not)
-reaches it, with a checkpoint there. A run continued with a larger budget
+history row whose `wall_time` reaches it: seconds of the training loop summed
+over sessions, XLA compilation and each epoch's end (the test pass, the
+history row, the checkpoint) included; reading the data and building the
+model before the loop, and evaluations outside `fit`, not, with a checkpoint there. A run continued with a larger budget
 goes on from that checkpoint; one already past its budget trains no further.
 
 A non-finite loss or gradient stops training with `NonFiniteError`, naming
