@@ -3,8 +3,9 @@
 Every public constructor and function checks its sizes and scalar settings here, so `Encoder(latent_size=0)`,
 `MixturePrior(2, 3.5)`, `MixturePrior(2, 3, min_scale=0.0)` and `evaluate(..., k=0)` fail the same way, naming
 the argument. A size is an int or a NumPy integer; bools and floats (3.0 too) are refused. A number (a scale, a
-standard deviation, a time) is any finite real, ints and NumPy scalars too; bools, NaN and infinities are refused. Configs have checks of their own (`config.ConfigError`,
-fields named `section.name`), stricter: plain ints only, as a config is written to JSON.
+standard deviation, a time) is any finite real, ints and NumPy scalars too; bools, NaN and infinities are
+refused. Configs have checks of their own (`config.ConfigError`, fields named `section.name`), stricter: plain
+ints only, as a config is written to JSON.
 """
 
 from __future__ import annotations

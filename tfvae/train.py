@@ -13,12 +13,13 @@ from the last checkpoint and ends with the same weights as a run that was
 never interrupted (bit for bit with `train.deterministic`). history.csv is
 trimmed back to the checkpoint on resume, so every logged step appears once.
 
-`time_budget` stops training by the clock instead of by epochs: at the first
-history row whose `wall_time` reaches it: seconds of the training loop summed
-over sessions, XLA compilation and each epoch's end (the test pass, the
-history row, the checkpoint) included; reading the data and building the
-model before the loop, and evaluations outside `fit`, not, with a checkpoint there. A run continued with a larger budget
-goes on from that checkpoint; one already past its budget trains no further.
+`time_budget` stops training by the clock instead of by epochs, with a
+checkpoint, at the first history row whose `wall_time` reaches it. That is
+seconds of the training loop summed over sessions: XLA compilation and each
+epoch's end (the test pass, the history row, the checkpoint) included;
+reading the data and building the model before the loop, and evaluations
+outside `fit`, not. A run continued with a larger budget goes on from that
+checkpoint; one already past its budget trains no further.
 
 A non-finite loss or gradient stops training with `NonFiniteError`, naming
 the step and the term, without writing a checkpoint or calling a hook (the
