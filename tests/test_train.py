@@ -289,3 +289,21 @@ def test_a_time_budget_stops_at_the_first_row_past_it_with_a_checkpoint_and_a_la
     assert finished.history["step"].tolist() == [2, 4, 5, 6, 8, 10, 12, 14, 15]
     for a, b in zip(whole.model.variables, finished.model.variables):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_test_every_skips_test_passes_but_not_the_last_and_trains_the_same(tmp_path):
+    """train.test_every = 2 over 5 epochs: test losses at epochs 2, 4 and 5 (the last) only, the same numbers
+    there as testing every epoch, and the same weights: the test pass does not touch training."""
+    results = {}
+    for every in (1, 2):
+        experiment = config.override(tiny_experiment(epochs=5), {"train.test_every": every})
+        train_data, test_data = datasets(experiment)
+        results[every] = train.fit(experiment, tmp_path / f"every{every}", train_data=train_data,
+                                   test_data=test_data, progress=False)
+    tested = {every: result.history.dropna(subset=["test_loss"]) for every, result in results.items()}
+    assert tested[1]["epoch"].tolist() == [1, 2, 3, 4, 5] and tested[2]["epoch"].tolist() == [2, 4, 5]
+    np.testing.assert_allclose(tested[2]["test_loss"], tested[1]["test_loss"].iloc[[1, 3, 4]], rtol=1e-6)
+    for a, b in zip(results[1].model.variables, results[2].model.variables, strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6)
+    with pytest.raises(config.ConfigError, match="train.test_every must be a positive integer, got 0"):
+        config.override(tiny_experiment(), {"train.test_every": 0})

@@ -212,6 +212,10 @@ class TrainConfig:
     # seeds 1, 2, 3 (benchmarks/results/train_speed.json).
     seed: int = 2
     log_every: int = 100  # steps between rows of history.csv
+    # Epochs between test passes (the test-set ELBO in history.csv), and always at the last epoch and at a time
+    # budget's stop; training is the same whatever it is. A test pass is a fixed cost an epoch, a large share of a
+    # small model's epoch: 10 spends a tenth of it.
+    test_every: int = 1
     max_checkpoints: int = 2
     # Steps between checkpoints besides the one at each epoch end (0: epoch ends only).
     checkpoint_every: int = 0
@@ -285,6 +289,7 @@ class TrainConfig:
         )
         _require(_is_int(self.seed) and self.seed >= 0, f"train.seed must be an integer >= 0, got {self.seed!r}")
         _positive_int("train.log_every", self.log_every)
+        _positive_int("train.test_every", self.test_every)
         _positive_int("train.max_checkpoints", self.max_checkpoints)
         _require(
             _is_int(self.checkpoint_every) and self.checkpoint_every >= 0,

@@ -52,7 +52,8 @@ HISTORY_COLUMNS = (
 # other devices or threads (tfvae.distribute keeps one checkpoint layout for any replica count),
 # or in another precision (the weights are float32 in every precision).
 _MAY_CHANGE_ON_RESUME = (
-    "train.epochs", "data.data_dir", "train.device", "train.distribute", "train.threads", "train.precision"
+    "train.epochs", "data.data_dir", "train.device", "train.distribute", "train.threads", "train.precision",
+    "train.test_every",
 )
 
 

@@ -183,7 +183,8 @@ def _fit_locked(experiment, run_dir, model, train_data, test_data, hooks, progre
             row = _history_row(step, steps_per_epoch, state, wall_time)
             # The KL weight and learning rate of the row's last step.
             row.update(beta=float(kl_weight(config, step - 1)), learning_rate=float(learning_rate(config, step - 1)))
-            if end_of_epoch:
+            if end_of_epoch and (step // steps_per_epoch % config.test_every == 0 or step == total_steps
+                                 or out_of_time):
                 row.update(_named("test", test_terms(model)))
             rows.append(row)
             bar.set_postfix(_bar_numbers(rows))
