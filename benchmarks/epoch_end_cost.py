@@ -7,8 +7,9 @@ The leaderboard (benchmarks/loglik.py) counts minutes of fit's training loop,
 which hold what fit does at every epoch's end: the test-set ELBO over the
 10,000 test images, the history row and the checkpoint. That is a fixed cost
 an epoch, so it is a larger share of a family with cheap epochs. This script
-measures the share: each preset trains --epochs in a fresh run directory with
-a history row every 100 steps (600 an epoch). The rows' gaps inside an epoch
+measures the share of a test pass every epoch (`train.test_every = 1`; the
+presets now test every 25): each preset trains --epochs in a fresh run
+directory with a history row every 100 steps (600 an epoch). The rows' gaps inside an epoch
 are training steps only; the gap that starts at an epoch's end also holds the
 end's work, which is that gap less the steps' pace. Both are medians over the
 epochs after the second (the first two hold the compilation of the training
@@ -71,7 +72,8 @@ def measure(preset: str, seed: int, epochs: int, changes: Mapping[str, object] |
     import tfvae
     from tfvae import rundir
 
-    settings = {"train.epochs": epochs, "train.seed": seed, "train.log_every": LOG_EVERY, **(changes or {})}
+    settings = {"train.epochs": epochs, "train.seed": seed, "train.log_every": LOG_EVERY, "train.test_every": 1,
+                **(changes or {})}
     experiment = tfvae.override(tfvae.preset(preset), settings)
     with tempfile.TemporaryDirectory() as run_root:
         result = tfvae.fit(experiment, Path(run_root) / "run", progress=False)

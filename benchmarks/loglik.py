@@ -41,34 +41,34 @@ the runs train on the other 50,000 and are scored on those (RUN_ROOT/...-val,
 loglik-validation.csv), so tuning never sees the test set. --set changes the
 settings of every preset (their own run directories and CSV rows).
 
-Quiet-machine plan (nothing else running; one job at a time). Seconds per
-epoch of 50,000 images, measured alone in the tuning runs
-(loglik-validation.csv): the plain VAE 1.6-1.7, VampPrior with 500
-pseudo-inputs 9.4; IWAE k=5 costs about twice the VAE (families.csv). So 15
-minutes are ~440 VAE epochs of the 60,000 images, ~200 IWAE; a k = 5000
-evaluation of the 10,000 test images takes ~4 minutes for the VAE (k = 1000
-took 46 s), more for families with bigger priors or posteriors.
-Order: a complete one-seed table first, then the long runs the targets are
-about, then the other seeds.
+Quiet-machine plan (nothing else running; one job at a time). A first
+campaign (benchmarks/results/loglik-v1.csv) ran with a test pass after every
+epoch inside the budget: 19% of the VAE's epoch, 6% of IWAE k=5's
+(epoch_end_cost.csv), so "an equal budget" was not one. The presets now test
+every 25 epochs (under 1% of any family's epochs) and the campaign starts
+again. Seconds per epoch of the 60,000 images, measured alone: the plain VAE
+~1.8 of steps, IWAE k=5 ~4.4, VampPrior (100 pseudo-inputs) ~2.9
+(epoch_end_cost.csv); a k = 5000 evaluation of the 10,000 test images takes
+4-8 minutes. Order: the untried tuning first (it may change the presets),
+then a complete one-seed table, the long runs the targets are about, the
+other seeds.
 
+    # 0. tuning, batch size (validation split; the preset's own row first): 3 x ~17 min
+    nice -n 10 .venv/bin/python benchmarks/loglik.py --validation --k 1000 --minutes 15 --presets mnist-burda-vae
+    nice -n 10 .venv/bin/python benchmarks/loglik.py --validation --k 1000 --minutes 15 --presets mnist-burda-vae \
+        --set data.batch_size=50
+    nice -n 10 .venv/bin/python benchmarks/loglik.py --validation --k 1000 --minutes 15 --presets mnist-burda-vae \
+        --set data.batch_size=200
     # 1. every family, seed 1, to 15 minutes: 9 x (15 + ~5) min = ~3 hours (resumable: split it freely)
     nice -n 10 .venv/bin/python benchmarks/loglik.py --minutes 15 --seeds 1
-    # 2. the IWAE question and the 60-minute target (continues seed 1's runs): 5 x (45 + 5) min = ~4.2 hours
-    #    (the mixture joined after step 1: 86.94 at 15 minutes, second to the VampPrior's 86.31)
-    nice -n 10 .venv/bin/python benchmarks/loglik.py --minutes 15 60 --seeds 1 \\
-        --presets mnist-burda-vae mnist-burda-iwae5 mnist-burda-iwae5-dreg mnist-burda-mixture mnist-burda-vampprior
-    #    (the VampPrior went first: 84.50 at 60 minutes, below both targets, 87.0 and the 150-minute 86.0;
-    #    then at 60 minutes IWAE k=5 86.34, the VAE 86.55; DReG's rows, 88.04 and 86.19, were removed: their
-    #    encoder gradient was biased while the KL warm-up's weight was below 1, fixed in 2c455b6)
-    # 2b. DReG's seed 1 again, with the fixed gradient: 15 + 45 min of training + 2 x 5 min scoring
-    nice -n 10 .venv/bin/python benchmarks/loglik.py --minutes 15 60 --seeds 1 --presets mnist-burda-iwae5-dreg
+    # 2. the 60-minute column (continues seed 1's runs): 9 x (45 + 5) min = ~7.5 hours, the IWAE question's
+    #    three and the VampPrior (v1's best) first
+    nice -n 10 .venv/bin/python benchmarks/loglik.py --minutes 15 60 --seeds 1 \
+        --presets mnist-burda-vae mnist-burda-iwae5 mnist-burda-iwae5-dreg mnist-burda-vampprior
+    nice -n 10 .venv/bin/python benchmarks/loglik.py --minutes 15 60 --seeds 1
     # 3. seeds 2 and 3 at 15 minutes: 18 x ~20 min = ~6 hours
     nice -n 10 .venv/bin/python benchmarks/loglik.py --minutes 15 --seeds 2 3
-    nice -n 10 .venv/bin/python benchmarks/loglik.py --report
-    # 4. the table's 60-minute column for the other families: 4 x (45 + 5) min = ~3.3 hours
-    nice -n 10 .venv/bin/python benchmarks/loglik.py --minutes 15 60 --seeds 1 \
-        --presets mnist-burda-two-layer mnist-burda-iaf mnist-burda-coupling mnist-burda-tcvae
-    # 5. last, as time allows (no target needs it now): the VampPrior on to 150 minutes, 90 + 8 min
+    # 4. as time allows: the best family on to 150 minutes, 90 + 8 min
     nice -n 10 .venv/bin/python benchmarks/loglik.py --minutes 15 60 150 --seeds 1 --presets mnist-burda-vampprior
 
 Settings chosen by tuning (--validation --set ...) belong in the presets
