@@ -107,7 +107,11 @@ FAMILIES = ("mnist-burda-vae", "mnist-burda-iwae5", "mnist-burda-iwae5-dreg", "m
             "mnist-burda-vampprior", "mnist-burda-two-layer", "mnist-burda-iaf", "mnist-burda-coupling",
             "mnist-burda-tcvae")
 PLAIN_VAE = "mnist-burda-vae"
-KEY = ("preset", "seed", "budget_minutes", "split", "settings", "k", "limit")  # one CSV row per KEY
+# The campaign's protocol, a column of every row (rows of earlier ones stay in the CSV, out of the README's table
+# and the figure): 1, a test pass after every epoch inside the budget (until 2026-11-30; 19% of the VAE's epoch,
+# 6% of IWAE k=5's: benchmarks/results/epoch_end_cost.csv); 2, the presets test every 25 epochs.
+PROTOCOL = 2
+KEY = ("preset", "seed", "budget_minutes", "split", "settings", "k", "limit", "protocol")  # one CSV row per KEY
 COLUMNS = (*KEY[:3], "minutes", "epochs", "negative_elbo", "nll", "nll_standard_error", "active_units",
            "seconds_per_epoch", "cost_vs_vae", *KEY[3:], "images", "eval_seconds",
            "date", "commit", "cpu_count", "cpu_model", "command")
@@ -186,7 +190,9 @@ def read_table(path: Path) -> pd.DataFrame:
     if not Path(path).exists():
         return pd.DataFrame(columns=list(COLUMNS))
     table = pd.read_csv(path, dtype={"settings": str, "split": str})
-    return table.assign(settings=table["settings"].fillna(""))
+    protocol = table["protocol"] if "protocol" in table else pd.Series(1, index=table.index)
+    return table.assign(settings=table["settings"].fillna(""), protocol=protocol.fillna(1).astype(int))[
+        list(COLUMNS)]
 
 
 def add_row(table: pd.DataFrame, row: Mapping) -> pd.DataFrame:
@@ -207,7 +213,7 @@ def _key_value(value):
 
 def with_costs(table: pd.DataFrame) -> pd.DataFrame:
     """cost_vs_vae: each row's seconds per epoch over the plain VAE's of the same seed, mark, split and settings."""
-    group = ["seed", "budget_minutes", "split", "settings"]
+    group = ["seed", "budget_minutes", "split", "settings", "protocol"]
     plain = table[table["preset"] == PLAIN_VAE].set_index(group)["seconds_per_epoch"]
     plain = plain[~plain.index.duplicated()]  # one training run, scored with several k or limits
     costs = [row.seconds_per_epoch / plain.get(tuple(getattr(row, g) for g in group), math.nan)
@@ -231,8 +237,9 @@ def write_table(path: Path, table: pd.DataFrame) -> None:
 
 # --------------------------------------------------------------------------- training and scoring
 def run_name(preset: str, seed: int, plan: Plan) -> str:
-    """RUN_ROOT's folder of one run: PRESET-sSEED, -val for the validation split, -SETTINGS_HASH for --set."""
-    name = f"{preset}-s{seed}" + ("-val" if plan.validation else "")
+    """RUN_ROOT's folder of one run: PRESET-sSEED, -val for the validation split, -pPROTOCOL from protocol 2 on,
+    -SETTINGS_HASH for --set."""
+    name = f"{preset}-s{seed}" + ("-val" if plan.validation else "") + (f"-p{PROTOCOL}" if PROTOCOL > 1 else "")
     return name + (f"-{hashlib.sha1(plan.settings.encode()).hexdigest()[:8]}" if plan.changes else "")
 
 
@@ -299,7 +306,7 @@ def evaluate_mark(preset: str, seed: int, minutes: float, plan: Plan, argv: Sequ
            "nll": round(scores["nll"], 3), "nll_standard_error": round(scores["nll_standard_error"], 3),
            "active_units": scores["active_units"],
            "seconds_per_epoch": round(steady_seconds_per_epoch(history), 3), "cost_vs_vae": math.nan,
-           "split": plan.split, "settings": plan.settings, "k": plan.k, "limit": plan.limit,
+           "split": plan.split, "settings": plan.settings, "k": plan.k, "limit": plan.limit, "protocol": PROTOCOL,
            "images": scores["num_examples"],
            "eval_seconds": round(scores["seconds"], 1), **provenance.provenance("benchmarks/loglik.py", argv)}
     rundir.write_atomically(cached, json.dumps(row, indent=1) + "\n")
@@ -313,7 +320,7 @@ def run_plan(plan: Plan, argv: Sequence[str], log: Callable[[str], None] = print
     for seed in plan.seeds:  # a whole seed first: one complete family table as early as possible
         for preset in plan.presets:
             for minutes in sorted(plan.minutes):
-                key = (preset, seed, minutes, plan.split, plan.settings, plan.k, plan.limit)
+                key = (preset, seed, minutes, plan.split, plan.settings, plan.k, plan.limit, PROTOCOL)
                 if tuple(map(_key_value, key)) in done:
                     continue
                 row = evaluate_mark(preset, seed, minutes, plan, argv, log)
@@ -333,8 +340,10 @@ def family(preset: str) -> str:
 
 
 def protocol_rows(table: pd.DataFrame, split: str = "test") -> pd.DataFrame:
-    """The rows made under the protocol: k = 5000, the whole split, the presets' own settings."""
+    """The rows made under the protocol: the current PROTOCOL, k = 5000, the whole split, the presets' own
+    settings."""
     keep = (table["k"] == PROTOCOL_K) & table["limit"].isna() & (table["settings"] == "") & (table["split"] == split)
+    keep &= table["protocol"] == PROTOCOL
     return table[keep]
 
 
@@ -500,13 +509,13 @@ def with_readme_section(readme: str, table_markdown: str, begin: str = README_BE
 def tuning_markdown(table: pd.DataFrame) -> str:
     """The README's table of what tuning tried: every validation row, a preset's own settings (at the commit that
     made the row: presets change as tuning settles) first, then by score, with each change's -log p(x) minus its
-    preset's (same mark, commit and k); each preset's lowest -log p(x) in bold."""
-    rows = table[table["split"] == "validation"].assign(
-        changed=lambda d: d["settings"] != "").sort_values(["preset", "budget_minutes", "changed", "nll"])
-    best = rows.groupby(["preset", "budget_minutes"])["nll"].transform("min")
-    same = ["preset", "budget_minutes", "commit", "k"]
+    preset's (same mark, protocol, commit and k); each preset's lowest -log p(x) under each protocol in bold."""
+    rows = table[table["split"] == "validation"].assign(changed=lambda d: d["settings"] != "").sort_values(
+        ["protocol", "preset", "budget_minutes", "changed", "nll"])
+    best = rows.groupby(["protocol", "preset", "budget_minutes"])["nll"].transform("min")
+    same = ["preset", "budget_minutes", "protocol", "commit", "k"]
     preset_nll = rows[~rows["changed"]].drop_duplicates(same).set_index(same)["nll"]
-    lines = [("| preset (at commit) | changed (`--set`) | minutes | epochs | k | -log p(x), validation | "
+    lines = [("| preset (at commit, protocol) | changed (`--set`) | minutes | epochs | k | -log p(x), validation | "
               "minus the preset's | -ELBO | active units | s per epoch |"),
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for row, lowest in zip(rows.itertuples(), best, strict=True):
@@ -514,7 +523,7 @@ def tuning_markdown(table: pd.DataFrame) -> str:
         score = f"{row.nll:.2f} +- {row.nll_standard_error:.2f}"
         reference = preset_nll.get(tuple(getattr(row, name) for name in same))
         difference = "" if not row.changed or reference is None else f"{row.nll - reference:+.2f}"
-        lines.append(f"| `{row.preset}` ({row.commit}) | {settings} | {row.minutes:.2f} | {row.epochs:g} | "
+        lines.append(f"| `{row.preset}` ({row.commit}, {row.protocol}) | {settings} | {row.minutes:.2f} | {row.epochs:g} | "
                      f"{int(row.k)} | {f'**{score}**' if row.nll == lowest else score} | {difference} | "
                      f"{row.negative_elbo:.2f} | {int(row.active_units)} | {row.seconds_per_epoch:.2f} |")
     return "\n".join(lines)

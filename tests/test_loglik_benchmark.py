@@ -87,7 +87,8 @@ def test_a_stopped_run_continues_from_its_checkpoint_and_each_mark_is_one_row(mn
 def summary_table(rows) -> pd.DataFrame:
     table = pd.DataFrame([{"preset": preset, "seed": seed, "budget_minutes": mark, "minutes": mark + 0.1, "nll": nll,
                            "seconds_per_epoch": 4.0 if preset == "mnist-burda-vae" else 8.0, "split": "test",
-                           "settings": "", "k": 5000, "limit": None, "images": 10_000}
+                           "settings": "", "k": 5000, "limit": None, "images": 10_000,
+                           "protocol": loglik.PROTOCOL}
                           for preset, seed, mark, nll in rows], columns=list(loglik.COLUMNS))
     return loglik.with_costs(table)
 
@@ -106,6 +107,20 @@ def test_the_leaderboard_table_is_the_mean_and_spread_over_seeds_and_pending_wit
     assert lines["mnist-burda-tcvae"].count("pending") == 4
     off_protocol = table.assign(k=100)
     assert loglik.leaderboard_markdown(loglik.means(off_protocol)).count("pending") == 4 * len(loglik.FAMILIES)
+    earlier_campaign = table.assign(protocol=1)  # kept in the CSV, not shown
+    assert loglik.leaderboard_markdown(loglik.means(earlier_campaign)).count("pending") == 4 * len(loglik.FAMILIES)
+
+
+def test_rows_from_before_the_protocol_column_are_protocol_1_and_runs_of_this_one_have_their_own_folders(tmp_path):
+    old = tmp_path / "old.csv"
+    pd.DataFrame([{name: None for name in loglik.COLUMNS if name != "protocol"} | {
+        "preset": "mnist-burda-vae", "seed": 1, "budget_minutes": 15, "nll": 88.0, "split": "test", "k": 5000,
+        "settings": None}]).to_csv(old, index=False)
+    table = loglik.read_table(old)
+    assert table["protocol"].tolist() == [1] and list(table.columns) == list(loglik.COLUMNS)
+    assert table["settings"].tolist() == [""] and loglik.protocol_rows(table).empty
+    plan, _ = loglik.parse_plan(["--run-root", str(tmp_path)])
+    assert loglik.run_name("mnist-burda-vae", 2, plan) == f"mnist-burda-vae-s2-p{loglik.PROTOCOL}"
 
 
 
@@ -152,15 +167,15 @@ def test_the_tuning_table_lists_every_validation_run_the_presets_own_settings_fi
     table = pd.DataFrame([{"preset": preset, "seed": 1, "budget_minutes": 15, "minutes": 15.02, "epochs": 300,
                            "negative_elbo": nll + 4, "nll": nll, "nll_standard_error": 0.25, "active_units": 20,
                            "seconds_per_epoch": 3.0, "split": "validation", "settings": settings, "k": 1000,
-                           "limit": None, "commit": "abc1234"} for preset, settings, nll in rows],
+                           "limit": None, "commit": "abc1234", "protocol": 2} for preset, settings, nll in rows],
                          columns=list(loglik.COLUMNS))
     on_test = table.iloc[:1].assign(split="test", nll=80.0)
     lines = loglik.tuning_markdown(pd.concat([table, on_test])).splitlines()[2:]
     assert [line.split(" | ")[:2] for line in lines] == [
-        ["| `mnist-burda-iwae5` (abc1234)", "(the preset)"], ["| `mnist-burda-vae` (abc1234)", "(the preset)"],
-        ["| `mnist-burda-vae` (abc1234)", "`train.learning_rate=0.003`"],
-        ["| `mnist-burda-vae` (abc1234)", "`train.learning_rate=0.0005`"]]
-    assert lines[1] == ("| `mnist-burda-vae` (abc1234) | (the preset) | 15.02 | 300 | 1000 | 95.00 +- 0.25 |  | 99.00 | "
+        ["| `mnist-burda-iwae5` (abc1234, 2)", "(the preset)"], ["| `mnist-burda-vae` (abc1234, 2)", "(the preset)"],
+        ["| `mnist-burda-vae` (abc1234, 2)", "`train.learning_rate=0.003`"],
+        ["| `mnist-burda-vae` (abc1234, 2)", "`train.learning_rate=0.0005`"]]
+    assert lines[1] == ("| `mnist-burda-vae` (abc1234, 2) | (the preset) | 15.02 | 300 | 1000 | 95.00 +- 0.25 |  | 99.00 | "
                         "20 | 3.00 |")
     assert [line.split(" | ")[6] for line in lines] == ["", "", "-1.00", "+1.00"]  # against the preset's 95.00
     assert [line.count("**") for line in lines] == [2, 0, 2, 0]  # each preset's lowest -log p(x) in bold
