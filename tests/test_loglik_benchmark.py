@@ -152,6 +152,8 @@ def test_the_readme_targets_are_the_ones_the_results_file_gives():
 def test_the_readme_table_is_the_one_the_results_file_gives():
     readme, results = (ROOT / "README.md").read_text(), ROOT / "benchmarks" / "results" / "loglik.csv"
     assert loglik.readme_section(readme) == loglik.leaderboard_markdown(loglik.means(loglik.read_table(results)))
+    first = loglik.readme_section(readme, loglik.FIRST_BEGIN, loglik.FIRST_END)  # the first campaign's table
+    assert first == loglik.leaderboard_markdown(loglik.means(loglik.read_table(results), protocol=1))
     # the means over seeds the table shows are the summary file's (tools/quoted_numbers.py checks the table on it)
     expected = loglik.means(loglik.read_table(results))
     written = pd.read_csv(loglik.summary_path(results))

@@ -446,8 +446,8 @@ PRESETS: dict[str, Experiment] = {
 # preset below inherits both. (Until 2026-11-30: no warm-up and a decay of 0.1
 # per 510,000 steps, sized to the preset's 750 epochs, which gave 88.05.)
 # The test-set ELBO every 25 epochs and at the last, not every epoch: the leaderboard's budgets count fit's
-# loop, and a test pass every epoch cost 19% of the VAE's epoch but 6% of IWAE k=5's
-# (benchmarks/results/epoch_end_cost.csv), so an equal budget gave the families unequal training.
+# loop, and a test pass every epoch took 14% of the VAE's epoch but 8% of IWAE k=5's and 6% of DReG's (medians
+# of 3 seeds, benchmarks/results/epoch_end_cost.csv), so an equal budget gave the families unequal training.
 # Evaluate with `tfvae evaluate RUN_DIR`, which scores one fixed binarization
 # of the test set.
 _BURDA = Experiment(
