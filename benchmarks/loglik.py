@@ -537,15 +537,19 @@ def report(out: Path, readme: Path | None = ROOT / "README.md", log: Callable[[s
     table = read_table(out)
     split = "validation" if (table["split"] == "validation").all() and len(table) else "test"
     shown = means(table, split)  # computed once: the summary file, the figure, the README table and targets
+    first = means(table, split, protocol=1)  # the first campaign's, kept beside it
     if split == "test":  # the means over seeds, and where they come from (rows of `out`, made by --report)
         made = {"source": Path(out).name, **provenance.provenance("benchmarks/loglik.py", ["--report"])}
-        write_table(summary_path(out), shown.assign(**made))
+        both = pd.concat([shown.assign(protocol=PROTOCOL), first.assign(protocol=1)] if PROTOCOL > 1 else [shown])
+        write_table(summary_path(out), both.assign(**made))
         log(f"wrote {summary_path(out)}")
-    if len(shown):
-        picture = out.with_suffix(".png")
-        title = f"-log p(x) against minutes of training (k = 5000, the {split} images)"
-        figure(shown, title).save(picture, dpi=110, verbose=False)
-        log(f"wrote {picture}")
+    for points, picture, campaign in ((shown, out.with_suffix(".png"), ""),
+                                      (first, out.with_name(f"{out.stem}-protocol1.png"), "first campaign, ")):
+        if len(points) and (campaign == "" or PROTOCOL > 1):
+            title = (f"-log p(x) against minutes of training (k = 5000, the {split} images)" if not campaign else
+                     f"-log p(x) by minutes of training ({campaign}k = 5000, {split})")
+            figure(points, title).save(picture, dpi=110, verbose=False)
+            log(f"wrote {picture}")
     if readme is None:
         return
     if split == "test":

@@ -88,7 +88,7 @@ def test_minutes_stop_a_run_with_a_checkpoint_and_more_minutes_continue_it(tmp_p
     assert history["step"].tolist() == [2, 4, 6] and history["wall_time"].tolist() == [1, 2, 3]
     assert list((run_dir / "checkpoints").glob("ckpt-6.index"))
     said = capsys.readouterr().out  # inside the first epoch (7 steps): no test loss yet, and it says so
-    assert "stopped at step 6 (epoch 0.86) after 3 s of training, before the first epoch's test" in said
+    assert "stopped at step 6 (epoch 0.86) after 3 s of training, before its first test pass" in said
     assert run("train", *common, "--minutes", 6 / 60) == 0  # continues from step 6 at 3 s, to 6 s
     history = pd.read_csv(run_dir / "history.csv")
     assert history["step"].tolist() == [2, 4, 6, 7, 8, 10] and history["wall_time"].tolist() == [1, 2, 3, 4, 5, 6]

@@ -167,10 +167,10 @@ def _train(args: argparse.Namespace) -> None:
                            time_budget=None if args.minutes is None else args.minutes * 60)
     for logger in loggers:
         logger.close()
-    if result.history["test_loss"].isna().all():  # --minutes ran out inside the first epoch
+    if result.history["test_loss"].isna().all():  # --minutes ran out before the first test pass
         last = result.history.iloc[-1]
         print(f"stopped at step {last['step']:.0f} (epoch {last['epoch']:.2f}) after {last['wall_time']:.0f} s of "
-              f"training, before the first epoch's test: run again with more --minutes to continue\n"
+              f"training, before its first test pass: run again with more --minutes to continue\n"
               f"run directory: {run_dir}")
         return
     summary = rundir.run_summary(result.history)

@@ -387,12 +387,13 @@ def steady_seconds_per_epoch(history: pd.DataFrame) -> float:
     """
     rows = history.dropna(subset=["wall_time"]).sort_values("step")
     step, wall = rows["step"].to_numpy(float), rows["wall_time"].to_numpy(float)
+    epoch = rows["epoch"].to_numpy(float)
     steps, seconds = np.diff(step, prepend=0.0), np.diff(wall, prepend=0.0)
-    evaluated = rows["test_loss"].notna().to_numpy()
-    steps_per_epoch = step[evaluated][-1] / rows["epoch"].to_numpy(float)[evaluated][-1]
-    inside = ~np.concatenate([[True], evaluated[:-1]]) & (steps > 0)  # not the first interval of an epoch
+    ends = (epoch > 0) & np.isclose(epoch, np.round(epoch))  # rows at an epoch's end, tested or not (test_every)
+    steps_per_epoch = step[-1] / epoch[-1]
+    inside = ~np.concatenate([[True], ends[:-1]]) & (steps > 0)  # not the first interval of an epoch
     if not inside.any():
-        ends = evaluated & (steps > 0)
+        ends &= steps > 0
         return float(np.median(seconds[ends] / steps[ends]) * steps_per_epoch)
     pace = seconds[inside] / steps[inside]
     steady = pace <= 5 * np.median(pace)
