@@ -42,7 +42,7 @@ loglik-validation.csv), so tuning never sees the test set. --set changes the
 settings of every preset (their own run directories and CSV rows).
 
 Quiet-machine plan (nothing else running; one job at a time). A first
-campaign (benchmarks/results/loglik-v1.csv) ran with a test pass after every
+campaign (its rows are in loglik.csv, protocol 1) ran with a test pass after every
 epoch inside the budget: 14% of the VAE's epoch, 8% of IWAE k=5's
 (medians of 3 seeds, epoch_end_cost.csv), so "an equal budget" was not one. The presets now test
 every 25 epochs (under 1% of any family's epochs) and the campaign starts
@@ -379,14 +379,15 @@ def on_scale(points: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     return points[~points["family"].isin(far)], f"\noff the scale, not drawn: {values}"
 
 
-def figure(means: pd.DataFrame,
+def figure(rows: pd.DataFrame,
            title: str = "-log p(x) against minutes of training (k = 5000, 10,000 test images)"):
-    """plotnine, from `means` (`summary` rows): mean -log p(x) over seeds against minutes of training (log scale), a line per family, min-max bars
+    """plotnine, from `means` rows (`summary`'s): mean -log p(x) over seeds against minutes of training (log
+    scale), a line per family, min-max bars
     over seeds, and each family's published number as a dashed line of its colour, labelled; a family far off the
     others' scale (`on_scale`) is named in the caption instead."""
     import plotnine as gg
 
-    points, off_scale = on_scale(means.assign(family=lambda d: d["preset"].map(family)))
+    points, off_scale = on_scale(rows.assign(family=lambda d: d["preset"].map(family)))
     marks = sorted(points["budget_minutes"].unique())
     shown = sorted((p for p in PUBLISHED if p.preset in set(points["preset"]) and p.nll is not None),
                    key=lambda p: p.nll)
@@ -414,11 +415,11 @@ def figure(means: pd.DataFrame,
     return chart + gg.theme_bw() + gg.theme(figure_size=(8, 5))
 
 
-def leaderboard_markdown(means: pd.DataFrame) -> str:
-    """The README table from `means` (`summary` rows): a row per family, -log p(x) at 15 and 60 minutes and the longest run, next to the published
+def leaderboard_markdown(rows: pd.DataFrame) -> str:
+    """The README table from `means` rows (`summary`'s): a row per family, -log p(x) at 15 and 60 minutes and the
+    longest run, next to the published
     number; "pending" where the CSV has no protocol row yet. --report writes `means` to `summary_path`, so that the
     table's means over seeds are values of a results file."""
-    rows = means
     published = {p.preset: p for p in PUBLISHED if p.preset}
     lines = [("| family | preset | -log p(x) at 15 min | at 60 min | longest run | cost per epoch vs VAE, 15 min | "
               "published (its budget) |"), "| --- | --- | --- | --- | --- | --- | --- |"]
@@ -438,11 +439,10 @@ def leaderboard_markdown(means: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def targets_markdown(means: pd.DataFrame) -> str:
-    """The README's lines on the targets, computed from `means` (`summary` rows): the lowest mean -log p(x) within each
-    target's minutes, the families with SEEDS_WANTED seeds at 15 minutes, and each pair of ORDERS at every mark
+def targets_markdown(rows: pd.DataFrame) -> str:
+    """The README's lines on the targets, computed from `means` rows (`summary`'s): the lowest mean -log p(x)
+    within each target's minutes, the families with SEEDS_WANTED seeds at 15 minutes, and each pair of ORDERS at every mark
     both have, each line ending in whether it holds."""
-    rows = means
     lines = []
     for nats, minutes in TARGETS:
         within = rows[rows["budget_minutes"] <= minutes]
@@ -526,8 +526,8 @@ def tuning_markdown(table: pd.DataFrame) -> str:
         score = f"{row.nll:.2f} +- {row.nll_standard_error:.2f}"
         reference = preset_nll.get(tuple(getattr(row, name) for name in same))
         difference = "" if not row.changed or reference is None else f"{row.nll - reference:+.2f}"
-        lines.append(f"| `{row.preset}` ({row.commit}, {row.protocol}) | {settings} | {row.minutes:.2f} | {row.epochs:g} | "
-                     f"{int(row.k)} | {f'**{score}**' if row.nll == lowest else score} | {difference} | "
+        lines.append(f"| `{row.preset}` ({row.commit}, {row.protocol}) | {settings} | {row.minutes:.2f} | "
+                     f"{row.epochs:g} | {int(row.k)} | {f'**{score}**' if row.nll == lowest else score} | {difference} | "
                      f"{row.negative_elbo:.2f} | {int(row.active_units)} | {row.seconds_per_epoch:.2f} |")
     return "\n".join(lines)
 
