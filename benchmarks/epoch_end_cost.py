@@ -100,10 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{preset} seed {seed}: steps {row['steps_seconds_per_epoch']:.2f} s an epoch, end "
                   f"{row['epoch_end_seconds']:.2f} s ({100 * row['end_share']:.1f}% of an epoch)", flush=True)
     table = pd.DataFrame(rows).assign(**provenance.provenance("benchmarks/epoch_end_cost.py", argv))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    partial = args.out.with_name(args.out.name + ".partial")
-    table.to_csv(partial, index=False)
-    partial.replace(args.out)
+    provenance.write_csv(args.out, table)
     print(table.drop(columns=["date", "commit", "cpu_count", "cpu_model", "command"]).to_string(index=False))
     print(f"wrote {args.out}")
     return 0

@@ -231,11 +231,7 @@ def summary_path(out: Path) -> Path:
 
 def write_table(path: Path, table: pd.DataFrame) -> None:
     """Writes the CSV atomically (a kill mid-write leaves the previous file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    table.to_csv(partial, index=False)
-    partial.replace(path)
+    provenance.write_csv(path, table)
 
 
 # --------------------------------------------------------------------------- training and scoring

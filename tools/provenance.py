@@ -95,5 +95,16 @@ def write_json(path: Path, numbers: dict, script: str, argv: Sequence[str] | Non
     return path
 
 
+def write_csv(path: Path, table) -> Path:
+    """Writes a pandas DataFrame to `path` as CSV, without its index, atomically (a kill mid-write leaves the
+    previous file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    table.to_csv(partial, index=False)
+    partial.replace(path)
+    return path
+
+
 def read_json(path: Path) -> dict:
     return json.loads(Path(path).read_text())
