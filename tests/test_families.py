@@ -155,6 +155,18 @@ def test_the_tc_weight_adds_its_multiple_of_the_total_correlation_to_the_loss():
     np.testing.assert_allclose(weighted.rate, plain.rate, rtol=1e-6)  # logged plain
 
 
+@pytest.mark.parametrize("step, ramp", [(0, 0.0), (2500, 0.25), (20_000, 1.0)])
+def test_a_kl_warm_up_ramps_the_total_correlation_with_the_rest_of_the_rate(step, ramp):
+    vae, batch, seed = built(), images(32), tf.constant([2, 3])
+    schedule = dict(kl_schedule="linear", warmup_steps=10_000, beta=2.0)
+    plain = step_lib.training_loss(config.TrainConfig(**schedule))(vae, batch, seed, step)
+    weighted = step_lib.training_loss(config.TrainConfig(tc_weight=6.0, **schedule))(vae, batch, seed, step)
+    samples = objectives.importance_samples(vae, batch, [1], seed)
+    tc = objectives.total_correlation(samples.posterior, samples.z)
+    np.testing.assert_allclose(plain.loss, plain.distortion + 2.0 * ramp * plain.rate, rtol=1e-5)
+    np.testing.assert_allclose(weighted.loss, plain.loss + 2.0 * ramp * 5.0 * tc, rtol=1e-5, atol=1e-4)
+
+
 @pytest.mark.parametrize("field, value, words", [
     ("model.prior", "flow", "model.prior must be one of normal, mixture, vamp"),
     ("model.prior_components", 0, "model.prior_components must be a positive integer"),

@@ -233,8 +233,9 @@ class TrainConfig:
     # bound) or "dreg" (Tucker et al., 2019: doubly reparameterised for the
     # encoder, lower variance as iwae_k grows; needs a Normal posterior).
     gradient: str = "plain"
-    # beta-TCVAE (Chen et al., 2018): the loss adds (tc_weight - 1) * the
-    # minibatch estimate of the total correlation of q(z); 1 is off.
+    # beta-TCVAE (Chen et al., 2018): the KL-weighted rate adds (tc_weight - 1)
+    # * the minibatch estimate of the total correlation of q(z), so the KL
+    # schedule's weight scales it too; 1 is off.
     tc_weight: float = 1.0
     num_samples: int = 1
     iwae_k: int = 5

@@ -250,10 +250,13 @@ def elbo_loss(
     loss = mean distortion + beta * mean rate, with the distortion averaged
     over `num_samples` draws per image, or with `free_bits` > 0 the rate
     replaced by `free_bits_rate` (each dimension's batch-mean KL floored).
-    With `tc_weight` != 1 the loss adds (tc_weight - 1) * `total_correlation`
-    of the batch's draws: beta-TCVAE (Chen et al., 2018) with the mutual
-    information and dimension-wise terms at weight beta. `distortion` and
-    `rate` are the plain means (no floor, no weight).
+    With `tc_weight` != 1 the weighted rate adds (tc_weight - 1) *
+    `total_correlation` of the batch's draws, so loss = distortion + beta *
+    (rate + (tc_weight - 1) * TC): beta-TCVAE (Chen et al., 2018) with the
+    mutual information and dimension-wise terms at weight beta and the total
+    correlation at beta * tc_weight; a KL warm-up (beta from 0) ramps all
+    three together. `distortion` and `rate` are the plain means (no floor,
+    no weight).
     """
     samples = importance_samples(model, images, [num_samples], seed)
     distortion = -tf.reduce_mean(samples.log_likelihood)
@@ -266,7 +269,7 @@ def elbo_loss(
         penalty = kl
     loss = distortion + beta * penalty
     if tc_weight != 1:
-        loss += (tc_weight - 1.0) * total_correlation(samples.posterior, samples.z)
+        loss += beta * (tc_weight - 1.0) * total_correlation(samples.posterior, samples.z)
     return Terms(loss=loss, distortion=distortion, rate=kl)
 
 
