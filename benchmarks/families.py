@@ -73,8 +73,7 @@ def main(argv=None) -> int:
     table["cost_vs_vae"] = [round(row.seconds_per_epoch / plain.get(row.seed, float("nan")), 2)
                             for row in table.itertuples()]
     table = table.assign(**provenance.provenance("benchmarks/families.py", argv))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(args.out, index=False)
+    provenance.write_csv(args.out, table)
     print(table.drop(columns=["date", "commit", "cpu_count", "cpu_model", "command"]).to_string(index=False))
     print(f"wrote {args.out}")
     return 0
