@@ -338,6 +338,11 @@ def family(preset: str) -> str:
     return preset.removeprefix("mnist-burda-")
 
 
+def family_colours(palette: Sequence[str]) -> dict[str, str]:
+    """A colour per family, in FAMILIES order (`palette` needs at least len(FAMILIES) colours)."""
+    return dict(zip((family(preset) for preset in FAMILIES), palette, strict=False))
+
+
 def protocol_rows(table: pd.DataFrame, split: str = "test", protocol: int = PROTOCOL) -> pd.DataFrame:
     """The rows made under the protocol: `protocol`'s campaign (the current one by default), k = 5000, the whole
     split, the presets' own settings."""
@@ -383,6 +388,8 @@ def figure(rows: pd.DataFrame,
     others' scale (`on_scale`) is named in the caption instead."""
     import plotnine as gg
 
+    from tfvae.plots.charts import TAB10
+
     points, off_scale = on_scale(rows.assign(family=lambda d: d["preset"].map(family)))
     marks = sorted(points["budget_minutes"].unique())
     shown = sorted((p for p in PUBLISHED if p.preset in set(points["preset"]) and p.nll is not None),
@@ -396,6 +403,9 @@ def figure(rows: pd.DataFrame,
     chart = (gg.ggplot(points, gg.aes("minutes", "nll", colour="family"))
              + gg.geom_point(size=2)
              + gg.geom_errorbar(gg.aes(ymin="low", ymax="high"), width=0.03)
+             # A family keeps its colour from draft to draft, whichever families have rows yet.
+             + gg.scale_colour_manual(values=family_colours(TAB10),
+                                      breaks=[family(p) for p in FAMILIES if p in set(points["preset"])])
              + gg.scale_x_log10(breaks=marks, labels=[f"{mark:g}" for mark in marks], limits=(low, high),
                                  minor_breaks=[])
              + gg.labs(x="minutes of training (2 CPU cores; log scale)", y="-log p(x), nats (lower is better)",

@@ -210,6 +210,20 @@ def test_the_figure_draws_a_line_per_family(tmp_path):
     assert chart.labels.caption.endswith("off the scale, not drawn: tcvae 147.50 at 15 min")
 
 
+def test_a_family_keeps_its_colour_whichever_families_the_figure_has():
+    def colours(rows):
+        chart = loglik.figure(loglik.means(summary_table(rows)))
+        chart.draw()  # the layers' data get their mapped colours
+        points = chart.layers[0].data
+        return dict(zip(points["y"], points["color"]))
+
+    alone = colours([("mnist-burda-iwae5", 1, 15, 90.0)])
+    with_others = colours([("mnist-burda-vae", 1, 15, 91.0), ("mnist-burda-iwae5", 1, 15, 90.0),
+                           ("mnist-burda-coupling", 1, 15, 89.0)])
+    assert alone[90.0] == with_others[90.0]  # iwae5, first alone, then second of three
+    assert len(set(with_others.values())) == 3
+
+
 def test_validation_mode_holds_out_training_images_and_settings_get_their_own_runs(tmp_path):
     plan, report_only = loglik.parse_plan(["--validation", "--set", "train.learning_rate=0.002",
                                            "--run-root", str(tmp_path)])

@@ -14,7 +14,7 @@ import plotnine as gg
 
 _TERM_LABELS = {"loss": "total loss", "reconstruction": "reconstruction", "kl": "KL"}
 # matplotlib's tab10: ten hues that stay apart for ten digit classes.
-_TAB10 = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+TAB10 = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 _SCORE_LABELS = {"negative_elbo": "negative ELBO (nats)", "kl": "KL(q(z|x) || p(z)) (nats)"}
 
 
@@ -106,7 +106,7 @@ def latent_scatter(
         + gg.theme(figure_size=(7.5, 6.5))
     )
     if labelled:
-        plot += gg.scale_color_manual(values=list(_TAB10) * 3)
+        plot += gg.scale_color_manual(values=list(TAB10) * 3)
         plot += gg.guides(color=gg.guide_legend(override_aes={"alpha": 1, "size": 3}))
     return plot
 
@@ -174,7 +174,7 @@ def anomaly_histograms(
         + gg.geom_vline(gg.aes(xintercept="value"), data=cut, linetype="dashed", color="black")
         + gg.facet_wrap("~score", scales="free", nrow=1)
         + gg.scale_x_log10()
-        + gg.scale_fill_manual(values=["#7f7f7f", *_TAB10[3:0:-1], *_TAB10[4:]])
+        + gg.scale_fill_manual(values=["#7f7f7f", *TAB10[3:0:-1], *TAB10[4:]])
         + gg.labs(
             x="score per example (nats, log scale)",
             y="examples",
