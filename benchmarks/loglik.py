@@ -392,7 +392,8 @@ def figure(rows: pd.DataFrame,
 
     points, off_scale = on_scale(rows.assign(family=lambda d: d["preset"].map(family)))
     marks = sorted(points["budget_minutes"].unique())
-    shown = sorted((p for p in PUBLISHED if p.preset in set(points["preset"]) and p.nll is not None),
+    present = set(points["preset"])
+    shown = sorted((p for p in PUBLISHED if p.preset in present and p.nll is not None),
                    key=lambda p: p.nll)
     # The axis spans the marks and a margin (a log scale cannot place breaks on one mark's range alone).
     low, high = marks[0] / 1.5, marks[-1] * 1.5
@@ -405,7 +406,7 @@ def figure(rows: pd.DataFrame,
              + gg.geom_errorbar(gg.aes(ymin="low", ymax="high"), width=0.03)
              # A family keeps its colour from draft to draft, whichever families have rows yet.
              + gg.scale_colour_manual(values=family_colours(TAB10),
-                                      breaks=[family(p) for p in FAMILIES if p in set(points["preset"])])
+                                      breaks=[family(p) for p in FAMILIES if p in present])
              + gg.scale_x_log10(breaks=marks, labels=[f"{mark:g}" for mark in marks], limits=(low, high),
                                  minor_breaks=[])
              + gg.labs(x="minutes of training (2 CPU cores; log scale)", y="-log p(x), nats (lower is better)",

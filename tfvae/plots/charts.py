@@ -13,7 +13,7 @@ import pandas as pd
 import plotnine as gg
 
 _TERM_LABELS = {"loss": "total loss", "reconstruction": "reconstruction", "kl": "KL"}
-# matplotlib's tab10: ten hues that stay apart for ten digit classes.
+# matplotlib's tab10: ten hues that stay apart (ten digit classes; benchmarks/loglik.py's nine families).
 TAB10 = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 _SCORE_LABELS = {"negative_elbo": "negative ELBO (nats)", "kl": "KL(q(z|x) || p(z)) (nats)"}
 
