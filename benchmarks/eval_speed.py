@@ -29,8 +29,9 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-GEMM_SIZE = 2048
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tools"))
+import provenance  # tools/provenance.py: the GEMM rate, the results file's provenance
 
 
 def decoder_flops(hidden: int = 400, latent: int = 20, pixels: int = 784) -> int:
@@ -57,13 +58,7 @@ def measure(k: int, limit: int, chunk: int, run_dir: str | None) -> dict:
     started = time.perf_counter()
     results = evaluation.evaluate(vae, dataset, k=k, chunk=chunk or None)
     seconds = time.perf_counter() - started
-    a = tf.random.normal([GEMM_SIZE, GEMM_SIZE])
-    tf.linalg.matmul(a, a).numpy()
-    gemm_started = time.perf_counter()
-    for _ in range(10):
-        product = tf.linalg.matmul(a, a)
-    product.numpy()
-    gflops = 2 * GEMM_SIZE**3 * 10 / (time.perf_counter() - gemm_started) / 1e9
+    gflops = provenance.gemm_gflops()
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"seconds": seconds, "gflops": gflops, "peak_mib": peak_mib, "nll": results["nll"],
             "chunk": results["chunk"], "images": results["num_examples"]}
@@ -112,9 +107,6 @@ def main(argv=None) -> int:
         print(f"  chunk {int(chunk):4d}: {numbers['median_seconds']:7.1f} s, "
               f"{numbers['median_ratio_to_flop_limit']:.2f}x the FLOP limit, {numbers['images_per_second']:.0f} "
               f"images/s, peak memory {numbers['peak_gib']:.2f} GiB")
-    sys.path.insert(0, str(HERE.parent / "tools"))
-    import provenance
-
     provenance.write_json(args.out, {"k": args.k, "images": rows[args.chunks[0]][0]["images"],
                                      "decoder_flop_per_draw": decoder_flops(), "by_chunk": summary},
                           "benchmarks/eval_speed.py", argv)

@@ -31,9 +31,11 @@ checkpoint (at most one epoch) is not counted.
 
 Writes benchmarks/results/loglik.csv (preset, seed, budget and trained
 minutes, epochs, -ELBO, -log p(x) and its standard error, active units,
-seconds per epoch and that divided by the plain VAE's of the same seed and
-mark: what a family costs; date, commit, CPU, command of the session that made
-the row), the figure beside it (loglik.png) and, with --report, the README
+seconds per epoch, the machine's matrix-product rate as the run reached its
+mark (GFLOP/s: the same code runs at different speeds on different days), the
+work per epoch (seconds times that rate) divided by the plain VAE's of the
+same seed and mark: what a family costs; date, commit, CPU, command of the
+session that made the row), the figure beside it (loglik.png) and, with --report, the README
 table between its `loglik:begin` / `loglik:end` markers.
 
 --validation holds out the last 10,000 training images in TFDS's order (`data.validation`):
@@ -115,7 +117,7 @@ PLAIN_VAE = "mnist-burda-vae"
 PROTOCOL = 2
 KEY = ("preset", "seed", "budget_minutes", "split", "settings", "k", "limit", "protocol")  # one CSV row per KEY
 COLUMNS = (*KEY[:3], "minutes", "epochs", "negative_elbo", "nll", "nll_standard_error", "active_units",
-           "seconds_per_epoch", "cost_vs_vae", *KEY[3:], "images", "eval_seconds",
+           "seconds_per_epoch", "gemm_gflops", "cost_vs_vae", *KEY[3:], "images", "eval_seconds",
            "date", "commit", "cpu_count", "cpu_model", "command")
 README_BEGIN, README_END = "<!-- loglik:begin -->", "<!-- loglik:end -->"
 TUNING_BEGIN, TUNING_END = "<!-- loglik-tuning:begin -->", "<!-- loglik-tuning:end -->"
@@ -194,8 +196,8 @@ def read_table(path: Path) -> pd.DataFrame:
         return pd.DataFrame(columns=list(COLUMNS))
     table = pd.read_csv(path, dtype={"settings": str, "split": str})
     protocol = table["protocol"] if "protocol" in table else pd.Series(1, index=table.index)
-    return table.assign(settings=table["settings"].fillna(""), protocol=protocol.fillna(1).astype(int))[
-        list(COLUMNS)]
+    return table.assign(settings=table["settings"].fillna(""), protocol=protocol.fillna(1).astype(int)).reindex(
+        columns=list(COLUMNS))  # a column added since the file was written: empty in its older rows
 
 
 def add_row(table: pd.DataFrame, row: Mapping) -> pd.DataFrame:
@@ -215,12 +217,23 @@ def _key_value(value):
 
 
 def with_costs(table: pd.DataFrame) -> pd.DataFrame:
-    """cost_vs_vae: each row's seconds per epoch over the plain VAE's of the same seed, mark, split and settings."""
+    """cost_vs_vae: each row's work per epoch over the plain VAE's of the same seed, mark, split and settings. Work
+    is seconds per epoch times gemm_gflops, the machine's matrix-product rate as the row was made, so that two runs
+    made on the machine at different speeds compare (the same code here has taken 2.7 and 3.7 s an epoch on two
+    days); seconds alone where either row has no rate (the rows made before the column was)."""
     group = ["seed", "budget_minutes", "split", "settings", "protocol"]
-    plain = table[table["preset"] == PLAIN_VAE].set_index(group)["seconds_per_epoch"]
+    table = table.assign(gemm_gflops=pd.to_numeric(table["gemm_gflops"], errors="coerce"))
+    plain = table[table["preset"] == PLAIN_VAE].set_index(group)[["seconds_per_epoch", "gemm_gflops"]]
     plain = plain[~plain.index.duplicated()]  # one training run, scored with several k or limits
-    costs = [row.seconds_per_epoch / plain.get(tuple(getattr(row, g) for g in group), math.nan)
-             for row in table.itertuples()]
+    costs = []
+    for row in table.itertuples():
+        key = tuple(getattr(row, g) for g in group)
+        if key not in plain.index:
+            costs.append(math.nan)
+            continue
+        vae = plain.loc[key]
+        speed = row.gemm_gflops / vae["gemm_gflops"]  # NaN when either rate is missing
+        costs.append(row.seconds_per_epoch / vae["seconds_per_epoch"] * (1.0 if math.isnan(speed) else speed))
     return table.assign(cost_vs_vae=[round(float(c), 3) for c in costs])
 
 
@@ -298,13 +311,16 @@ def evaluate_mark(preset: str, seed: int, minutes: float, plan: Plan, argv: Sequ
         log(f"{run_dir.name}: not scored at {minutes:g} min (its checkpoint is at {trained:.2f} min of training)")
         return None
     last = history.iloc[-1]
-    log(f"{run_dir.name}: trained {last['wall_time'] / 60:.2f} min ({last['epoch']:g} epochs); scoring, k = {plan.k}")
+    gflops = provenance.gemm_gflops()  # how fast the machine is now, for cost_vs_vae across sessions
+    log(f"{run_dir.name}: trained {last['wall_time'] / 60:.2f} min ({last['epoch']:g} epochs; matrix products at "
+        f"{gflops:.0f} GFLOP/s); scoring, k = {plan.k}")
     scores = score(run_dir, plan)
     row = {"preset": preset, "seed": seed, "budget_minutes": minutes, "minutes": round(last["wall_time"] / 60, 3),
            "epochs": round(float(last["epoch"]), 3), "negative_elbo": round(scores["negative_elbo"], 3),
            "nll": round(scores["nll"], 3), "nll_standard_error": round(scores["nll_standard_error"], 3),
            "active_units": scores["active_units"],
-           "seconds_per_epoch": round(steady_seconds_per_epoch(history), 3), "cost_vs_vae": math.nan,
+           "seconds_per_epoch": round(steady_seconds_per_epoch(history), 3), "gemm_gflops": round(gflops, 1),
+           "cost_vs_vae": math.nan,
            "split": plan.split, "settings": plan.settings, "k": plan.k, "limit": plan.limit, "protocol": PROTOCOL,
            "images": scores["num_examples"],
            "eval_seconds": round(scores["seconds"], 1), **provenance.provenance("benchmarks/loglik.py", argv)}

@@ -44,16 +44,15 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tools"))
+import provenance  # tools/provenance.py: the GEMM rate, the results file's provenance
 PRESET = "mnist-bernoulli-20d"
-GEMM_SIZE = 2048  # n of the n x n x n float32 product whose rate is the GEMM limit
 PUBLISHED_NEGATIVE_ELBO = 87.65  # walkthrough 003's PyTorch run (one seed, 199), nats per test image
 
 
 # --------------------------------------------------------------------------- the tfvae worker
 def tfvae_worker(run_dir: str, variant: str, epochs: int, seed: int) -> None:
     """Runs `fit` in a thread that pauses at each epoch end; answers "epoch" and "gemm" on stdin."""
-    import tensorflow as tf
-
     import tfvae
     from tfvae import objectives, runners
 
@@ -108,14 +107,7 @@ def tfvae_worker(run_dir: str, variant: str, epochs: int, seed: int) -> None:
                 time.sleep(0.001)
             print(json.dumps(results[-1] if len(results) > count else {"error": "fit ended"}), flush=True)
         elif command == "gemm":
-            a = tf.random.normal([GEMM_SIZE, GEMM_SIZE])
-            tf.linalg.matmul(a, a).numpy()
-            repeats, started = 10, time.perf_counter()
-            for _ in range(repeats):
-                product = tf.linalg.matmul(a, a)
-            product.numpy()
-            seconds = (time.perf_counter() - started) / repeats
-            print(json.dumps({"gflops": 2 * GEMM_SIZE**3 / seconds / 1e9}), flush=True)
+            print(json.dumps({"gflops": provenance.gemm_gflops()}), flush=True)
         else:
             resume.release()
             break
@@ -276,10 +268,8 @@ def main(argv=None) -> int:
         return 0
 
     sys.path.insert(0, str(HERE.parent))
-    sys.path.insert(0, str(HERE.parent / "tools"))
     import numpy as np
 
-    import provenance
     from tfvae import data
 
     with tempfile.TemporaryDirectory(prefix="train-speed-") as tmp:

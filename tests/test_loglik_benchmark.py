@@ -53,6 +53,7 @@ def test_a_stopped_run_continues_from_its_checkpoint_and_each_mark_is_one_row(mn
     # Reads: the VAE's two sessions (to 3 s, then to 6 s) take 4 each, the IWAE's first 4; its second session
     # starts at read 13, rows at step 8 (an epoch end, a checkpoint at 4 s) and step 10, killed at read 15.
     fake_clock(monkeypatch, kill_at=15)
+    monkeypatch.setattr(loglik.provenance, "gemm_gflops", lambda: 150.0)  # the machine's speed, not timed here
     with pytest.raises(Killed):
         loglik.main(argv)
     assert len(loglik.read_table(out)) == 3  # the VAE at both marks, the IWAE at the first
@@ -63,7 +64,8 @@ def test_a_stopped_run_continues_from_its_checkpoint_and_each_mark_is_one_row(mn
     loglik.main(argv)  # the same command again
     assert len(fits) == len(scores) == 1  # only the IWAE's second mark: nothing done twice
     said = [line.split(": ", 1)[1] for line in capsys.readouterr().out.splitlines() if line.startswith("mnist-")]
-    assert said[:2] == ["training to 0.1 min", "trained 0.10 min (3 epochs); scoring, k = 4"]  # a log shows progress
+    assert said[:2] == ["training to 0.1 min",  # a log shows progress
+                        "trained 0.10 min (3 epochs; matrix products at 150 GFLOP/s); scoring, k = 4"]
 
     table = loglik.read_table(out)
     assert len(table) == 4 and not table.duplicated(list(loglik.KEY)).any()
@@ -72,6 +74,7 @@ def test_a_stopped_run_continues_from_its_checkpoint_and_each_mark_is_one_row(mn
         ("mnist-burda-vae", 0.05, 0.05, 1.5), ("mnist-burda-vae", 0.1, 0.1, 3.0)]
     assert (table["images"] == 40).all() and (table["k"] == 4).all() and table["nll"].between(400, 700).all()
     assert (table[table["preset"] == "mnist-burda-vae"]["cost_vs_vae"] == 1).all()
+    assert (table["gemm_gflops"] == 150).all()
     assert table["command"].str.startswith("python benchmarks/loglik.py --presets").all()
     iwae_runs = [path for path in (tmp_path / "runs").iterdir() if path.name.startswith("mnist-burda-iwae5-s1-")]
     history = rundir.read_history(iwae_runs[0])
@@ -109,6 +112,17 @@ def test_the_leaderboard_table_is_the_mean_and_spread_over_seeds_and_pending_wit
     assert loglik.leaderboard_markdown(loglik.means(off_protocol)).count("pending") == 4 * len(loglik.FAMILIES)
     earlier_campaign = table.assign(protocol=1)  # kept in the CSV, not shown
     assert loglik.leaderboard_markdown(loglik.means(earlier_campaign)).count("pending") == 4 * len(loglik.FAMILIES)
+
+
+def test_a_familys_cost_is_work_per_epoch_so_runs_on_a_slower_day_compare():
+    # The VAE's 4 s an epoch on a machine at 200 GFLOP/s; the IWAE's 8 s at 100: the same work, cost 1, not 2.
+    table = summary_table([("mnist-burda-vae", 1, 15, 88.0), ("mnist-burda-iwae5", 1, 15, 87.0)])
+    rates = {"mnist-burda-vae": 200.0, "mnist-burda-iwae5": 100.0}
+    costs = loglik.with_costs(table.assign(gemm_gflops=table["preset"].map(rates))).set_index("preset")["cost_vs_vae"]
+    assert costs.to_dict() == {"mnist-burda-vae": 1.0, "mnist-burda-iwae5": 1.0}
+    # A row made before the column (no rate) is compared in seconds alone.
+    costs = loglik.with_costs(table.assign(gemm_gflops=table["preset"].map({"mnist-burda-vae": 200.0})))
+    assert costs.set_index("preset")["cost_vs_vae"].to_dict() == {"mnist-burda-vae": 1.0, "mnist-burda-iwae5": 2.0}
 
 
 def test_rows_from_before_the_protocol_column_are_protocol_1_and_runs_of_this_one_have_their_own_folders(tmp_path):

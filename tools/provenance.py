@@ -70,6 +70,23 @@ def provenance(script: str, argv: Sequence[str] | None = None) -> dict:
     }
 
 
+def gemm_gflops(size: int = 2048, repeats: int = 10) -> float:
+    """This machine's float32 matrix-product rate now, GFLOP/s: a `size` x `size` by `size` x `size`
+    `tf.linalg.matmul` (after one untimed), `repeats` times. How fast the machine was when a number was made: on
+    the 2 cores here, 217 GFLOP/s with nothing else running, 116 with other jobs (benchmarks/README.md)."""
+    import time
+
+    import tensorflow as tf
+
+    a = tf.random.normal([size, size])
+    tf.linalg.matmul(a, a).numpy()
+    started = time.perf_counter()
+    for _ in range(repeats):
+        product = tf.linalg.matmul(a, a)
+    product.numpy()
+    return 2 * size**3 * repeats / (time.perf_counter() - started) / 1e9
+
+
 def plain(value):
     """`value` with NumPy scalars as Python numbers and NaN as None (JSON has no NaN), at any depth."""
     if isinstance(value, dict):
