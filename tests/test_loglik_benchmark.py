@@ -114,17 +114,6 @@ def test_the_leaderboard_table_is_the_mean_and_spread_over_seeds_and_pending_wit
     assert loglik.leaderboard_markdown(loglik.means(earlier_campaign)).count("pending") == 4 * len(loglik.FAMILIES)
 
 
-def test_a_familys_cost_is_work_per_epoch_so_runs_on_a_slower_day_compare():
-    # The VAE's 4 s an epoch on a machine at 200 GFLOP/s; the IWAE's 8 s at 100: the same work, cost 1, not 2.
-    table = summary_table([("mnist-burda-vae", 1, 15, 88.0), ("mnist-burda-iwae5", 1, 15, 87.0)])
-    rates = {"mnist-burda-vae": 200.0, "mnist-burda-iwae5": 100.0}
-    costs = loglik.with_costs(table.assign(gemm_gflops=table["preset"].map(rates))).set_index("preset")["cost_vs_vae"]
-    assert costs.to_dict() == {"mnist-burda-vae": 1.0, "mnist-burda-iwae5": 1.0}
-    # A row made before the column (no rate) is compared in seconds alone.
-    costs = loglik.with_costs(table.assign(gemm_gflops=table["preset"].map({"mnist-burda-vae": 200.0})))
-    assert costs.set_index("preset")["cost_vs_vae"].to_dict() == {"mnist-burda-vae": 1.0, "mnist-burda-iwae5": 2.0}
-
-
 def test_rows_from_before_the_protocol_column_are_protocol_1_and_runs_of_this_one_have_their_own_folders(tmp_path):
     old = tmp_path / "old.csv"
     pd.DataFrame([{name: None for name in loglik.COLUMNS if name != "protocol"} | {
