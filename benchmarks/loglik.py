@@ -34,8 +34,9 @@ minutes, epochs, -ELBO, -log p(x) and its standard error, active units,
 seconds per epoch and that divided by the plain VAE's of the same seed and
 mark: what a family costs; the machine's matrix-product rate as the run
 reached its mark, GFLOP/s: a reading of how fast the machine was; date,
-commit, CPU, command of the session that made the row), the figure beside it (loglik.png) and, with --report, the README
-table between its `loglik:begin` / `loglik:end` markers.
+commit, CPU, command of the session that made the row), the figure beside
+it (loglik.png) and, with --report, the README table between its
+`loglik:begin` / `loglik:end` markers.
 
 --validation holds out the last 10,000 training images in TFDS's order (`data.validation`):
 the runs train on the other 50,000 and are scored on those (RUN_ROOT/...-val,
@@ -219,8 +220,8 @@ def with_costs(table: pd.DataFrame) -> pd.DataFrame:
     """cost_vs_vae: each row's seconds per epoch over the plain VAE's of the same seed, mark, split and settings.
     Not scaled by gemm_gflops, which is kept beside the row as a reading of the machine: nothing shows yet that it
     tracks a family's epoch time (60-minute runs of 2026-12-01 against the same code's 15-minute runs hours
-    earlier: DReG 5.52 s an epoch against 5.17, with matrix products at 210 GFLOP/s against 217 on a quiet day; the VampPrior 3.69
-    against 2.72, with no reading)."""
+    earlier: DReG 5.52 s an epoch against 5.17, with matrix products at 210 GFLOP/s against 217 on a quiet day;
+    the VampPrior 3.69 against 2.72, with no reading)."""
     group = ["seed", "budget_minutes", "split", "settings", "protocol"]
     plain = table[table["preset"] == PLAIN_VAE].set_index(group)["seconds_per_epoch"]
     plain = plain[~plain.index.duplicated()]  # one training run, scored with several k or limits
@@ -303,7 +304,7 @@ def evaluate_mark(preset: str, seed: int, minutes: float, plan: Plan, argv: Sequ
         log(f"{run_dir.name}: not scored at {minutes:g} min (its checkpoint is at {trained:.2f} min of training)")
         return None
     last = history.iloc[-1]
-    gflops = provenance.gemm_gflops()  # how fast the machine is now: the same code runs at other speeds on other days
+    gflops = provenance.gemm_gflops()  # how fast the machine is now: the same code runs at other speeds at other times
     log(f"{run_dir.name}: trained {last['wall_time'] / 60:.2f} min ({last['epoch']:g} epochs; matrix products at "
         f"{gflops:.0f} GFLOP/s); scoring, k = {plan.k}")
     scores = score(run_dir, plan)

@@ -19,6 +19,7 @@ import platform
 import shlex
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -74,9 +75,7 @@ def gemm_gflops(size: int = 2048, repeats: int = 10) -> float:
     """This machine's float32 matrix-product rate now, GFLOP/s: a `size` x `size` by `size` x `size`
     `tf.linalg.matmul` (after one untimed), `repeats` times. How fast the machine was when a number was made: on
     the 2 cores here, 217 GFLOP/s with nothing else running, 116 with other jobs (benchmarks/README.md)."""
-    import time
-
-    import tensorflow as tf
+    import tensorflow as tf  # here, not at the top: the other helpers serve scripts that never load TensorFlow
 
     a = tf.random.normal([size, size])
     tf.linalg.matmul(a, a).numpy()
