@@ -211,6 +211,14 @@ def test_the_figure_draws_a_line_per_family(tmp_path):
     chart = loglik.figure(loglik.means(far))
     assert "tcvae" not in set(chart.data["family"]) and len(chart.data) == 3
     assert chart.labels.caption.endswith("off the scale, not drawn: tcvae 147.50 at 15 min")
+    # A mark where seeds collapsed (the mean pulled to 166 by two seeds at 206) is named; the family's other
+    # mark is still drawn.
+    collapsed = pd.concat([table, summary_table([("mnist-burda-vampprior", 1, 15, 86.0),
+                                                  ("mnist-burda-vampprior", 2, 15, 206.0),
+                                                  ("mnist-burda-vampprior", 1, 60, 84.7)])])
+    chart = loglik.figure(loglik.means(collapsed))
+    assert list(chart.data.query("family == 'vampprior'")["budget_minutes"]) == [60]
+    assert chart.labels.caption.endswith("off the scale, not drawn: vampprior 146.00 at 15 min")
 
 
 def test_a_family_keeps_its_colour_whichever_families_the_figure_has():
