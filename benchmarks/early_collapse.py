@@ -24,6 +24,7 @@ variant, how many seeds escaped. Run it alone: it is a training job.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -51,17 +52,10 @@ def escape_epoch(history: pd.DataFrame, nats: float) -> int | None:
 
 
 def parse_variant(text: str) -> dict[str, object]:
-    """'FIELD=VALUE FIELD=VALUE' (values JSON where they parse) -> config changes; '' -> {} (the preset)."""
-    changes = {}
-    for item in text.split():
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"a variant is FIELD=VALUE items separated by spaces, got {item!r} in {text!r}")
-        try:
-            changes[key] = json.loads(value)
-        except json.JSONDecodeError:
-            changes[key] = value
-    return changes
+    """'FIELD=VALUE FIELD=VALUE' (`tfvae.config.parse_assignment` each) -> config changes; '' -> {} (the preset)."""
+    from tfvae.config import parse_assignment
+
+    return dict(parse_assignment(item) for item in text.split())
 
 
 def code_spread(model, images: np.ndarray) -> float:
@@ -70,6 +64,7 @@ def code_spread(model, images: np.ndarray) -> float:
     return float(means.reshape(len(images), -1).std(axis=0).mean())
 
 
+@functools.lru_cache(maxsize=None)  # read once a dataset, not once a run
 def spread_images(name: str, seed: int = 0) -> np.ndarray:
     """SPREAD_IMAGES training images of dataset `name`, binarized once by a Bernoulli draw, [n, H, W, C] float32."""
     from tfvae import data

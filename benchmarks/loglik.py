@@ -583,13 +583,9 @@ def report(out: Path, readme: Path | None = ROOT / "README.md", log: Callable[[s
 
 # --------------------------------------------------------------------------- command line
 def _assignment(text: str) -> tuple[str, object]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise ValueError(f"--set takes FIELD=VALUE (e.g. train.learning_rate=0.003), got {text!r}")
-    try:
-        return key.strip(), json.loads(value)
-    except json.JSONDecodeError:
-        return key.strip(), value
+    from tfvae.config import parse_assignment  # tfvae (and TensorFlow) only once an argument needs it
+
+    return parse_assignment(text)
 
 
 def parse_plan(argv: Sequence[str]) -> tuple[Plan, bool]:

@@ -55,3 +55,15 @@ def test_unknown_field_and_preset():
         config.override(config.preset("tiny"), {"model.latnet_size": 3})
     with pytest.raises(ValueError, match="unknown preset 'mnist-huge'.*mnist-bernoulli-20d"):
         config.preset("mnist-huge")
+
+
+def test_a_setting_from_text_is_json_where_it_parses_and_needs_an_equals_sign():
+    # One parser for `tfvae train --set`, benchmarks/loglik.py --set and benchmarks/early_collapse.py --variant.
+    assert config.parse_assignment("train.learning_rate=0.0005") == ("train.learning_rate", 0.0005)
+    assert config.parse_assignment("model.hidden_sizes=[200, 200]") == ("model.hidden_sizes", [200, 200])
+    assert config.parse_assignment("model.activation=tanh") == ("model.activation", "tanh")
+    assert config.parse_assignment('model.prior="vamp"') == ("model.prior", "vamp")
+    assert config.parse_assignment(" data.data_dir =null") == ("data.data_dir", None)
+    for text in ("train.learning_rate", "=3", " =3"):
+        with pytest.raises(ValueError, match="FIELD=VALUE"):
+            config.parse_assignment(text)

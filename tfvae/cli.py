@@ -57,19 +57,11 @@ _HELP = {
 }
 
 
-def _parse_value(text: str) -> Any:
-    """JSON if it parses (numbers, lists, null), else the plain string."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
 def _parse_assignment(text: str) -> tuple[str, Any]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"--set takes FIELD=VALUE (e.g. model.latent_size=2), got {text!r}")
-    return key.strip(), _parse_value(value)
+    try:
+        return config_lib.parse_assignment(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--run-dir", type=Path, help="where the run goes (default: runs/PRESET)")
     for option, field in _SHORTCUTS.items():
         described = f"; {_HELP[option]}" if option in _HELP else ""
-        train.add_argument(f"--{option.replace('_', '-')}", type=_parse_value, help=f"sets {field}{described}")
+        train.add_argument(f"--{option.replace('_', '-')}", type=config_lib.parse_value, help=f"sets {field}{described}")
     train.add_argument("--set", dest="changes", action="append", default=[], type=_parse_assignment,
                        metavar="FIELD=VALUE", help="override any config field, e.g. model.hidden_sizes=[400,150]")
     train.add_argument("--minutes", type=float, metavar="M",

@@ -397,6 +397,26 @@ def override(experiment: Experiment, changes: Mapping[str, Any]) -> Experiment:
     return dataclasses.replace(experiment, **top, **replaced)
 
 
+def parse_value(text: str) -> Any:
+    """A setting's value from text: JSON where it parses (numbers, lists, null, quoted strings), else the text."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """'FIELD=VALUE' -> (FIELD, `parse_value`(VALUE)), a change for `override`.
+
+    Raises:
+      ValueError: when there is no '=' or no field before it.
+    """
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f"a setting is FIELD=VALUE (e.g. model.latent_size=2), got {text!r}")
+    return key.strip(), parse_value(value)
+
+
 def differences(a: Experiment, b: Experiment) -> dict[str, tuple[Any, Any]]:
     """Dotted field name -> (value in a, value in b), for every field that differs."""
     flat_a, flat_b = _flatten(a.to_dict()), _flatten(b.to_dict())
