@@ -529,24 +529,41 @@ def with_readme_section(readme: str, table_markdown: str, begin: str = README_BE
 def tuning_markdown(table: pd.DataFrame) -> str:
     """The README's table of what tuning tried: every validation row, a preset's own settings (at the commit that
     made the row: presets change as tuning settles) first, then by score, with each change's -log p(x) minus its
-    preset's (same mark, protocol, commit and k); each preset's lowest -log p(x) under each protocol in bold."""
+    preset's (`preset_reference`); each preset's lowest -log p(x) under each protocol in bold."""
     rows = table[table["split"] == "validation"].assign(changed=lambda d: d["settings"] != "").sort_values(
         ["protocol", "preset", "budget_minutes", "changed", "nll"])
     best = rows.groupby(["protocol", "preset", "budget_minutes"])["nll"].transform("min")
-    same = ["preset", "budget_minutes", "protocol", "commit", "k"]
-    preset_nll = rows[~rows["changed"]].drop_duplicates(same).set_index(same)["nll"]
     lines = [("| preset (at commit, protocol) | changed (`--set`) | minutes | epochs | k | -log p(x), validation | "
               "minus the preset's | -ELBO | active units | s per epoch |"),
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for row, lowest in zip(rows.itertuples(), best, strict=True):
         settings = f"`{row.settings}`" if row.changed else "(the preset)"
         score = f"{row.nll:.2f} +- {row.nll_standard_error:.2f}"
-        reference = preset_nll.get(tuple(getattr(row, name) for name in same))
-        difference = "" if not row.changed or reference is None else f"{row.nll - reference:+.2f}"
+        reference = preset_reference(rows, row) if row.changed else None
+        difference = "" if reference is None else f"{row.nll - reference.nll:+.2f}"
+        if reference is not None and reference.commit != row.commit:
+            difference += f" (its {reference.commit})"
         lines.append(f"| `{row.preset}` ({row.commit}, {row.protocol}) | {settings} | {row.minutes:.2f} | "
                      f"{row.epochs:g} | {int(row.k)} | {f'**{score}**' if row.nll == lowest else score} | {difference} | "
                      f"{row.negative_elbo:.2f} | {int(row.active_units)} | {row.seconds_per_epoch:.2f} |")
     return "\n".join(lines)
+
+
+def preset_reference(rows: pd.DataFrame, change) -> pd.Series | None:
+    """The row of `change`'s preset with its own settings that a change is measured against: same mark, protocol
+    and k, made at the change's commit, or else the one made nearest in time to it (the commit that the table then
+    names); None if the preset has no such row."""
+    same = ["preset", "budget_minutes", "protocol", "k"]
+    own = rows[(rows["settings"] == "") & (rows[same] == pd.Series({name: getattr(change, name) for name in same})
+                                           ).all(axis=1)]
+    if own.empty:
+        return None
+    at_commit = own[own["commit"] == change.commit]
+    if len(at_commit):
+        return at_commit.iloc[0]
+    distance = (pd.to_datetime(own["date"].str.removesuffix(" UTC")) - pd.to_datetime(
+        str(change.date).removesuffix(" UTC"))).abs()
+    return own.loc[distance.idxmin()]
 
 
 def report(out: Path, readme: Path | None = ROOT / "README.md", log: Callable[[str], None] = print) -> None:

@@ -188,6 +188,21 @@ def test_the_tuning_table_lists_every_validation_run_the_presets_own_settings_fi
     assert [line.count("**") for line in lines] == [2, 0, 2, 0]  # each preset's lowest -log p(x) in bold
 
 
+def test_a_change_without_its_preset_at_its_commit_is_measured_against_the_nearest_preset_row_in_time():
+    rows = [("", 99.0, "old1111", "2026-11-01 10:00 UTC"), ("", 95.0, "near222", "2026-11-03 09:00 UTC"),
+            ("train.learning_rate=0.0005", 90.0, "new3333", "2026-11-03 11:00 UTC")]
+    table = pd.DataFrame([{"preset": "mnist-burda-vae", "seed": 1, "budget_minutes": 15, "minutes": 15.0,
+                           "epochs": 300, "negative_elbo": nll + 4, "nll": nll, "nll_standard_error": 0.25,
+                           "active_units": 20, "seconds_per_epoch": 3.0, "split": "validation", "settings": settings,
+                           "k": 1000, "limit": None, "commit": commit, "protocol": 2, "date": date}
+                          for settings, nll, commit, date in rows], columns=list(loglik.COLUMNS))
+    changed = loglik.tuning_markdown(table).splitlines()[-1].split(" | ")
+    assert changed[1] == "`train.learning_rate=0.0005`" and changed[6] == "-5.00 (its near222)"
+    other_mark = table.assign(budget_minutes=[60, 60, 15])  # no preset row at the change's mark: no difference
+    lines = [line.split(" | ") for line in loglik.tuning_markdown(other_mark).splitlines()[2:]]
+    assert [line[6] for line in lines if line[1] != "(the preset)"] == [""]
+
+
 def test_the_readme_tuning_table_is_the_one_the_validation_results_file_gives():
     readme = (ROOT / "README.md").read_text()
     section = loglik.readme_section(readme, loglik.TUNING_BEGIN, loglik.TUNING_END)
