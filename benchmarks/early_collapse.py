@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import os
 import sys
 import tempfile
@@ -86,7 +85,7 @@ def measure(preset: str, seed: int, epochs: int, changes: Mapping[str, object], 
     history = result.history
     last = history.sort_values("epoch").iloc[-1]
     escaped = escape_epoch(history, escape_nats)
-    return {"preset": preset, "settings": " ".join(f"{k}={json.dumps(v)}" for k, v in changes.items()),
+    return {"preset": preset, "settings": tfvae.config.format_assignments(changes),
             "seed": seed, "epochs": epochs, "escape_nats": escape_nats,
             "escape_epoch": escaped if escaped is not None else pd.NA,
             "last_reconstruction": round(float(last["train_reconstruction"]), 3),

@@ -186,7 +186,9 @@ class Plan:
     @property
     def settings(self) -> str:
         """The --set changes as one string ("" for the presets' own settings)."""
-        return " ".join(f"{key}={json.dumps(value)}" for key, value in sorted(self.changes.items()))
+        from tfvae.config import format_assignments  # no TensorFlow: tfvae.config is plain Python
+
+        return format_assignments(self.changes)
 
 
 # --------------------------------------------------------------------------- the results table

@@ -67,3 +67,11 @@ def test_a_setting_from_text_is_json_where_it_parses_and_needs_an_equals_sign():
     for text in ("train.learning_rate", "=3", " =3"):
         with pytest.raises(ValueError, match="FIELD=VALUE"):
             config.parse_assignment(text)
+
+
+def test_settings_written_as_one_line_are_sorted_json_and_read_back_by_parse_assignment():
+    changes = {"train.warmup_steps": 30000, "model.prior": "vamp", "train.learning_rate": 0.0005}
+    line = config.format_assignments(changes)
+    assert line == 'model.prior="vamp" train.learning_rate=0.0005 train.warmup_steps=30000'
+    assert dict(config.parse_assignment(item) for item in line.split()) == changes
+    assert config.format_assignments({}) == ""  # the preset's own settings

@@ -417,6 +417,12 @@ def parse_assignment(text: str) -> tuple[str, Any]:
     return key.strip(), parse_value(value)
 
 
+def format_assignments(changes: Mapping[str, Any]) -> str:
+    """Config changes as one line, 'FIELD=VALUE FIELD=VALUE' sorted by field, each value JSON: what
+    `parse_assignment` reads back (for run names and results files); '' for no changes."""
+    return " ".join(f"{key}={json.dumps(value)}" for key, value in sorted(changes.items()))
+
+
 def differences(a: Experiment, b: Experiment) -> dict[str, tuple[Any, Any]]:
     """Dotted field name -> (value in a, value in b), for every field that differs."""
     flat_a, flat_b = _flatten(a.to_dict()), _flatten(b.to_dict())
