@@ -180,7 +180,10 @@ def test_xla_compiles_draws_log_densities_and_gradients(flow):
     images = tiny_images()
     encoder(images)
     perturb(encoder)
-    other_z = tf.random.stateless_normal([2, BATCH, LATENT], seed=[3, 3])
+    # Fresh draws from the posterior (new tensors, so the compiled log q must invert the flow). At points the
+    # posterior gives no mass, log q is thousands of nats and float32 round-off through the inverted steps reaches
+    # 1e-2 nats, varying with the order XLA sums in: a check there would test float32, not the compilation.
+    other_z = tf.constant(encoder(images).sample([2], seed=[3, 3]).numpy())
 
     @tf.function(jit_compile=True)
     def compiled(images, seed, other_z):
@@ -196,9 +199,8 @@ def test_xla_compiles_draws_log_densities_and_gradients(flow):
     eps, z, log_q, other_log_q, gradients = compiled(images, SEED, other_z)
     posterior = encoder(images)
     np.testing.assert_allclose(z, posterior.bijector.forward(eps), atol=1e-5)
-    # float32 carries ~7 significant digits and log q reaches -5,000 at the far-off other_z: compare relatively too
-    np.testing.assert_allclose(log_q, posterior.log_prob(tf.constant(z.numpy())), rtol=1e-6, atol=1e-4)
-    np.testing.assert_allclose(other_log_q, posterior.log_prob(other_z), rtol=1e-6, atol=1e-4)  # the inverse, compiled
+    np.testing.assert_allclose(log_q, posterior.log_prob(tf.constant(z.numpy())), atol=1e-4)
+    np.testing.assert_allclose(other_log_q, posterior.log_prob(other_z), atol=1e-4)  # the inverse, compiled
     assert all(g is not None and np.all(np.isfinite(g)) for g in gradients)
 
 
