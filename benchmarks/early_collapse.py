@@ -69,9 +69,8 @@ def spread_images(name: str, seed: int = 0) -> np.ndarray:
     from tfvae import data
 
     images, _ = data.load_arrays(name, "train")
-    pixels = images[:SPREAD_IMAGES].astype("float32") / 255.0
-    pixels = pixels.reshape(len(pixels), *pixels.shape[1:3], -1)
-    return (np.random.default_rng(seed).random(pixels.shape) < pixels).astype("float32")
+    images = images[:SPREAD_IMAGES]
+    return data.binarize_once(images.reshape(len(images), *images.shape[1:3], -1), seed)
 
 
 def measure(preset: str, seed: int, epochs: int, changes: Mapping[str, object], escape_nats: float) -> dict:

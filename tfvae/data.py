@@ -383,6 +383,16 @@ def _check_binarize(binarize: str) -> None:
         raise ValueError(f"binarize must be one of {', '.join(map(repr, BINARIZATIONS))}; got {binarize!r}")
 
 
+def binarize_once(images: np.ndarray, seed: int) -> np.ndarray:
+    """One fixed Bernoulli draw of every pixel of uint8 `images` (any shape): float32 0.0 or 1.0, the same shape.
+
+    A pixel is 1.0 where `default_rng(seed).random(shape, dtype=float32) < pixel / 255`: a dynamic binarization
+    drawn once, so the images are the same at every pass (the leaderboard's test set depends on this exact stream).
+    """
+    pixels = np.asarray(images).astype(np.float32) / 255.0
+    return (np.random.default_rng(seed).random(pixels.shape, dtype=np.float32) < pixels).astype(np.float32)
+
+
 def _validate_images(images) -> np.ndarray:
     """Checks images and returns them as uint8 (kept) or float32 in [0, 1], shape [N, H, W, C]."""
     array = np.asarray(images)

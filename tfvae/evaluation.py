@@ -223,8 +223,7 @@ def fixed_test_set(
                                           experiment.data.data_dir)
     binarize = experiment.data.binarize
     if binarize == "dynamic":
-        rng = np.random.default_rng(TEST_BINARIZATION_SEED)
-        images = (rng.random(images.shape, dtype=np.float32) < images.astype(np.float32) / 255.0).astype(np.float32)
+        images = data_lib.binarize_once(images, TEST_BINARIZATION_SEED)
         binarize = "none"
     if limit is not None:
         if limit < 1:
