@@ -150,6 +150,8 @@ def test_binarize_once_is_one_pinned_draw_of_each_pixel():
     np.testing.assert_array_equal(once, data.binarize_once(images, seed=5))
     assert not np.array_equal(once, data.binarize_once(images, seed=6))
     np.testing.assert_array_equal(data.binarize_once(np.array([0, 255], np.uint8), seed=1), [0.0, 1.0])
+    with pytest.raises(ValueError, match="uint8 images .* got dtype float32"):
+        data.binarize_once(images.astype(np.float32) / 255.0, seed=5)  # would divide by 255 twice
 
 
 def test_shuffle_is_a_fresh_permutation_each_epoch_and_seeded():

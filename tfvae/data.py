@@ -389,7 +389,10 @@ def binarize_once(images: np.ndarray, seed: int) -> np.ndarray:
     A pixel is 1.0 where `default_rng(seed).random(shape, dtype=float32) < pixel / 255`: a dynamic binarization
     drawn once, so the images are the same at every pass (the leaderboard's test set depends on this exact stream).
     """
-    pixels = np.asarray(images).astype(np.float32) / 255.0
+    array = np.asarray(images)
+    if array.dtype != np.uint8:
+        raise ValueError(f"binarize_once takes uint8 images (0..255); got dtype {array.dtype}")
+    pixels = array.astype(np.float32) / 255.0
     return (np.random.default_rng(seed).random(pixels.shape, dtype=np.float32) < pixels).astype(np.float32)
 
 
