@@ -69,8 +69,7 @@ def spread_images(name: str, seed: int = 0) -> np.ndarray:
     from tfvae import data
 
     images, _ = data.load_arrays(name, "train")
-    images = images[:SPREAD_IMAGES]
-    return data.binarize_once(images.reshape(len(images), *images.shape[1:3], -1), seed)
+    return data.binarize_once(images[:SPREAD_IMAGES], seed)  # load_arrays gives [N, H, W, C] already
 
 
 def measure(preset: str, seed: int, epochs: int, changes: Mapping[str, object], escape_nats: float) -> dict:

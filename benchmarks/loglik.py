@@ -101,6 +101,8 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "tools"))
 import provenance  # tools/provenance.py: the date, commit, CPU and command of each row
 
+from tfvae.config import format_assignments, parse_assignment  # plain Python: no TensorFlow until a run needs it
+
 PROTOCOL_K = 5000
 # As many as Tomczak & Welling hold out for dynamic MNIST: here the last 10,000 in TFDS's order (a fixed split, not
 # their images, which are the original file's last 10,000).
@@ -186,8 +188,6 @@ class Plan:
     @property
     def settings(self) -> str:
         """The --set changes as one string ("" for the presets' own settings)."""
-        from tfvae.config import format_assignments  # no TensorFlow: tfvae.config is plain Python
-
         return format_assignments(self.changes)
 
 
@@ -601,12 +601,6 @@ def report(out: Path, readme: Path | None = ROOT / "README.md", log: Callable[[s
 
 
 # --------------------------------------------------------------------------- command line
-def _assignment(text: str) -> tuple[str, object]:
-    from tfvae.config import parse_assignment  # tfvae (and TensorFlow) only once an argument needs it
-
-    return parse_assignment(text)
-
-
 def parse_plan(argv: Sequence[str]) -> tuple[Plan, bool]:
     import argparse
 
@@ -618,7 +612,7 @@ def parse_plan(argv: Sequence[str]) -> tuple[Plan, bool]:
     parser.add_argument("--limit", type=int, help="score the first N images only (a quick check)")
     parser.add_argument("--validation", action="store_true",
                         help=f"hold out the last {VALIDATION_IMAGES} training images and score those, not the test set")
-    parser.add_argument("--set", dest="changes", action="append", default=[], type=_assignment,
+    parser.add_argument("--set", dest="changes", action="append", default=[], type=parse_assignment,
                         metavar="FIELD=VALUE", help="a config change for every preset (own run dirs and rows)")
     parser.add_argument("--run-root", type=Path, default=Path("runs/benchmarks/loglik"))
     parser.add_argument("--out", type=Path, help="the CSV (default benchmarks/results/loglik[-validation].csv)")
