@@ -495,11 +495,12 @@ def targets_markdown(rows: pd.DataFrame) -> str:
 def _comparison(mine: pd.Series, theirs: pd.Series, mark: float) -> str:
     """'60 min: 86.34 against 86.55, -0.20 +- 0.15 (3 and 3 seeds)': two `summary` rows at a mark and their
     difference, with the standard error of a difference of means over seeds when both have 2 or more (", within
-    it" when the difference is smaller); a single seed's spread is unknown and is said to be."""
+    it" when the difference is smaller); a single seed's spread is unknown and is said to be ("1 and 2 seeds: ...")."""
     difference = mine["nll"] - theirs["nll"]
     head = f"{mark:g} min: {mine['nll']:.2f} against {theirs['nll']:.2f}, {difference:+.2f}"
     if min(mine["seeds"], theirs["seeds"]) < 2:
-        return head + " (1 seed: the spread over seeds is not known yet)"
+        seeds = f"{int(mine['seeds'])} and {int(theirs['seeds'])} seeds"
+        return head + f" ({seeds}: a spread over seeds needs 2 of each)"
     noise = math.sqrt(mine["nll_sd"] ** 2 / mine["seeds"] + theirs["nll_sd"] ** 2 / theirs["seeds"])
     within = ", within it" if abs(difference) < noise else ""
     return head + f" +- {noise:.2f} ({int(mine['seeds'])} and {int(theirs['seeds'])} seeds{within})"
