@@ -498,12 +498,12 @@ def _comparison(mine: pd.Series, theirs: pd.Series, mark: float) -> str:
     it" when the difference is smaller); a single seed's spread is unknown and is said to be ("1 and 2 seeds: ...")."""
     difference = mine["nll"] - theirs["nll"]
     head = f"{mark:g} min: {mine['nll']:.2f} against {theirs['nll']:.2f}, {difference:+.2f}"
+    seeds = f"{int(mine['seeds'])} and {int(theirs['seeds'])} seeds"
     if min(mine["seeds"], theirs["seeds"]) < 2:
-        seeds = f"{int(mine['seeds'])} and {int(theirs['seeds'])} seeds"
         return head + f" ({seeds}: a spread over seeds needs 2 of each)"
     noise = math.sqrt(mine["nll_sd"] ** 2 / mine["seeds"] + theirs["nll_sd"] ** 2 / theirs["seeds"])
     within = ", within it" if abs(difference) < noise else ""
-    return head + f" +- {noise:.2f} ({int(mine['seeds'])} and {int(theirs['seeds'])} seeds{within})"
+    return head + f" +- {noise:.2f} ({seeds}{within})"
 
 
 def _cell(rows: pd.DataFrame) -> str:
