@@ -75,7 +75,8 @@ def tfvae_worker(run_dir: str, variant: str, epochs: int, seed: int) -> None:
         return timed_test_pass
 
     # fit's end-of-epoch test ELBO: over the images held in memory, or over the pipeline.
-    objectives.average_terms = timed(objectives.average_terms)
+    make_averager = objectives.terms_averager
+    objectives.terms_averager = lambda model: timed(make_averager(model))
     resume, results = threading.Semaphore(0), []
     ended = threading.Event()
     clock = {"start": 0.0}

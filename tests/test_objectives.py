@@ -86,6 +86,30 @@ def test_average_over_images_in_memory_equals_the_average_over_those_batches(vae
     assert not np.allclose(objectives.average_terms(vae, images, beta=0.5, seed=3, batch_size=4), over_dataset, rtol=1e-6)
 
 
+def test_averages_of_many_new_models_build_them_and_retrace_nothing_shared(images, caplog):
+    """A sweep: six models, their variables not yet built, each averaged; TF warns of no retracing."""
+    settings = config.ModelConfig(hidden_sizes=(16,), latent_size=4)
+    for index in range(6):
+        fresh = model.build(settings, (6, 6, 1))
+        average = objectives.average_terms(fresh, images, beta=1.0, seed=index, batch_size=5)
+        per_example = [
+            objectives.negative_elbo(fresh, images[start:start + 5], 1.0, seed=tf.constant([index, batch])).loss
+            for batch, start in enumerate((0, 5))
+        ]
+        np.testing.assert_allclose(average.loss.numpy(), np.concatenate(per_example).mean(), rtol=1e-5)
+    assert not [record.getMessage() for record in caplog.records if "retracing" in record.getMessage()]
+
+
+def test_an_averager_compiles_its_loop_once_for_one_kind_of_batches(vae, images):
+    average = objectives.terms_averager(vae)
+    first = average(images, 1.0, 3, batch_size=5)
+    traces = average.compiled.experimental_get_tracing_count()
+    again = [average(images, beta, 3, batch_size=5) for beta in (1.0, 0.5, 2.0)]
+    assert average.compiled.experimental_get_tracing_count() == traces == 1
+    np.testing.assert_allclose(again[0], first, rtol=1e-6)
+    assert again[1].loss.numpy() < first.loss.numpy() < again[2].loss.numpy()  # beta is an input, not a constant
+
+
 # --------------------------------------------------------------------------- IWAE, Monte Carlo KL, free bits
 def test_iwae_bound_with_one_sample_is_the_one_sample_elbo(vae, images):
     seed = tf.constant([11, 12])

@@ -144,9 +144,10 @@ def _fit_locked(experiment, run_dir, model, train_data, test_data, hooks, progre
     _check_images(tf.nest.flatten(next(iter(train_data)))[0], "training", experiment.model.likelihood)
     steps_per_epoch = _steps_per_epoch(train_data)
     total_steps = config.epochs * steps_per_epoch
-    test_terms = _test_pass(test_data, config.beta, config.seed)
+    test_batches, test_batch_size = _test_batches(test_data)
 
     model = _built_model(model, experiment, image_shape, strategy)
+    average_terms = objectives.terms_averager(model)  # the test pass's loop, compiled once for the run
     rundir.write_model_note(run_dir, model, built_in_python=model_given)
     optimizer = build_optimizer(model, config.learning_rate, config.optimizer, config.momentum)
     state = LoopState()
@@ -185,7 +186,7 @@ def _fit_locked(experiment, run_dir, model, train_data, test_data, hooks, progre
             row.update(beta=float(kl_weight(config, step - 1)), learning_rate=float(learning_rate(config, step - 1)))
             if end_of_epoch and (step // steps_per_epoch % config.test_every == 0 or step == total_steps
                                  or out_of_time):
-                row.update(_named("test", test_terms(model)))
+                row.update(_named("test", average_terms(test_batches, config.beta, config.seed, test_batch_size)))
             rows.append(row)
             bar.set_postfix(_bar_numbers(rows))
             for hook in hooks:
@@ -238,8 +239,8 @@ def _check_images(batch: tf.Tensor, which: str, likelihood: str) -> None:
         )
 
 
-def _test_pass(test_data, beta: float, seed: int) -> Callable[[VAE], objectives.Terms]:
-    """The end-of-epoch test ELBO: model -> mean terms over the test set (draws seeded by train.seed).
+def _test_batches(test_data) -> tuple:
+    """The test set as the end-of-epoch test pass reads it: (batches, batch size, or None for a dataset).
 
     When every pass of the test data yields the same images (an `ArraySource`
     neither shuffled nor dynamically binarized) and they fit in
@@ -250,9 +251,8 @@ def _test_pass(test_data, beta: float, seed: int) -> Callable[[VAE], objectives.
     if fixed and test_data.num_examples * math.prod(test_data.image_shape) * 4 <= _MAX_HELD_TEST_BYTES:
         held = tuple(tf.concat(part, axis=0) for part in zip(*(tf.nest.flatten(batch) for batch in test_data)))
         held = held if len(held) > 1 else held[0]  # (images, labels) or images
-        return lambda model: objectives.average_terms(model, held, beta, seed, batch_size=test_data.batch_size)
-    dataset = data_lib.as_dataset(test_data)
-    return lambda model: objectives.average_terms(model, dataset, beta, seed)
+        return held, test_data.batch_size
+    return data_lib.as_dataset(test_data), None
 
 
 def _batches(data, split: str, conditional: bool, num_classes: int | None):
