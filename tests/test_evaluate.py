@@ -162,6 +162,18 @@ def test_results_are_repeatable_and_chunking_only_changes_the_draws(problem):
     assert abs(first["nll"] - other["nll"]) < 0.02
 
 
+def test_evaluating_many_new_models_logs_no_retracing_warning(caplog):
+    """A sweep evaluates one model after another; each compiles its own loop (its variables built on the first
+    call) and TF's "retracing" warning, meant for a function made again by mistake, stays quiet."""
+    images = tf.cast(tf.random.stateless_uniform([8, 6, 6, 1], seed=[3, 4]) > 0.5, tf.float32)
+    for _ in range(6):
+        fresh = model.build(config.ModelConfig(hidden_sizes=(16,), latent_size=4), (6, 6, 1))
+        results = evaluation.evaluate(fresh, tf.data.Dataset.from_tensor_slices(images).batch(4), k=3,
+                                      progress=False)
+        assert results["num_examples"] == 8 and np.isfinite(results["nll"])
+    assert not [record.getMessage() for record in caplog.records if "retracing" in record.getMessage()]
+
+
 def test_bad_arguments_are_refused(problem):
     *_, images, _ = problem
     with pytest.raises(ValueError, match="k must be a positive integer, got 0"):

@@ -180,7 +180,7 @@ def _compile_batch_statistics(model, k: int, chunk: int, num_chunks: int, jit_co
             )
         return stats
 
-    return tf.function(batch_statistics, jit_compile=jit_compile, reduce_retracing=True)
+    return model_lib.compile_for_one_model(batch_statistics, jit_compile=jit_compile, reduce_retracing=True)
 
 
 def _summarise(sums: dict, k: int, chunk: int, values_per_image: int, seconds: float) -> dict:

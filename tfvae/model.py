@@ -9,7 +9,7 @@ by a subclass.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import sonnet as snt
@@ -245,6 +245,22 @@ class Given:
 
     def reconstruct(self, images) -> tf.Tensor:
         return _reconstruction(self, images)
+
+
+def compile_for_one_model(function: Callable, **options) -> Callable:
+    """`tf.function(function, **options)` for a closure over one model, made anew for each model.
+
+    TF counts the traces of every function made from one piece of code
+    together and warns of "retracing" when most calls trace; a closure
+    compiled for each new model (an evaluation, a test pass) traces once per
+    model by design, so the warning is turned off for it with the flag TF sets
+    on the functions it restores. Compiling per model, not once for all
+    models, also lets a model whose variables are not built yet build them on
+    its first call.
+    """
+    compiled = tf.function(function, **options)
+    compiled._omit_frequent_tracing_warning = True
+    return compiled
 
 
 def split_batch(model, batch) -> tuple:

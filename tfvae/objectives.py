@@ -27,7 +27,7 @@ import tensorflow_probability as tfp
 
 from tfvae import checks
 from tfvae.data import ArraySource
-from tfvae.model import as_images, draw_latents, split_batch
+from tfvae.model import as_images, compile_for_one_model, draw_latents, split_batch
 
 tfd = tfp.distributions
 
@@ -370,21 +370,14 @@ def average_terms(model, batches, beta: float = 1.0, seed: int = 0, batch_size: 
 def terms_averager(model) -> Callable[..., Terms]:
     """`average_terms` for one model, its loop compiled once: `(batches, beta=1.0, seed=0, batch_size=None) -> Terms`.
 
-    One compiled loop per model, not one shared by all models: a process that
-    builds many models (a sweep) traces each one's loop on its own, and a
-    model whose variables are not built yet builds them on its first call (a
-    shared loop may create variables on its first trace only). Over held
-    images the loop reads no `tf.data` iterator (0.19 s instead of 0.27 s for
-    the MNIST test set here).
+    One compiled loop per model, not one shared by all models
+    (`compile_for_one_model`): a process that builds many models (a sweep)
+    traces each one's loop on its own, and a model whose variables are not
+    built yet builds them on its first call (a shared loop may create
+    variables on its first trace only). Over held images the loop reads no
+    `tf.data` iterator (0.19 s instead of 0.27 s for the MNIST test set here).
     """
-    @tf.function
-    def compiled(batches, beta, seed):
-        return _average_terms(model, batches, beta, seed)
-
-    # TF counts the traces of every function made from this code together and
-    # warns of "retracing" when most calls trace; one trace per model is by
-    # design here. The flag is the one TF sets on the functions it restores.
-    compiled._omit_frequent_tracing_warning = True
+    compiled = compile_for_one_model(lambda batches, beta, seed: _average_terms(model, batches, beta, seed))
 
     def average(batches, beta: float = 1.0, seed: int = 0, batch_size: int | None = None) -> Terms:
         beta, seed = tf.constant(beta, tf.float32), tf.constant(seed, tf.int32)

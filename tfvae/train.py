@@ -147,7 +147,7 @@ def _fit_locked(experiment, run_dir, model, train_data, test_data, hooks, progre
     test_batches, test_batch_size = _test_batches(test_data)
 
     model = _built_model(model, experiment, image_shape, strategy)
-    average_terms = objectives.terms_averager(model)  # the test pass's loop, compiled once for the run
+    average_test_terms = objectives.terms_averager(model)  # the test pass's loop, compiled once for the run
     rundir.write_model_note(run_dir, model, built_in_python=model_given)
     optimizer = build_optimizer(model, config.learning_rate, config.optimizer, config.momentum)
     state = LoopState()
@@ -186,7 +186,7 @@ def _fit_locked(experiment, run_dir, model, train_data, test_data, hooks, progre
             row.update(beta=float(kl_weight(config, step - 1)), learning_rate=float(learning_rate(config, step - 1)))
             if end_of_epoch and (step // steps_per_epoch % config.test_every == 0 or step == total_steps
                                  or out_of_time):
-                row.update(_named("test", average_terms(test_batches, config.beta, config.seed, test_batch_size)))
+                row.update(_named("test", average_test_terms(test_batches, config.beta, config.seed, test_batch_size)))
             rows.append(row)
             bar.set_postfix(_bar_numbers(rows))
             for hook in hooks:
