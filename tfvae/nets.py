@@ -37,6 +37,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfvae import checks, precision
+from tfvae.pixels import scale_pixels
 from tfvae.config import ModelConfig
 
 tfb = tfp.bijectors
@@ -83,7 +84,7 @@ def as_images(images) -> tf.Tensor:
     """Images as a float tensor, converted once at the API's boundary.
 
     Accepts tensors and array-likes (NumPy arrays, lists). uint8 pixels are
-    scaled by 1/255 and booleans become 0/1, as `tfvae.data` does; other
+    divided by 255 (`tfvae.pixels.scale_pixels`, as `tfvae.data` does) and booleans become 0/1; other
     floats become float32 (a float32 tensor passes through untouched, so this
     costs nothing inside a compiled step). Other integer types are refused.
 
@@ -98,7 +99,7 @@ def as_images(images) -> tf.Tensor:
     if images.dtype == tf.float32:
         return images
     if images.dtype == tf.uint8:
-        return tf.cast(images, tf.float32) * (1.0 / 255.0)
+        return scale_pixels(images)
     if images.dtype == tf.bool or images.dtype.is_floating:
         return tf.cast(images, tf.float32)
     kind = "integer images must be uint8 (0..255)" if images.dtype.is_integer else "images must be numeric"
