@@ -120,77 +120,113 @@ def test_colab_links_follow_setup_cfg():
 
 
 # --------------------------------------------------------------------------- the install cell
+class FakeDistribution:
+    def __init__(self, name, version):
+        self.metadata, self.version = {"Name": name}, version
+
+
 class FakePip:
-    """Stands in for subprocess.run in the install cell: records pip's arguments, changes versions if told."""
+    """Stands in for subprocess.run in the install cell: records pip's arguments, changes versions if told,
+    or fails with pip's own output."""
 
-    def __init__(self, versions: dict, refuse_constraints: bool = False, after: dict | None = None):
-        self.versions, self.refuse, self.after, self.calls = versions, refuse_constraints, after or {}, []
+    def __init__(self, versions: dict, after: dict | None = None, output: str = ""):
+        self.versions, self.after, self.output, self.calls = versions, after or {}, output, []
 
-    def run(self, command, check=False):
+    def run(self, command, capture_output=False, text=False):
         self.calls.append(command)
-        if "--constraint" in command:  # the cell deletes the file afterwards
-            self.constraints = Path(command[command.index("--constraint") + 1]).read_text().split()
-        if self.refuse and "--constraint" in command:
-            return type("Done", (), {"returncode": 1})()
+        self.constraints = Path(command[command.index("--constraint") + 1]).read_text().split()  # deleted after
+        if self.output:
+            return type("Done", (), {"returncode": 1, "stdout": "", "stderr": self.output})()
         self.versions.update(self.after)
-        return type("Done", (), {"returncode": 0})()
+        return type("Done", (), {"returncode": 0, "stdout": "", "stderr": ""})()
 
 
 def run_install_cell(tmp_path, monkeypatch, pip: FakePip, wheel: bool, imported=()):
     import importlib.metadata
-    import importlib.util
     import subprocess
 
     monkeypatch.chdir(tmp_path)
     if wheel:
-        (tmp_path / "tfvae-0.1.0-py3-none-any.whl").write_bytes(b"")
-    real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tfvae" else real_find_spec(name))
-
-    def version(name):
-        if name not in pip.versions:
-            raise importlib.metadata.PackageNotFoundError(name)
-        return pip.versions[name]
-
-    monkeypatch.setattr(importlib.metadata, "version", version)
+        (tmp_path / "tfvae-0.2.0-py3-none-any.whl").write_bytes(b"")
+    monkeypatch.setattr(importlib.metadata, "distributions",
+                        lambda: [FakeDistribution(name, version) for name, version in pip.versions.items()])
     monkeypatch.setattr(subprocess, "run", pip.run)
     for module in imported:
         monkeypatch.setitem(sys.modules, module, sys)
     source = tool.generated_cells("quickstart")["install"][1]
-    exec(compile(source, "install-cell", "exec"), {"__name__": "__main__"})
+    namespace = {"__name__": "__main__"}
+    exec(compile(source, "install-cell", "exec"), namespace)
+    return namespace
 
 
-def test_install_cell_keeps_the_installed_tensorflow_and_prefers_an_uploaded_wheel(tmp_path, monkeypatch, capsys):
-    pip = FakePip({"tensorflow": "2.19.0", "tf-keras": "2.19.0", "numpy": "2.0.2"})
+COLAB = {"tensorflow": "2.20.0", "tf-keras": "2.20.1", "keras": "3.13.2", "protobuf": "5.29.6", "numpy": "2.1.3",
+         "plotnine": "0.14.5"}
+
+
+def test_install_cell_keeps_colabs_packages_and_prefers_an_uploaded_wheel(tmp_path, monkeypatch, capsys):
+    pip = FakePip(dict(COLAB), after={"tfvae": "0.2.0", "dm-sonnet": "2.0.2"})
     run_install_cell(tmp_path, monkeypatch, pip, wheel=True)
     (command,) = pip.calls
-    assert command[command.index("install") + 2] == "tfvae-0.1.0-py3-none-any.whl"
-    assert pip.constraints == ["tensorflow==2.19.0", "tf-keras==2.19.0", "numpy==2.0.2"]
+    assert command[command.index("install") + 2] == "tfvae-0.2.0-py3-none-any.whl" and "--upgrade" not in command
+    assert pip.constraints == ["tensorflow==2.20.0", "tf-keras==2.20.1", "keras==3.13.2", "protobuf==5.29.6",
+                               "numpy==2.1.3"]  # plotnine is not kept: a newer one may come if tfvae needed it
     assert not Path(command[command.index("--constraint") + 1]).exists()
     out = capsys.readouterr().out
-    assert "installing tfvae from tfvae-0.1.0-py3-none-any.whl" in out and "replaced" not in out
+    assert "installing tfvae from tfvae-0.2.0-py3-none-any.whl" in out and "upgraded" not in out
+    assert "tfvae 0.2.0 installed; added what this runtime lacked: dm-sonnet" in out
 
-    pip = FakePip({"tensorflow": "2.19.0"})
+    pip = FakePip(dict(COLAB), after={"tfvae": "0.2.0"})
     (tmp_path / "no-wheel").mkdir()
     run_install_cell(tmp_path / "no-wheel", monkeypatch, pip, wheel=False)
     assert pip.calls[0][pip.calls[0].index("install") + 2] == "git+https://github.com/tfvae/tfvae.git"
-    assert "installing tfvae from git+https://github.com/tfvae/tfvae.git" in capsys.readouterr().out
 
 
-def test_install_cell_says_what_it_replaced_and_when_to_restart(tmp_path, monkeypatch, capsys):
-    pip = FakePip({"tensorflow": "2.12.0", "numpy": "1.24.0"}, refuse_constraints=True,
-                  after={"tensorflow": "2.21.0", "numpy": "2.4.0"})
-    for module in ("tensorflow", "numpy"):  # as in a fresh runtime: not imported yet
+def test_install_cell_upgrades_only_what_was_not_imported_and_notices_an_older_tfvae(tmp_path, monkeypatch, capsys):
+    for module in ("plotnine", "google.protobuf"):  # as in a fresh runtime: not imported yet
         monkeypatch.delitem(sys.modules, module, raising=False)
+    pip = FakePip(dict(COLAB), after={"tfvae": "0.2.0", "plotnine": "0.15.3"})
     run_install_cell(tmp_path, monkeypatch, pip, wheel=False)
-    assert len(pip.calls) == 2 and "--constraint" not in pip.calls[1]
     out = capsys.readouterr().out
-    assert "outside tfvae's ranges" in out and "replaced tensorflow 2.12.0 with 2.21.0" in out
-    assert "tfvae installed" in out  # nothing replaced had been imported: no restart
+    assert "upgraded plotnine 0.14.5 -> 0.15.3" in out and "tfvae 0.2.0 installed" in out
 
-    pip = FakePip({"numpy": "1.24.0"}, refuse_constraints=True, after={"numpy": "2.4.0"})
-    with pytest.raises(RuntimeError, match="restart needed: Runtime > Restart session"):
-        run_install_cell(tmp_path, monkeypatch, pip, wheel=False, imported=["numpy"])
+    namespace_error = None
+    pip = FakePip(dict(COLAB), after={"tfvae": "0.2.0", "protobuf": "6.31.1"})
+    try:
+        run_install_cell(tmp_path, monkeypatch, pip, wheel=False, imported=["google.protobuf"])
+    except Exception as error:  # noqa: BLE001  (the cell's own InstallError class)
+        namespace_error = error
+    assert type(namespace_error).__name__ == "InstallError"
+    assert str(namespace_error).startswith("restart needed: protobuf changed after it was imported")
+
+    pip = FakePip({**COLAB, "tfvae": "0.1.0"}, after={"tfvae": "0.2.0"})
+    monkeypatch.delitem(sys.modules, "tfvae")  # installed, not imported yet
+    run_install_cell(tmp_path, monkeypatch, pip, wheel=False)
+    (command,) = pip.calls
+    assert "--upgrade" in command
+    assert "tfvae 0.1.0 is installed; this notebook needs 0.2.0: upgrading" in capsys.readouterr().out
+
+    pip = FakePip({**COLAB, "tfvae": "0.2.0"})
+    run_install_cell(tmp_path, monkeypatch, pip, wheel=False)
+    assert pip.calls == [] and "tfvae 0.2.0 is installed already" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("output, reason", [
+    ("ERROR: Package 'tfvae' requires a different Python: 3.14.0 not in '<3.14,>=3.10'",
+     "this Python is outside tfvae's range"),
+    ("WARNING: Retrying ... Failed to establish a new connection: [Errno 101] Network is unreachable\n"
+     "ERROR: Could not find a version that satisfies the requirement dm-sonnet", "no network"),
+    ("fatal: could not read Username for 'https://github.com': No such device or address\n"
+     "ERROR: git clone ... did not run successfully", "no such repository (or it is private)"),
+    ("ERROR: Cannot install tfvae because these package versions have conflicting dependencies.\n"
+     "ERROR: ResolutionImpossible: for help visit https://pip.pypa.io", "resolver conflict"),
+])
+def test_install_cell_failure_is_one_line_saying_why(tmp_path, monkeypatch, output, reason):
+    with pytest.raises(RuntimeError) as raised:
+        run_install_cell(tmp_path, monkeypatch, FakePip(dict(COLAB), output=output), wheel=False)
+    message = str(raised.value)
+    assert type(raised.value).__name__ == "InstallError" and "\n" not in message
+    assert message.startswith("installing tfvae from git+https://github.com/tfvae/tfvae.git failed: " + reason)
+    assert "(pip: ERROR" in message  # pip's last error line, for the curious
 
 
 # --------------------------------------------------------------------------- each notebook, tiny
@@ -201,8 +237,22 @@ def test_quickstart_runs_and_shows_its_figures(mnist_data_dir, tmp_path):
     overrides = {**TINY, "DATA_DIR": mnist_data_dir, "RUN_DIR": "run", "GRID_SIZE": 4}
     notebook = run_notebook("quickstart.ipynb", overrides, tmp_path)
     assert len(outputs_of(notebook, "image/png")) >= 4  # loss curves, reconstructions, manifold, samples, scatter
-    assert (tmp_path / "run" / "figures" / "latent_grid.png").exists()
-    assert "tfvae 0.1.0 is installed already: nothing to install" in text_of(notebook)
+    (run,) = (tmp_path / "run").iterdir()  # run/mnist-bernoulli-2d-HASH
+    assert run.name.startswith("mnist-bernoulli-2d-") and (run / "figures" / "latent_grid.png").exists()
+    assert "tfvae 0.2.0 is installed already: nothing to install" in text_of(notebook)
+
+
+@pytest.mark.slow
+def test_a_notebook_runs_again_after_a_parameter_changes_and_keeps_the_earlier_run(mnist_data_dir, tmp_path):
+    overrides = {**TINY, "DATA_DIR": mnist_data_dir, "RUN_DIR": "run", "GRID_SIZE": 4, "LATENT_SIZE": 2}
+    run_notebook("quickstart.ipynb", overrides, tmp_path)
+    (first,) = (tmp_path / "run").iterdir()
+    history = (first / "history.csv").read_text()
+    run_notebook("quickstart.ipynb", {**overrides, "LATENT_SIZE": 3}, tmp_path)  # was refused: "a different experiment"
+    runs = sorted((tmp_path / "run").iterdir())
+    assert len(runs) == 2 and first in runs and (first / "history.csv").read_text() == history
+    (second,) = set(runs) - {first}
+    assert json.loads((second / "config.json").read_text())["model"]["latent_size"] == 3
 
 
 # Moves the widgets as a user would (setting a value fires the observers, as a drag does) and records
@@ -347,10 +397,16 @@ def test_errors_a_user_can_cause_are_one_line(shell, capsys, source, message):
         assert "OOM when allocating tensor" in line
 
 
-def test_other_errors_keep_their_traceback(shell, capsys):
-    shell.run_cell("def f():\n    return {}['missing']\nf()")
+@pytest.mark.parametrize("source, kind", [
+    ("def f():\n    return {}['missing']\nf()", "KeyError"),
+    ("def mine(x):\n    raise ValueError('my own check')\nmine(1)", "ValueError"),  # a user's own ValueError
+    ("import numpy as np\nnp.reshape(np.arange(3), (2, 2))", "ValueError"),  # raised in NumPy, called by the user
+])
+def test_other_errors_keep_their_traceback(shell, capsys, source, kind):
+    result = shell.run_cell(source)
+    assert result.error_in_exec is not None
     out = re.sub(r"\x1b\[[0-9;]*m", "", capsys.readouterr().out)
-    assert "KeyError" in out and "Traceback (most recent call last)" in out and HINT not in out
+    assert kind in out and "Traceback (most recent call last)" in out and HINT not in out
 
 
 def test_thumbnails_are_small_pngs():
@@ -373,3 +429,20 @@ def test_a_thumbnail_is_the_first_png_of_the_tagged_cell(tmp_path, monkeypatch):
     path = tool.save_thumbnail(nbformat.v4.new_notebook(cells=[cell]), "x")
     with Image.open(path) as picture:
         assert picture.size == (tool.THUMBNAIL_WIDTH, round(tool.THUMBNAIL_WIDTH / 3))
+
+
+def test_the_colab_install_check_refuses_a_kept_package_changed_or_anything_removed():
+    sys.path.insert(0, str(ROOT / "tools"))
+    import colab_install
+
+    kept = colab_install.kept_packages()
+    assert {"tensorflow", "protobuf", "numpy", "pandas", "tensorflow-metadata", "keras"} <= kept
+    before = {"tensorflow": "2.20.0", "protobuf": "5.29.6", "plotnine": "0.14.5", "pip": "24.1.2"}
+    bad, fine = colab_install.breaches(before, {**before, "tfvae": "0.2.0", "dm-sonnet": "2.0.2"}, kept)
+    assert bad == [] and fine == ["added dm-sonnet 2.0.2", "added tfvae 0.2.0"]
+    bad, fine = colab_install.breaches(before, {**before, "tfvae": "0.2.0", "plotnine": "0.15.3"}, kept)
+    assert bad == [] and fine == ["changed plotnine 0.14.5 -> 0.15.3", "added tfvae 0.2.0"]
+    bad, _ = colab_install.breaches(before, {"tensorflow": "2.21.0", "protobuf": "5.29.6", "tfvae": "0.2.0",
+                                             "pip": "24.1.2"}, kept)  # fmt: skip
+    assert bad == ["removed plotnine 0.14.5", "changed tensorflow 2.20.0 -> 2.21.0"]
+    assert colab_install.breaches(before, dict(before), kept)[0] == ["tfvae was not installed"]

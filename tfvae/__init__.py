@@ -25,7 +25,7 @@ from tfvae.config import (
     preset,
 )
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # public name -> module that defines it. Verbs are functions (fit, evaluate,
 # export, open_run); nouns are modules (data, plots, objectives, ...).
@@ -55,6 +55,7 @@ _LAZY = {
     "fit": "tfvae.train",
     "FitResult": "tfvae.train",
     "open_run": "tfvae.rundir",
+    "run_dir_for": "tfvae.rundir",
     "Run": "tfvae.rundir",
     "RunDirError": "tfvae.rundir",
     "read_history": "tfvae.rundir",

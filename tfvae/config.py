@@ -423,9 +423,14 @@ def format_assignments(changes: Mapping[str, Any]) -> str:
     return " ".join(f"{key}={json.dumps(value)}" for key, value in sorted(changes.items()))
 
 
+def flat_fields(experiment: Experiment) -> dict[str, Any]:
+    """Dotted field name ("train.beta") -> its JSON value, for every field of `experiment`."""
+    return _flatten(experiment.to_dict())
+
+
 def differences(a: Experiment, b: Experiment) -> dict[str, tuple[Any, Any]]:
     """Dotted field name -> (value in a, value in b), for every field that differs."""
-    flat_a, flat_b = _flatten(a.to_dict()), _flatten(b.to_dict())
+    flat_a, flat_b = flat_fields(a), flat_fields(b)
     return {key: (flat_a.get(key), flat_b.get(key)) for key in sorted(set(flat_a) | set(flat_b)) if flat_a.get(key) != flat_b.get(key)}
 
 

@@ -41,8 +41,12 @@ import urllib.request
 
 import numpy as np
 import tensorflow as tf
-import tensorflow_datasets as tfds
-from tensorflow_datasets.image_classification import mnist as _tfds_mnist
+
+from tfvae import compat
+
+compat.allow_older_protobuf_for_tensorflow_metadata()  # before TFDS is imported (Colab's Python 3.13 runtime)
+import tensorflow_datasets as tfds  # noqa: E402
+from tensorflow_datasets.image_classification import mnist as _tfds_mnist  # noqa: E402
 
 from tfvae import checks
 from tfvae.config import BINARIZATIONS

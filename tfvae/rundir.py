@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import fcntl
 import functools
+import hashlib
 import json
 import os
 import shutil
@@ -95,6 +96,19 @@ def prepare(run_dir: str | os.PathLike, experiment: Experiment) -> Path:
             )
     write_atomically(run_dir / "config.json", json.dumps(experiment.to_dict(), indent=2) + "\n")
     return run_dir
+
+
+def run_dir_for(experiment: Experiment, root: str | os.PathLike = "runs") -> Path:
+    """`root`/NAME-HASH: a run directory of its own for each experiment's settings.
+
+    HASH is 8 hex digits of every setting except those a continued run may change (`train.epochs`, the data
+    folder, the device, ...), so running a notebook again with a changed parameter starts a new run beside the
+    earlier one, and the same settings (more epochs too) continue it. Nothing is created.
+    """
+    settings = {key: value for key, value in config_lib.flat_fields(experiment).items()
+                if key not in _MAY_CHANGE_ON_RESUME}
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
+    return Path(root) / f"{experiment.name}-{digest}"
 
 
 def _make_dir(run_dir: str | os.PathLike) -> Path:

@@ -60,72 +60,123 @@ README_START = "<!-- notebooks: made by tools/notebooks.py sync; edit CATALOGUE 
 README_END = "<!-- notebooks: end -->"
 
 INSTALL = '''\
-# Installs tfvae when it cannot be imported (a fresh Colab runtime): from a tfvae-*.whl uploaded beside this
-# notebook if there is one (`make wheel` builds it), else from the repository. The TensorFlow, tf-keras, TFP,
-# TFDS (with its protobuf), NumPy and pandas already installed are kept when tfvae's ranges allow them.
+# Installs tfvae when it is missing or older than this notebook's (a fresh Colab runtime): from a tfvae-*.whl
+# uploaded beside the notebook if there is one (`make wheel` builds it), else from the repository. The packages
+# Colab already has are kept as they are (TensorFlow, Keras, TFP, TFDS, protobuf, NumPy, pandas: pip is told to
+# keep their versions); only what Colab lacks (dm-sonnet, ...) is added. A failure is one line saying why.
 import glob
 import importlib.metadata
-import importlib.util
 import os
 import subprocess
 import sys
 import tempfile
 
 REPOSITORY = "{url}"  # setup.cfg's url
-KEEP = ("tensorflow", "tf-keras", "tensorflow-probability", "tensorflow-datasets", "tensorflow-metadata", "protobuf",
-        "numpy", "pandas")
+NEEDED = "{version}"  # the tfvae this notebook was written for (setup.cfg's version)
+KEEP = {{"tensorflow": "tensorflow", "tf-keras": "tf_keras", "keras": "keras",  # distribution -> module
+        "tensorflow-probability": "tensorflow_probability", "tensorflow-datasets": "tensorflow_datasets",
+        "tensorflow-metadata": "tensorflow_metadata", "protobuf": "google.protobuf", "numpy": "numpy",
+        "pandas": "pandas"}}
+WHY = (("requires a different Python", "this Python is outside tfvae's range (see its Install section)"),
+       ("Could not resolve host", "no network: pip could not reach the package index or the repository"),
+       ("Failed to establish a new connection", "no network: pip could not reach the package index"),
+       ("Temporary failure in name resolution", "no network: pip could not reach the package index"),
+       ("Repository not found", f"no such repository: {{REPOSITORY}}"),
+       ("could not read Username", f"no such repository (or it is private): {{REPOSITORY}}"),
+       ("ResolutionImpossible", "resolver conflict: tfvae's ranges do not admit a package this runtime keeps"),
+       ("conflicting dependencies", "resolver conflict: tfvae's ranges do not admit a package this runtime keeps"))
 
 
-def installed_versions() -> dict:
-    found = {{}}
-    for name in KEEP:
-        try:
-            found[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    return found
+class InstallError(RuntimeError):
+    \"\"\"The install cell's one-line failure.\"\"\"
 
 
-if importlib.util.find_spec("tfvae") is None:
-    wheels = sorted(glob.glob("tfvae-*.whl"))
-    source = wheels[-1] if wheels else f"git+{{REPOSITORY}}.git"
-    print(f"installing tfvae from {{source}}")
-    before = installed_versions()
+def versions() -> dict:
+    \"\"\"Every installed distribution -> its version.\"\"\"
+    return {{dist.metadata["Name"].lower().replace("_", "-"): dist.version for dist in importlib.metadata.distributions()}}
+
+
+def one_line_reason(output: str) -> str:
+    reason = next((why for clue, why in WHY if clue in output), "pip failed")
+    last = next((line.strip() for line in reversed(output.splitlines()) if line.strip().startswith("ERROR")), "")
+    return f"{{reason}}" + (f" (pip: {{last[:300]}})" if last else "")
+
+
+def install(source: str, upgrade: bool) -> None:
+    before = versions()
+    kept = [f"{{name}}=={{before[name]}}" for name in KEEP if name in before]
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as keep:
-        keep.write("".join(f"{{name}}=={{version}}\\n" for name, version in before.items()))
-    pip = [sys.executable, "-m", "pip", "install", "--quiet", source]
-    kept = subprocess.run([*pip, "--constraint", keep.name]).returncode == 0
+        keep.write("".join(f"{{pin}}\\n" for pin in kept))
+    command = [sys.executable, "-m", "pip", "install", "--quiet", *(["--upgrade"] if upgrade else []), source,
+               "--constraint", keep.name]
+    done = subprocess.run(command, capture_output=True, text=True)
     os.unlink(keep.name)
-    if not kept:
-        print("the installed versions are outside tfvae's ranges; installing the versions tfvae needs")
-        subprocess.run(pip, check=True)
-    after = installed_versions()
-    replaced = [name for name in before if after.get(name) != before[name]]
-    for name in replaced:
-        print(f"replaced {{name}} {{before[name]}} with {{after.get(name)}}")
-    if any(name.replace("-", "_") in sys.modules for name in replaced):
-        raise RuntimeError("restart needed: Runtime > Restart session, then run all again (the modules replaced "
-                           "above were imported already)")
-    print("tfvae installed")
-else:
-    import tfvae
+    if done.returncode != 0:
+        raise InstallError(f"installing tfvae from {{source}} failed: {{one_line_reason(done.stdout + done.stderr)}}")
+    after = versions()
+    changed = sorted(name for name in before if name in after and after[name] != before[name])
+    for name in changed:
+        print(f"upgraded {{name}} {{before[name]}} -> {{after[name]}}")
+    imported = [name for name in changed if KEEP.get(name, name.replace("-", "_")) in sys.modules]
+    if imported:
+        raise InstallError(f"restart needed: {{', '.join(imported)}} changed after it was imported (Runtime > "
+                           "Restart session, then run all again)")
+    added = sorted(set(after) - set(before) - {{"tfvae"}})
+    print(f"tfvae {{after.get('tfvae')}} installed" + (f"; added what this runtime lacked: {{', '.join(added)}}"
+                                                       if added else ""))
 
-    print(f"tfvae {{tfvae.__version__}} is installed already: nothing to install")
+
+try:
+    from IPython import get_ipython  # in a notebook, an InstallError is its one line, no stack
+
+    get_ipython().set_custom_exc((InstallError,), lambda shell, kind, error, tb, tb_offset=None:
+                                 shell.showtraceback((kind, error, tb), exception_only=True))
+except (ImportError, AttributeError):
+    pass
+installed = versions().get("tfvae")
+wheels = sorted(glob.glob("tfvae-*.whl"))
+source = wheels[-1] if wheels else f"git+{{REPOSITORY}}.git"
+if installed is None:
+    print(f"installing tfvae from {{source}}")
+    install(source, upgrade=False)
+elif tuple(map(int, installed.split(".")[:3])) < tuple(map(int, NEEDED.split("."))):
+    print(f"tfvae {{installed}} is installed; this notebook needs {{NEEDED}}: upgrading from {{source}}")
+    install(source, upgrade=True)
+else:
+    print(f"tfvae {{installed}} is installed already: nothing to install")
 '''
 
 ONE_LINE_ERRORS = '''\
-# Errors you can cause (a dataset that cannot be found, a setting tfvae refuses, a size too large for this
-# runtime's memory) show tfvae's one-line message instead of a traceback, as the `tfvae` command does; any
-# other error keeps its traceback. Either way, running all cells stops at that cell.
+# Errors tfvae raises about what you asked of it (a dataset that cannot be found, a setting it refuses) and a
+# size too large for this runtime's memory show one line instead of a traceback, as the `tfvae` command does;
+# every other error, your own code's included, keeps its traceback. Either way, running all cells stops there.
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # fewer of TensorFlow's C++ log lines
 import tensorflow as tf
 from IPython import get_ipython
 
+import tfvae
+
+TFVAE = os.path.dirname(tfvae.__file__)
+
+
+def raised_by_tfvae(traceback) -> bool:
+    \"\"\"True when, of the frames in tfvae or in this notebook's own code, the innermost is tfvae's.\"\"\"
+    innermost = ""
+    while traceback is not None:
+        path = traceback.tb_frame.f_code.co_filename
+        if path.startswith(TFVAE) or not ("site-packages" in path or "/lib/python" in path):
+            innermost = path
+        traceback = traceback.tb_next
+    return innermost.startswith(TFVAE)
+
 
 def one_line(shell, kind, error, traceback, tb_offset=None):
-    shell.showtraceback((kind, error, traceback), exception_only=True)
+    if raised_by_tfvae(traceback) or isinstance(error, tf.errors.ResourceExhaustedError):
+        shell.showtraceback((kind, error, traceback), exception_only=True)
+    else:
+        shell.showtraceback((kind, error, traceback), tb_offset=tb_offset)
 
 
 get_ipython().set_custom_exc((ValueError, OSError, FloatingPointError, tf.errors.ResourceExhaustedError), one_line)
@@ -138,6 +189,13 @@ def repository_url() -> str:
     parser = configparser.ConfigParser()
     parser.read(ROOT / "setup.cfg")
     return parser["metadata"]["url"].strip().rstrip("/")
+
+
+def package_version() -> str:
+    """setup.cfg's version."""
+    parser = configparser.ConfigParser()
+    parser.read(ROOT / "setup.cfg")
+    return parser["metadata"]["version"].strip()
 
 
 def colab_url(name: str, url: str | None = None) -> str:
@@ -167,7 +225,7 @@ def generated_cells(name: str) -> dict:
     url = repository_url()
     return {
         "colab-badge": ("markdown", badge(name, url)),
-        "install": ("code", INSTALL.format(url=url).rstrip("\n")),
+        "install": ("code", INSTALL.format(url=url, version=package_version()).rstrip("\n")),
         "one-line-errors": ("code", ONE_LINE_ERRORS.rstrip("\n")),
     }
 
