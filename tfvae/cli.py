@@ -194,8 +194,8 @@ def _plot(args: argparse.Namespace) -> None:
 def _fetch(args: argparse.Namespace) -> None:
     from tfvae import data
 
-    manual_dir = data.fetch(args.name, data_dir=args.data_dir)
-    print(f"{args.name} is ready (offline copy in {manual_dir})")
+    prepared = data.fetch(args.name, data_dir=args.data_dir)
+    print(f"{args.name} is ready (offline copy in {prepared})")
 
 
 def _evaluate(args: argparse.Namespace) -> None:

