@@ -43,12 +43,14 @@ wheel: $(VENV)/.installed
 	$(BIN)/pip wheel --quiet --no-deps --wheel-dir dist .
 	@ls dist/tfvae-*.whl
 
-# Run every notebook top to bottom at its default sizes and commit the result (outputs, figures, thumbnails in
-# docs/images/, README's table); one notebook: `make notebooks NOTEBOOK=quickstart`. About 7 minutes here.
-notebooks: $(VENV)/.installed
-	$(BIN)/tfvae data fetch mnist
-	$(BIN)/tfvae data fetch fashion_mnist
-	$(BIN)/python tools/notebooks.py execute $(NOTEBOOK)
+# Run every notebook top to bottom at its default sizes on Colab's stack (.venv-colab, which `make test-colab`
+# builds) and commit the result (outputs, figures, thumbnails in docs/images/, README's table); one notebook:
+# `make notebooks NOTEBOOK=quickstart`. About 8 minutes here.
+notebooks:
+	@test -x $(COLAB)/bin/tfvae || { echo "make notebooks runs on Colab's stack in $(COLAB): run make test-colab first"; exit 2; }
+	$(COLAB)/bin/tfvae data fetch mnist
+	$(COLAB)/bin/tfvae data fetch fashion_mnist
+	$(COLAB)/bin/python tools/notebooks.py execute $(NOTEBOOK)
 
 # The oldest versions setup.cfg allows (tools/oldest.py pins each lower bound), in .venv-oldest, and the whole
 # test suite on them (2.5 GB installed; the suite about 9 minutes here). Not part of `make test`.

@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 IMAGES = ROOT / "docs" / "images"
 README = ROOT / "README.md"
+COLAB_RUNTIME = ROOT / "tools" / "colab_runtime.txt"  # the stack the notebooks are committed executed on
 BRANCH = "main"
 MAX_BYTES = 1_500_000  # a committed notebook, outputs included
 MAX_SECONDS = 300  # at its default sizes, on a CPU
@@ -304,7 +305,18 @@ def output_problems(notebook, name: str) -> list[str]:
                         f"`make notebooks NOTEBOOK={name}`)")
     if recorded.get("seconds") is not None and recorded["seconds"] > MAX_SECONDS:
         problems.append(f"{name}.ipynb: took {recorded.get('seconds')} s at its default sizes, over {MAX_SECONDS}")
+    stack = colab_stack()
+    if not str(recorded.get("executed_with", "")).startswith(stack):
+        problems.append(f"{name}.ipynb: executed with {recorded.get('executed_with')!r}, not on Colab's stack "
+                        f"({stack}; `make test-colab`, then `make notebooks NOTEBOOK={name}`)")
     return problems
+
+
+def colab_stack() -> str:
+    """How `execute` describes Colab's runtime of tools/colab_runtime.txt: 'TensorFlow 2.20.0, Python 3.13'."""
+    pins = dict(line.split("==") for line in COLAB_RUNTIME.read_text().splitlines() if "==" in line)
+    python = re.search(r"Python (3\.\d+)", COLAB_RUNTIME.read_text()).group(1)
+    return f"TensorFlow {pins['tensorflow']}, Python {python}"
 
 
 def check() -> list[str]:
