@@ -36,6 +36,19 @@ it is above by more than 2, and is not resolved in between. Two standard
 errors with 3 seeds each is a rough test (a t-test's 5% point with about 4
 degrees of freedom is 2.8): a difference near the line is not a finding.
 
+eval_seconds is time.perf_counter around `tfvae.evaluate`'s loop over the
+test images (CLOCK_MONOTONIC on Linux, the clock of fit's wall_time too).
+In 27 of the 59 rows made by 2026-12-02 it lies 21.9 s past a whole minute
+(261.9 s sixteen times, for families whose other rows took 212 to 250 s),
+which independent timings would not do; the code that made them (every
+commit that wrote a row) reads the clock once before and once after the
+loop and rounds to 0.1 s, with nothing between that could land on a
+minute, and rows of one process alternate between such values and others,
+so the clock the process saw stepped, not the arithmetic. Read that column
+of those rows as unverified; the training minutes are checked against an
+independent clock by
+tests/test_train.py::test_a_time_budget_holds_against_an_independent_wall_clock.
+
 Resumable: a run lives in RUN_ROOT/PRESET-sSEED and is continued from its
 checkpoint, never restarted; each evaluated mark is kept in the run
 directory (loglik-*.json) before its row goes into the CSV (one row per
