@@ -203,6 +203,19 @@ def test_the_readme_table_is_the_one_the_results_file_gives():
     assert loglik.readme_section(replaced) == "| new |" and replaced.count(loglik.README_BEGIN) == 1
 
 
+def test_the_readme_published_table_is_loglik_published_and_flags_what_is_not_like_with_like():
+    readme = (ROOT / "README.md").read_text()
+    assert loglik.readme_section(readme, loglik.PUBLISHED_BEGIN, loglik.PUBLISHED_END) == loglik.published_markdown()
+    rows = {line.split(" | ")[0].strip("| "): line for line in loglik.published_markdown().splitlines()[2:]}
+    assert "59,600 training images" in rows["VAE, one stochastic layer (784-200-200-50)"]
+    assert "yes, with `mnist-burda-vae`" in rows["VAE, one stochastic layer (784-200-200-50)"]
+    assert "| not like with like: " in rows["VAE + VampPrior (500 pseudo-inputs), one layer"]
+    board = {line.split(" | ")[1].strip("`"): line
+             for line in loglik.leaderboard_markdown(loglik.means(summary_table([]))).splitlines()[2:]}
+    assert board["mnist-burda-vampprior"].endswith("(not like with like: see the published numbers below) |")
+    assert "not like with like" not in board["mnist-burda-vae"]
+
+
 def test_the_tuning_table_lists_every_validation_run_the_presets_own_settings_first():
     rows = [("mnist-burda-vae", "", 95.0), ("mnist-burda-vae", 'train.learning_rate=0.0005', 96.0),
             ("mnist-burda-vae", 'train.learning_rate=0.003', 94.0), ("mnist-burda-iwae5", "", 93.0)]
