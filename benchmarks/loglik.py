@@ -63,8 +63,10 @@ seconds per epoch and that divided by the plain VAE's of the same seed and
 mark: what a family costs; the machine's matrix-product rate as the run
 reached its mark, GFLOP/s: a reading of how fast the machine was; date,
 commit, CPU, command of the session that made the row), the figure beside
-it (loglik.png) and, with --report, the README table between its
-`loglik:begin` / `loglik:end` markers.
+it (loglik.png) and, with --report, the README's leaderboard table between
+its `loglik:begin` / `loglik:end` markers, the targets' lines, the first
+campaign's table and the table of published numbers (PUBLISHED, between
+`loglik-published:begin` / `loglik-published:end`).
 
 --validation holds out the last 10,000 training images in TFDS's order (`data.validation`):
 the runs train on the other 50,000 and are scored on those (RUN_ROOT/...-val,
