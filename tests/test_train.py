@@ -1,6 +1,7 @@
 """Training: the step lowers the loss, checkpoints round-trip, and fit resumes exactly."""
 
 import json
+import time
 
 import numpy as np
 import pandas as pd
@@ -289,6 +290,45 @@ def test_a_time_budget_stops_at_the_first_row_past_it_with_a_checkpoint_and_a_la
     assert finished.history["step"].tolist() == [2, 4, 5, 6, 8, 10, 12, 14, 15]
     for a, b in zip(whole.model.variables, finished.model.variables):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_a_time_budget_holds_against_an_independent_wall_clock(tmp_path):
+    """fit's real clock (no fake) against time.monotonic read outside fit, around the call and in a hook at every
+    history row. Bounds, each argued so that a loaded machine cannot fail them:
+    - fit counts no more than the call took (its seconds are the loop's, a part of the call's); 1 ms for the
+      3 decimals history.csv keeps;
+    - between the first and the last row of a session, fit's clock and the hook's readings measure the same span:
+      each row's wall_time is read just before its hook runs, and what lies between the two (a test pass over 16
+      images, a history row) is milliseconds; 0.5 s allows a stall of the machine in either;
+    - it stops at the first row past the budget: the row before is under it, and the overrun is at most the
+      longest interval between rows on fit's own clock (the budget is checked at rows);
+    - a continued run adds the second session's seconds to the first's, and no more than that session took."""
+    # A row an epoch; a graph, not XLA: the first row holds the compilation, which takes seconds either way.
+    experiment = config.override(tiny_experiment(epochs=100_000), {"train.log_every": 5, "train.jit_compile": False})
+    train_data, test_data = datasets(experiment)
+    seen = []
+    hook = lambda step, model, row: seen.append((time.monotonic(), row["wall_time"]))  # noqa: E731
+
+    def session(budget):
+        seen.clear()
+        started = time.monotonic()
+        result = train.fit(experiment, tmp_path / "run", train_data=train_data, test_data=test_data, hooks=[hook],
+                           progress=False, time_budget=budget)
+        return result.history["wall_time"].to_numpy(float), time.monotonic() - started, list(seen)
+
+    earlier = 0.0
+    for extra in (1e-3, 2.0, 1.0):  # one row (with the compilation), then 2 s more, then 1 s more: resumed twice
+        budget = earlier + extra
+        walls, took, rows = session(budget)
+        new = walls[walls > earlier]
+        assert len(new) >= 1 and new[-1] >= budget and (len(new) == 1 or new[-2] < budget)
+        assert new[-1] - budget <= np.diff(walls, prepend=0.0).max()
+        assert new[-1] - earlier <= took + 1e-3  # this session's seconds, no more than the call took
+        if len(rows) >= 2:
+            (first_seen, first_wall), (last_seen, last_wall) = rows[0], rows[-1]
+            assert abs((last_seen - first_seen) - (last_wall - first_wall)) < 0.5
+        earlier = new[-1]
+    assert len(walls) >= 5
 
 
 def test_test_every_skips_test_passes_but_not_the_last_and_trains_the_same(tmp_path):
