@@ -37,12 +37,19 @@ def one_hot(labels, num_classes: int) -> tf.Tensor:
     return tf.one_hot(tf.cast(labels, tf.int32), num_classes, dtype=tf.float32)
 
 
-def check_labels(labels, num_classes: int) -> None:
-    """Raises a ValueError naming the first label outside [0, num_classes) (eager values only)."""
+def check_labels(labels, num_classes: int, count: int | None = None) -> None:
+    """Raises a ValueError naming the first label that is not a class index in [0, num_classes), or labels [b']
+    that do not match `count` images (eager values only; a scalar label serves every image)."""
     values = tf.get_static_value(tf.convert_to_tensor(labels))
     if values is None:
         return
     flat = np.ravel(values)
+    fractional = flat[np.asarray(flat, dtype=np.float64) != np.round(np.asarray(flat, dtype=np.float64))]
+    if fractional.size:
+        raise ValueError(f"labels must be integer class indices in [0, {num_classes}); got {float(fractional[0]):g}")
+    if count is not None and np.ndim(values) == 1 and len(flat) not in (1, count):
+        raise ValueError(f"labels has {len(flat)} entries for {count} images: give one label per image, or one "
+                         "for all")
     bad = flat[(flat < 0) | (flat >= num_classes)]
     if bad.size:
         raise ValueError(f"labels must be class indices in [0, {num_classes}); got {int(bad[0])}")

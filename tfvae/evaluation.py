@@ -114,6 +114,7 @@ def evaluate(
         chunk = max(1, DEFAULT_CHUNK_ELEMENTS // (values_per_image * (batch_size or 128)))
     num_chunks = -(-k // chunk)
     chunk = -(-k // num_chunks)  # equal chunks: fewer wasted draws in the last one
+    _check_images_fit(model, dataset)
     batch_statistics = _compile_batch_statistics(model, k, chunk, num_chunks, jit_compile)
 
     sums: dict[str, np.ndarray] = {}
@@ -144,6 +145,16 @@ def _num_examples(data) -> int | None:
         return data_lib.num_examples(data)
     except (ValueError, tf.errors.OpError):
         return None
+
+
+def _check_images_fit(model, dataset: tf.data.Dataset) -> None:
+    """Encodes one image of the first batch eagerly, so that images of another shape than the model was built
+    for fail here with the model's own one-line message rather than inside the compiled loop."""
+    for element in dataset.take(1):
+        scorer, images = model_lib.split_batch(model, element)
+        if isinstance(element, tuple) and getattr(model, "conditional", False):
+            scorer = model.given(element[1][:1])
+        scorer.encode(images[:1])
 
 
 def _compile_batch_statistics(model, k: int, chunk: int, num_chunks: int, jit_compile: bool):

@@ -160,8 +160,12 @@ class VAE(snt.Module):
         return _pass_through(self, images, seed)
 
     def sample(self, n: int, seed: tf.Tensor | None = None) -> tf.Tensor:
-        """Mean images of p(x|z) for n draws z ~ p(z): [n, H, W, C] in [0, 1]."""
-        return self.decode(self.prior.sample(n, seed=seed)).mean()
+        """Mean images of p(x|z) for n draws z ~ p(z): [n, H, W, C] in [0, 1].
+
+        Raises:
+          ValueError: n that is not a positive integer.
+        """
+        return self.decode(self.prior.sample(sample_count(n), seed=seed)).mean()
 
     def reconstruct(self, images: tf.Tensor) -> tf.Tensor:
         """Mean of p(x | z = E[q(z|x)]) for each image (array-likes and uint8 as `encode`): [b, H, W, C] in [0, 1]."""
@@ -189,13 +193,15 @@ class ConditionalVAE(VAE):
 
     def encode(self, images, labels) -> tfd.Distribution:
         """images [b, H, W, C], labels [b] (or one label for all) -> q(z|x, y), batch [b], event [latent]."""
-        conditioning.check_labels(labels, self.num_classes)
-        return self.encoder(as_images(images), labels)
+        images = as_images(images)
+        conditioning.check_labels(labels, self.num_classes, _leading_size(images, -4))
+        return self.encoder(images, labels)
 
     def decode(self, z, labels) -> tfd.Distribution:
         """z [..., b, latent], labels [b] (or one label for all) -> p(x|z, y), batch [..., b], event [H, W, C]."""
-        conditioning.check_labels(labels, self.num_classes)
-        return self.decoder(self._checked_codes(z), labels)
+        z = self._checked_codes(z)
+        conditioning.check_labels(labels, self.num_classes, _leading_size(z, -2))
+        return self.decoder(z, labels)
 
     def given(self, labels) -> Given:
         """This model with its labels fixed: [b] for a batch of b images, or one class for every image."""
@@ -206,7 +212,7 @@ class ConditionalVAE(VAE):
 
     def sample(self, n: int, labels, seed: tf.Tensor | None = None) -> tf.Tensor:
         """Mean images of p(x|z, y) for n draws z ~ p(z), y = `labels` (one class, or [n]): [n, H, W, C]."""
-        return self.decode(self.prior.sample(n, seed=seed), labels).mean()
+        return self.decode(self.prior.sample(sample_count(n), seed=seed), labels).mean()
 
     def reconstruct(self, images, labels) -> tf.Tensor:
         """Mean of p(x | z = E[q(z|x, y)], y) for each image: [b, H, W, C] in [0, 1]."""
@@ -245,6 +251,22 @@ class Given:
 
     def reconstruct(self, images) -> tf.Tensor:
         return _reconstruction(self, images)
+
+
+def sample_count(n) -> int | tf.Tensor:
+    """`n` draws, checked: a positive int (a NumPy or eager tensor integer too); a traced tensor passes as is."""
+    if tf.is_tensor(n):
+        value = tf.get_static_value(n)
+        if value is None:
+            return n
+        n = value.item() if hasattr(value, "item") else value
+    return checks.positive_int(n, "n")
+
+
+def _leading_size(values: tf.Tensor, axis: int) -> int | None:
+    """The static size of `axis` of `values` (the batch of images [b, H, W, C] or codes [..., b, d]), or None."""
+    shape = values.shape
+    return shape[axis] if shape.rank is not None and shape.rank >= -axis else None
 
 
 def compile_for_one_model(function: Callable, **options) -> Callable:

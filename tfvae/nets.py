@@ -89,7 +89,8 @@ def as_images(images) -> tf.Tensor:
     costs nothing inside a compiled step). Other integer types are refused.
 
     Raises:
-      ValueError: images of an integer type other than uint8, or not numeric.
+      ValueError: images of an integer type other than uint8, or not numeric; NaN or infinite pixels (checked
+        when called eagerly, as `tfvae.data.from_arrays` checks its arrays).
     """
     try:
         # NumPy first: it keeps the uint8 of a list of uint8 arrays, where TensorFlow would make int32.
@@ -97,13 +98,23 @@ def as_images(images) -> tf.Tensor:
     except (TypeError, ValueError) as error:
         raise ValueError(f"images must be a numeric array [batch, height, width, channels]; {error}") from error
     if images.dtype == tf.float32:
-        return images
+        return _finite_when_eager(images)
     if images.dtype == tf.uint8:
         return scale_pixels(images)
     if images.dtype == tf.bool or images.dtype.is_floating:
-        return tf.cast(images, tf.float32)
+        return _finite_when_eager(tf.cast(images, tf.float32))
     kind = "integer images must be uint8 (0..255)" if images.dtype.is_integer else "images must be numeric"
     raise ValueError(f"{kind}; got dtype {images.dtype.name}. Pass uint8 or floats in [0, 1]")
+
+
+def _finite_when_eager(images: tf.Tensor) -> tf.Tensor:
+    """`images`, after refusing NaN or infinite pixels when called eagerly (a compiled step skips the check)."""
+    if tf.executing_eagerly() and not bool(tf.reduce_all(tf.math.is_finite(images))):
+        for label, bad in (("NaN", tf.math.is_nan(images)), ("infinite (Inf)", tf.math.is_inf(images))):
+            count = int(tf.reduce_sum(tf.cast(bad, tf.int32)))
+            if count:
+                raise ValueError(f"images contain {count} {label} values; pixels must be finite, in [0, 1]")
+    return images
 
 
 def as_codes(z) -> tf.Tensor:
