@@ -116,6 +116,8 @@ def test_colab_links_follow_setup_cfg():
                "To enable the following instructions: AVX2 FMA, in other operations, rebuild TensorFlow with the "
                "appropriate compiler flags.\n"
                "E0000 00:00:1795987050.790770   23077 cuda_platform.cc:52] failed call to cuInit: UNKNOWN ERROR (303)\n"
+               "2026-12-06 00:43:43.897971: E external/local_xla/xla/stream_executor/cuda/cuda_platform.cc:51] "
+               "failed call to cuInit: INTERNAL: CUDA error: Failed call to cuInit: UNKNOWN ERROR (303)\n"
                "a warning of tfvae's\n")
     assert tool.without_tensorflow_chatter(chatter) == "a warning of tfvae's\n"
 

@@ -60,5 +60,5 @@ def allow_older_protobuf_for_tensorflow_metadata() -> str | None:
     notice = (f"tensorflow-metadata {_installed_version('tensorflow-metadata')} was generated for protobuf >= "
               f"{'.'.join(map(str, gencode))} but protobuf {runtime} is installed (as on Colab's Python 3.13 runtime); "
               f"tfvae set {PROTOBUF_CHECK_SWITCH}=true so that TensorFlow Datasets imports")
-    warnings.warn(notice, RuntimeWarning, stacklevel=2)
+    warnings.warn_explicit(notice, RuntimeWarning, "tfvae", 0)  # one line: no source line under it
     return notice

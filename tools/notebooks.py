@@ -365,6 +365,7 @@ def terminal_text(text: str) -> str:
 # leaves in the runtime's log and Jupyter shows in a cell: not kept in the committed outputs.
 CHATTER = re.compile(
     r"[IWEF]\d{4} \d\d:\d\d:[\d.]+\s+\d+ [\w.]+:\d+\] "
+    r"|\d{4}-\d\d-\d\d \d\d:\d\d:[\d.]+: [IWEF] [\w/.]+:\d+\] "  # TF 2.20's form of the same lines
     r"|WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
     r"|To enable the following instructions: .* rebuild TensorFlow with the appropriate compiler flags\."
 )
