@@ -90,6 +90,6 @@ def test_a_run_refuses_another_kind_of_model(tmp_path):
     train_data, test_data = datasets(experiment)
     with pytest.raises(rundir.RunDirError, match="would mix two models"):
         tfvae.fit(experiment, tmp_path / "run", train_data=train_data, test_data=test_data, progress=False)
-    with pytest.raises(ValueError, match="model must be a snt.Module with encode, decode and prior"):
+    with pytest.raises(ValueError, match=r"needs a model with encode, decode, prior \(a property\) and latent_size"):
         tfvae.fit(experiment, tmp_path / "other", model=ResidualEncoder(), train_data=train_data, test_data=test_data,
                   progress=False)

@@ -38,7 +38,7 @@ import tensorflow as tf
 from scipy import stats
 from tqdm.auto import tqdm
 
-from tfvae import checks, objectives, rundir
+from tfvae import checks, objectives, protocol, rundir
 from tfvae import data as data_lib
 from tfvae import model as model_lib
 from tfvae.config import Experiment
@@ -101,6 +101,7 @@ def evaluate(
     Raises:
       ValueError: for k < 1 or chunk < 1.
     """
+    protocol.check_model(model, "evaluate")
     checks.positive_int(k, "k")
     if chunk is not None:
         checks.positive_int(chunk, "chunk")

@@ -253,6 +253,17 @@ class Given:
         return _reconstruction(self, images)
 
 
+def create_variables(model, image_shape: Sequence[int]) -> None:
+    """Creates a model's weights (Sonnet makes them at the first call) from one blank image of `image_shape`."""
+    if getattr(model, "conditional", False):  # one blank image of class 0
+        model = model.given(tf.zeros([1], tf.int64))
+    if isinstance(model, VAE):
+        model.prior.log_prob(model(tf.zeros([1, *image_shape])).z)  # a learned prior's networks too
+    else:  # any model of the protocol (tfvae.protocol), or a conditional model given its labels
+        z = model.encode(tf.zeros([1, *image_shape])).sample(seed=tf.constant([0, 0]))
+        model.decode(z).log_prob(tf.zeros([1, *image_shape])) + model.prior.log_prob(z)
+
+
 def sample_count(n) -> int | tf.Tensor:
     """`n` draws, checked: a positive int (a NumPy or eager tensor integer too); a traced tensor passes as is."""
     if tf.is_tensor(n):

@@ -30,6 +30,7 @@ import tensorflow as tf
 from tfvae import config as config_lib
 from tfvae import data as data_lib
 from tfvae import model as model_lib
+from tfvae import protocol
 from tfvae.config import Experiment
 from tfvae.model import VAE
 
@@ -274,31 +275,25 @@ def restore_model(run_dir: str | os.PathLike, image_shape: Sequence[int] | None 
     config.json.
     """
     experiment = load_experiment(run_dir)
+    if model is not None:
+        protocol.check_model(model, "open_run(run_dir, model=...)")
     built_in_python = read_model_note(run_dir).get("class")
     if model is None and built_in_python:
         raise RunDirError(f"{run_dir} trained a model built in Python ({built_in_python}); build it again and "
                           "pass it: tfvae.open_run(run_dir, model=...) or restore_model(run_dir, model=...)")
     if image_shape is None and model is not None:
-        image_shape = getattr(getattr(model, "decoder", None), "output_shape", None)
+        image_shape = protocol.image_shape(model)
     if image_shape is None:
         image_shape = data_lib.image_shape(load_split(experiment, "test"))
     if model is None:
         model = model_lib.build(experiment.model, image_shape)
-    create_variables(model, image_shape)
+    model_lib.create_variables(model, image_shape)
     if restore_latest(tf.train.Checkpoint(model=model), checkpoint_dir(run_dir), partial=True) is None:
         raise RunDirError(f"{run_dir} has no checkpoint yet: train it first (tfvae train ... --run-dir {run_dir})")
     return model
 
 
-def create_variables(model, image_shape: Sequence[int]) -> None:
-    """Creates a model's weights (Sonnet makes them at the first call) from one blank image of `image_shape`."""
-    if getattr(model, "conditional", False):  # one blank image of class 0
-        model = model.given(tf.zeros([1], tf.int64))
-    if isinstance(model, VAE):
-        model.prior.log_prob(model(tf.zeros([1, *image_shape])).z)  # a learned prior's networks too
-    else:  # any module with encode, decode and prior (or a conditional model given its labels)
-        z = model.encode(tf.zeros([1, *image_shape])).sample(seed=tf.constant([0, 0]))
-        model.decode(z).log_prob(tf.zeros([1, *image_shape])) + model.prior.log_prob(z)
+create_variables = model_lib.create_variables  # (it lives in tfvae.model; kept here for old callers)
 
 
 def write_model_note(run_dir: str | os.PathLike, model, built_in_python: bool) -> None:

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from tfvae import objectives, rundir
+from tfvae import objectives, protocol, rundir
 from tfvae.model import VAE, central_code
 
 SIGNATURES = ("encode", "decode", "sample", "elbo")
@@ -81,7 +81,7 @@ class ExportModule(tf.Module):
 
     def _sample(self, n: tf.Tensor, seed: tf.Tensor, labels: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
         """n, a stateless seed [2] -> mean images of p(x|z) at n draws z ~ p(z), [n, H, W, C]."""
-        return {"images": self._given(labels).sample(n, seed=seed)}
+        return {"images": protocol.sample(self._given(labels), n, seed=seed)}
 
     def _elbo(self, images: tf.Tensor, seed: tf.Tensor, labels: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
         """images [b, H, W, C], a stateless seed [2] -> one-sample negative ELBO terms per image, [b], nats."""
@@ -121,9 +121,9 @@ def export(
     """
     out_dir = Path(out_dir)
     _check_out_dir(out_dir)
-    model = source if isinstance(source, VAE) else rundir.restore_model(source, image_shape)
+    model = source if protocol.is_model(source) else rundir.restore_model(source, image_shape)
     if image_shape is None:
-        image_shape = getattr(model.decoder, "output_shape", None)
+        image_shape = protocol.image_shape(model)
         if image_shape is None:
             raise ExportError("give image_shape: the decoder has no output_shape to take it from")
     module = ExportModule(model, tuple(int(size) for size in image_shape))

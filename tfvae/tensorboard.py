@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from tfvae import rundir
+from tfvae import protocol, rundir
 from tfvae.config import Experiment
 from tfvae.model import VAE
 
@@ -111,11 +111,11 @@ class TensorBoardLogger:
         if self.images is not None and (self.labels is not None or not conditional):
             images = tf.constant(self.images)
             given = model.given(self.labels) if conditional else model
-            pairs = tf.concat([images, given.reconstruct(images)], axis=2)  # [n, H, 2W, C]
+            pairs = tf.concat([images, protocol.reconstruct(given, images)], axis=2)  # [n, H, 2W, C]
             tf.summary.image("reconstructions", _displayable(pairs), max_outputs=len(self.images))
         if self.num_samples:
             given = model.given(tf.range(self.num_samples) % model.num_classes) if conditional else model
-            samples = given.sample(self.num_samples, seed=self.seed)
+            samples = protocol.sample(given, self.num_samples, seed=self.seed)
             tf.summary.image("samples", _displayable(samples), max_outputs=self.num_samples)
 
     def close(self) -> None:

@@ -46,6 +46,7 @@ from tqdm.auto import tqdm
 from tfvae import checks, devices, distribute, objectives, rundir, runners
 from tfvae import data as data_lib
 from tfvae import model as model_lib
+from tfvae import protocol
 from tfvae.config import Experiment
 from tfvae.model import VAE
 from tfvae.optimizers import build_optimizer
@@ -72,7 +73,7 @@ def fit(
     experiment: Experiment,
     run_dir: str | os.PathLike,
     *,
-    model: snt.Module | None = None,
+    model: snt.Module | Callable[[], snt.Module] | None = None,
     train_data: data_lib.ArraySource | tf.data.Dataset | None = None,
     test_data: data_lib.ArraySource | tf.data.Dataset | None = None,
     hooks: Sequence[Hook] = (),
@@ -84,11 +85,14 @@ def fit(
     Args:
       experiment: what to train (see `tfvae.config`).
       run_dir: where config.json, history.csv and checkpoints/ go.
-      model: a model you built (a `tfvae.VAE` of your own parts, or any
-        `snt.Module` with `encode`, `decode` and `prior`) to train instead of
-        the one `experiment.model` describes; fresh, or the same model again
-        to continue the run. The run notes its class (model.json); reading
-        the run back needs it again (`tfvae.open_run(run_dir, model=...)`).
+      model: a model you built to train instead of the one `experiment.model`
+        describes: a `tfvae.VAE` of your own parts, or any `snt.Module` with
+        encode, decode, prior (a property) and latent_size (`tfvae.protocol`);
+        fresh, or the same model again to continue the run; or a function of
+        no arguments that builds it, which fit calls under the distribution
+        strategy (needed when `train.distribute` is not "default"). The run
+        notes its class (model.json); reading the run back needs it again
+        (`tfvae.open_run(run_dir, model=...)`).
       train_data, test_data: images to use instead of the split the config
         names: an `ArraySource` (`tfvae.data.from_arrays`, `load`,
         `from_directory`), trained on without `tf.data`, or any batched
@@ -199,20 +203,25 @@ def _fit_locked(experiment, run_dir, model, train_data, test_data, hooks, progre
 
 
 def _built_model(model, experiment: Experiment, image_shape, strategy) -> snt.Module:
-    """`model` (or the one `experiment.model` describes) with its weights created from the data's shape."""
+    """`model` (or the one `experiment.model` describes, or what a function given as `model` builds) with its
+    weights created from the data's shape, under the strategy's scope (a default strategy changes nothing)."""
     if model is None:
-        with strategy.scope():  # mirrored weights under a strategy; the default strategy changes nothing
+        with strategy.scope():  # mirrored weights under a strategy
             model = model_lib.build(experiment.model, image_shape)
-            rundir.create_variables(model, image_shape)
+            model_lib.create_variables(model, image_shape)
         return model
-    missing = [name for name in ("encode", "decode", "prior") if not hasattr(model, name)]
-    if not isinstance(model, snt.Module) or missing:
-        raise ValueError(f"model must be a snt.Module with encode, decode and prior (a tfvae.VAE, say); got "
-                         f"{type(model).__name__}" + (f" without {', '.join(missing)}" if missing else ""))
+    if not protocol.is_model(model) and callable(model):  # a function that builds the model
+        with strategy.scope():
+            model = model()
+            protocol.check_model(model, "fit(model=...)", trainable=True)
+            model_lib.create_variables(model, image_shape)
+        return model
+    protocol.check_model(model, "fit(model=...)", trainable=True)
     if experiment.train.distribute != "default":
-        raise ValueError("fit(model=...) trains on one device: a model built in Python cannot be mirrored after "
-                         f"the fact (train.distribute is {experiment.train.distribute!r})")
-    rundir.create_variables(model, image_shape)
+        raise ValueError(f"train.distribute is {experiment.train.distribute!r}: a model built before fit cannot be "
+                         "mirrored after the fact; give the function that builds it, fit(model=MyModel) or "
+                         "fit(model=lambda: MyModel(...)), and fit builds it under the strategy")
+    model_lib.create_variables(model, image_shape)
     return model
 
 

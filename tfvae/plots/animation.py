@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from tfvae import data as data_lib
+from tfvae import protocol
 from tfvae.config import Experiment
 from tfvae.model import VAE, as_images
 from tfvae.plots import grids
@@ -55,7 +56,7 @@ def interpolation_frames(
 ) -> list[np.ndarray]:
     """Frames for `interpolation_gif`: a row per model of [image a | decoded at t | image b],
     for t going 0 -> 1 -> 0 over `steps` points each way (2 * steps - 2 frames)."""
-    named = {"": models} if isinstance(models, VAE) else dict(models)
+    named = {"": models} if protocol.is_model(models) else dict(models)
     image_a, image_b = as_images([image_a, image_b]).numpy()
     rows = []
     for model in named.values():

@@ -18,6 +18,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from scipy import stats
 
+from tfvae import protocol
 from tfvae.model import VAE, as_images, central_code
 
 _DPI = 100
@@ -52,7 +53,7 @@ def reconstruction_grid(model: VAE, images: np.ndarray) -> np.ndarray:
     """Originals [n, H, W, C] (uint8 or floats in [0, 1]) in the top row, their reconstructions
     (decoded posterior means) below."""
     images = as_images(images)
-    return tile(np.stack([images.numpy(), model.reconstruct(images).numpy()]))
+    return tile(np.stack([images.numpy(), protocol.reconstruct(model, images).numpy()]))
 
 
 def prior_sample_codes(model: VAE, rows: int, cols: int, seed: int = 0) -> np.ndarray:
@@ -136,7 +137,7 @@ def interpolation_grid(
 ) -> np.ndarray:
     """A row per model: image a, decoded means along the line between the posterior means of
     a and b (`steps` points), image b. Images are [H, W, C] (uint8 or floats in [0, 1])."""
-    models = [models] if isinstance(models, VAE) else list(models)
+    models = [models] if protocol.is_model(models) else list(models)
     image_a, image_b = as_images([image_a, image_b]).numpy()
     rows = []
     for model in models:
