@@ -11,9 +11,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / "tfvae"
 LAYERS = [
     ["checks"],
     ["config"],
-    ["devices", "precision", "optimizers"],
+    ["devices", "precision", "optimizers", "render", "estimators"],
     ["data"],
-    ["nets", "priors"],
+    ["nets", "priors", "factors"],
     ["hierarchy", "flows", "conditioning"],
     ["model"],
     ["objectives"],
