@@ -14,7 +14,7 @@ LAYERS = [
     ["devices", "precision", "optimizers", "render", "estimators"],
     ["data"],
     ["nets", "priors", "factors"],
-    ["hierarchy", "flows", "conditioning"],
+    ["hierarchy", "flows", "conditioning", "disentanglement"],
     ["model"],
     ["objectives"],
     ["rundir"],

@@ -79,6 +79,7 @@ _LAZY = {
     "factors": "tfvae.factors",
     "FactorDataset": "tfvae.factors",
     "load_factor_dataset": "tfvae.factors",
+    "disentanglement": "tfvae.disentanglement",
 }
 _RENAMED = {"build_model": "build"}
 

@@ -18,7 +18,7 @@ SPRITE_SHAPES = ("square", "ellipse", "heart")
 SCENE_SHAPES = ("cube", "cylinder", "sphere", "pill")
 
 SPRITE_HALF_SIZE = 0.2  # half-size of a sprite at scale 1, as a fraction of the image side
-SPRITE_EXTENT = 1.07  # farthest point of any sprite from its centre, in half-sizes (the heart's lobes; the square: 1.06)
+SPRITE_EXTENT = 1.07  # farthest point of any sprite from its centre, in half-sizes (the heart's lobes; square: 1.06)
 SCENE_HALF_SIZE = 0.22  # half-size of a scene object at scale 1, as a fraction of the image side
 LIGHT_LEVELS = 16  # brightness steps of a scene object
 HORIZON = 0.6  # height of the floor/wall boundary at the image centre, as a fraction of the side from the top
