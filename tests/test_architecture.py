@@ -11,10 +11,10 @@ PACKAGE = Path(__file__).resolve().parents[1] / "tfvae"
 LAYERS = [
     ["checks"],
     ["config"],
-    ["devices", "precision", "optimizers"],
+    ["devices", "precision", "optimizers", "render", "estimators"],
     ["data"],
-    ["nets", "priors"],
-    ["hierarchy", "flows", "conditioning"],
+    ["nets", "priors", "factors"],
+    ["hierarchy", "flows", "conditioning", "disentanglement"],
     ["model"],
     ["objectives"],
     ["rundir"],

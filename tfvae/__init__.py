@@ -76,6 +76,10 @@ _LAZY = {
     "precision": "tfvae.precision",
     "sweep": "tfvae.sweep",
     "tensorboard": "tfvae.tensorboard",
+    "factors": "tfvae.factors",
+    "FactorDataset": "tfvae.factors",
+    "load_factor_dataset": "tfvae.factors",
+    "disentanglement": "tfvae.disentanglement",
 }
 _RENAMED = {"build_model": "build"}
 
