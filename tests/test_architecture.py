@@ -9,13 +9,14 @@ PACKAGE = Path(__file__).resolve().parents[1] / "tfvae"
 
 # The flow, first to last; a module may import only modules of earlier layers (docs/architecture.md).
 LAYERS = [
-    ["checks"],
+    ["checks", "compat", "pixels"],
     ["config"],
     ["devices", "precision", "optimizers", "render", "estimators"],
     ["data"],
     ["nets", "priors", "factors"],
     ["hierarchy", "flows", "conditioning", "disentanglement"],
     ["model"],
+    ["protocol"],
     ["objectives"],
     ["rundir"],
     ["step"],

@@ -31,6 +31,7 @@ untouched, and counted in history.csv's `skipped` column instead.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import os
 import time
@@ -210,7 +211,7 @@ def _built_model(model, experiment: Experiment, image_shape, strategy) -> snt.Mo
             model = model_lib.build(experiment.model, image_shape)
             model_lib.create_variables(model, image_shape)
         return model
-    if not protocol.is_model(model) and callable(model):  # a function that builds the model
+    if inspect.isclass(model) or (callable(model) and not isinstance(model, snt.Module)):  # builds the model
         with strategy.scope():
             model = model()
             protocol.check_model(model, "fit(model=...)", trainable=True)
