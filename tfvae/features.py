@@ -125,7 +125,8 @@ def as_unit_floats(images, image_shape: Sequence[int] | None = None, name: str =
 # --------------------------------------------------------------------------- training
 def train_classifier(images, labels, *, epochs: int, batch_size: int = 128, learning_rate: float = 1e-3,
                      seed: int = 0, log: Callable[[str], None] | None = print, **architecture) -> FeatureClassifier:
-    """A FeatureClassifier trained with Adam on softmax cross-entropy.
+    """A FeatureClassifier trained with Adam on softmax cross-entropy, its learning rate on a cosine schedule
+from `learning_rate` to 0 (step by step).
 
     Args:
         images: [N, H, W, C] uint8 or floats in [0, 1].
@@ -143,7 +144,8 @@ def train_classifier(images, labels, *, epochs: int, batch_size: int = 128, lear
     checks.positive_int(batch_size, "batch_size")
     tf.random.set_seed(seed)
     classifier = FeatureClassifier(int(labels.max()) + 1, **architecture)
-    optimizer = snt.optimizers.Adam(learning_rate)
+    rate = tf.Variable(float(learning_rate), trainable=False)
+    optimizer = snt.optimizers.Adam(rate)
 
     @tf.function
     def step(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
@@ -154,9 +156,12 @@ def train_classifier(images, labels, *, epochs: int, batch_size: int = 128, lear
         return loss
 
     rng = np.random.default_rng(seed)
+    steps_per_epoch = math.ceil(len(pixels) / batch_size)
     for epoch in range(1, epochs + 1):
         start, order, losses = time.time(), rng.permutation(len(pixels)), []
         for first in range(0, len(order), batch_size):
+            done = ((epoch - 1) * steps_per_epoch + first // batch_size) / (epochs * steps_per_epoch)
+            rate.assign(learning_rate * 0.5 * (1 + math.cos(math.pi * done)))
             batch = order[first:first + batch_size]
             losses.append(float(step(pixels[batch], labels[batch])))
         if log is not None:
