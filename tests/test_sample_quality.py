@@ -92,13 +92,21 @@ def test_identical_image_sets_are_at_distance_zero(mnist):
 
 def test_the_distance_grows_with_noise_and_with_blur(mnist):
     test_images, _, train_images = mnist
+    reference = feature_statistics(features.classifier_features(train_images, "mnist"))
+
+    def distance(images):  # classifier_frechet_distance(train_images, images), the train features computed once
+        mean, covariance, _ = feature_statistics(features.classifier_features(images, "mnist"))
+        return frechet_distance(reference.mean, reference.covariance, mean, covariance)
+
     pixels = test_images.astype(np.float32) / 255
     rng = np.random.default_rng(0)
     noisy = [np.clip(pixels + rng.normal(0, std, pixels.shape), 0, 1).astype(np.float32)
              for std in (0.1, 0.2, 0.3, 0.5)]
     blurred = [scipy.ndimage.gaussian_filter(pixels, sigma=(0, sigma, sigma, 0)) for sigma in (0.5, 1, 1.5, 2)]
+    clean = distance(pixels)
+    assert clean == pytest.approx(classifier_frechet_distance(train_images, test_images), rel=1e-9)
     for corrupted in (noisy, blurred):
-        distances = [classifier_frechet_distance(train_images, images) for images in [pixels, *corrupted]]
+        distances = [clean] + [distance(images) for images in corrupted]
         assert np.all(np.diff(distances) > 0), distances
 
 
