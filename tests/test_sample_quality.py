@@ -267,6 +267,21 @@ def test_inception_features_from_a_weights_file(tmp_path):
     assert inception.inception_features(images, weights=tmp_path / "random.weights.h5").shape == (3, 2048)
 
 
+@pytest.mark.slow
+def test_the_wheel_carries_the_classifier_weights(tmp_path):
+    import subprocess
+    import sys
+    import zipfile
+
+    root = features.WEIGHTS_DIR.parents[1]
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", tmp_path, root],
+                   check=True, capture_output=True)
+    (wheel,) = tmp_path.glob("tfvae-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for dataset in features.known_datasets():
+        assert {f"tfvae/feature_weights/{dataset}.npz", f"tfvae/feature_weights/{dataset}.json"} <= names
+
+
 def test_the_public_names():
     assert tfvae.classifier_frechet_distance is classifier_frechet_distance
     assert tfvae.precision_recall is precision_recall
