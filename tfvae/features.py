@@ -45,6 +45,7 @@ __all__ = [
     "classifier_features",
     "known_datasets",
     "load_classifier",
+    "parameter_count",
     "save_classifier",
     "stated_results",
     "train_classifier",
@@ -124,9 +125,10 @@ def as_unit_floats(images, image_shape: Sequence[int] | None = None, name: str =
 
 # --------------------------------------------------------------------------- training
 def train_classifier(images, labels, *, epochs: int, batch_size: int = 128, learning_rate: float = 1e-3,
-                     max_shift: int = 2, seed: int = 0, log: Callable[[str], None] | None = print, **architecture) -> FeatureClassifier:
-    """A FeatureClassifier trained with Adam on softmax cross-entropy, its learning rate on a cosine schedule
-from `learning_rate` to 0 (step by step).
+                     max_shift: int = 2, seed: int = 0, log: Callable[[str], None] | None = print,
+                     **architecture) -> FeatureClassifier:
+    """A FeatureClassifier trained with Adam on softmax cross-entropy, the learning rate on a cosine schedule
+    from `learning_rate` to 0 (step by step).
 
     Args:
         images: [N, H, W, C] uint8 or floats in [0, 1].
