@@ -68,8 +68,8 @@ def main(argv: list[str] | None = None) -> dict:
     scores = {}
     for name, images in sets.items():
         precision, recall = precision_recall(test_features, features.classifier_features(images, "mnist"), k=3)
-        scores[name] = {"classifier_frechet_distance": round(classifier_frechet_distance(images, test_images), 4),
-                        "precision": precision, "recall": recall}
+        value = classifier_frechet_distance(images, test_images, dataset="mnist")
+        scores[name] = {"classifier_frechet_distance": round(value, 4), "precision": precision, "recall": recall}
         print(f"{name:>14} vs test: distance {scores[name]['classifier_frechet_distance']:9.3f}, "
               f"precision {precision:.3f}, recall {recall:.3f}")
     distance = {name: score["classifier_frechet_distance"] for name, score in scores.items()}

@@ -18,7 +18,7 @@ inside the real manifold (are the samples realistic?), recall the fraction of re
 manifold (do the samples cover the data?).
 
     fd = classifier_frechet_distance(generated_images, test_images, dataset="mnist")
-    real, fake = (classifier_features(x, "mnist") for x in (test_images, generated_images))
+    real, fake = (features.classifier_features(x, "mnist") for x in (test_images, generated_images))
     precision, recall = precision_recall(real, fake, k=3)
 
 References:
@@ -122,10 +122,10 @@ def frechet_distance(mu1, cov1, mu2, cov2) -> float:
 
     tr((C1 C2)^(1/2)) is computed without a non-symmetric matrix square root: C1 C2 is similar to the PSD
     matrix C1^(1/2) C2 C1^(1/2) = A^T A with A = C2^(1/2) C1^(1/2), so the trace is the sum of A's singular
-    values. The symmetric roots come from `eigh`, so no complex numbers arise (scipy.linalg.sqrtm(C1 @ C2), as
-    FID code does it, returns a small imaginary part to discard) and nearly singular covariances (dead ReLU
-    features, N close to D) lose no accuracy: for identical inputs the result is 0 to about D^2.5 * 1e-16 of
-    the largest eigenvalue.
+    values. The symmetric roots come from `eigh` (eigenvalues clipped at 0, after a check that none is
+    meaningfully negative), so no complex numbers arise, where scipy.linalg.sqrtm(C1 @ C2), as FID code does
+    it, can return an imaginary part to discard; singular covariances (dead ReLU features) are fine. For
+    identical inputs the result is 0 to about D^2.5 * 1e-16 of the largest eigenvalue.
 
     Args:
         mu1, mu2: means [D].
@@ -148,15 +148,16 @@ def frechet_distance(mu1, cov1, mu2, cov2) -> float:
     return max(distance, 0.0)  # a squared distance; only rounding (~1e-13 of the traces) makes it negative
 
 
-def classifier_frechet_distance(images_a, images_b, dataset: str = "mnist", batch_size: int = 1000) -> float:
+def classifier_frechet_distance(images_a, images_b, *, dataset: str, batch_size: int = 1000) -> float:
     """The Frechet distance between two image sets in the features of a dataset's committed classifier.
 
     Args:
         images_a, images_b: [N, H, W, C] (the classifier's H, W, C; e.g. 28x28x1), uint8 or floats in [0, 1];
             each N >= feature size + 1 (129). Compare distances made with the same N (the estimate is biased
             upwards by about D/N).
-        dataset: a dataset with committed classifier weights (`tfvae.features.known_datasets()`), or an .npz
-            path written by `tfvae.features.save_classifier`.
+        dataset: the images' dataset, which has committed classifier weights (`tfvae.features.known_datasets()`:
+            "mnist", "fashion_mnist"), or an .npz path written by `tfvae.features.save_classifier`. Required:
+            Fashion-MNIST images fit MNIST's classifier too, and would be scored in the wrong features.
         batch_size: images per classifier call.
 
     Returns:
