@@ -282,8 +282,7 @@ def _load(path: pathlib.Path) -> FeatureClassifier:
     return classifier
 
 
-def stated_results(dataset: str) -> dict:
-    """The committed results of a dataset's classifier (feature_weights/<dataset>.json): test accuracy,
-    parameter count, epochs, seed, commit, command."""
-    _weights_path(dataset)
-    return json.loads((WEIGHTS_DIR / f"{dataset}.json").read_text())
+def stated_results(dataset: str | os.PathLike) -> dict:
+    """The results file beside a classifier's weights (feature_weights/<dataset>.json, or the .npz path's
+    .json): test accuracy, parameter count, epochs, seed, commit, command."""
+    return json.loads(_weights_path(dataset).with_suffix(".json").read_text())
