@@ -80,6 +80,14 @@ _LAZY = {
     "FactorDataset": "tfvae.factors",
     "load_factor_dataset": "tfvae.factors",
     "disentanglement": "tfvae.disentanglement",
+    "features": "tfvae.features",
+    "sample_quality": "tfvae.sample_quality",
+    "inception": "tfvae.inception",
+    "frechet_distance": "tfvae.sample_quality",
+    "feature_statistics": "tfvae.sample_quality",
+    "classifier_frechet_distance": "tfvae.sample_quality",
+    "precision_recall": "tfvae.sample_quality",
+    "frechet_inception_distance": "tfvae.inception",
 }
 _RENAMED = {"build_model": "build"}
 
