@@ -80,6 +80,7 @@ _LAZY = {
     "FactorDataset": "tfvae.factors",
     "load_factor_dataset": "tfvae.factors",
     "disentanglement": "tfvae.disentanglement",
+    "disentangling": "tfvae.disentangling",
 }
 _RENAMED = {"build_model": "build"}
 
