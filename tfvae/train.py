@@ -12,6 +12,9 @@ Running `fit` again on the same run directory with the same config continues
 from the last checkpoint and ends with the same weights as a run that was
 never interrupted (bit for bit with `train.deterministic`). history.csv is
 trimmed back to the checkpoint on resume, so every logged step appears once.
+A FactorVAE run (train.factor_weight > 0) also trains a discriminator with
+its own optimizer (`tfvae.step.build_adversary`); both are in the checkpoint
+(`adversary`, `adversary_optimizer`), so it resumes exactly too.
 
 `time_budget` stops training by the clock instead of by epochs, with a
 checkpoint, at the first history row whose `wall_time` reaches it. That is
