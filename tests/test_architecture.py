@@ -18,6 +18,7 @@ LAYERS = [
     ["model"],
     ["protocol"],
     ["objectives"],
+    ["disentangling"],
     ["rundir"],
     ["step"],
     ["distribute"],

@@ -75,3 +75,49 @@ def test_settings_written_as_one_line_are_sorted_json_and_read_back_by_parse_ass
     assert line == 'model.prior="vamp" train.learning_rate=0.0005 train.warmup_steps=30000'
     assert dict(config.parse_assignment(item) for item in line.split()) == changes
     assert config.format_assignments({}) == ""  # the preset's own settings
+
+
+@pytest.mark.parametrize(
+    "changes, words",
+    [
+        ({"train.factor_weight": -1}, r"train\.factor_weight must be a number >= 0"),
+        ({"train.discriminator_hidden_sizes": []}, r"train\.discriminator_hidden_sizes must be a non-empty list"),
+        ({"train.discriminator_learning_rate": 0}, r"train\.discriminator_learning_rate must be a positive number"),
+        ({"train.dip": "iii"}, r"train\.dip must be one of none, i, ii; got 'iii'"),
+        ({"train.dip": "i", "train.dip_lambda_offdiag": -1}, r"train\.dip_lambda_offdiag must be a number >= 0"),
+        ({"train.dip": "i", "train.dip_lambda_diag": -1}, r"train\.dip_lambda_diag must be a number >= 0"),
+        ({"train.capacity_max": -1}, r"train\.capacity_max must be a number of nats >= 0 \(0 or null: off\), got -1"),
+        ({"train.capacity_max": 5, "train.capacity_steps": 0}, r"train\.capacity_steps must be a positive integer"),
+        ({"train.capacity_max": 5, "train.capacity_gamma": 0}, r"train\.capacity_gamma must be a positive number"),
+        ({"train.capacity_max": 5, "train.beta": 4}, r"train\.capacity_max replaces beta \* rate"),
+        ({"train.factor_weight": 10, "data.batch_size": 1}, r"data\.batch_size must be >= 2 with train\.factor_weight"),
+        ({"train.factor_weight": 10, "train.distribute": "mirrored"}, r"train\.factor_weight trains its discriminator on one"),
+        ({"train.factor_weight": 10, "train.objective": "iwae"}, r"train\.factor_weight changes the ELBO's loss"),
+        ({"train.dip": "ii", "train.free_bits": 0.5}, r"train\.dip and train\.free_bits are different rates"),
+        ({"train.dip": "i", "train.tc_weight": 6}, r"train\.tc_weight and train\.dip are different disentangling objectives"),
+        ({"train.dip": "i", "model.posterior": "iaf"}, r"train\.dip=i needs a diagonal Normal posterior"),
+    ],
+)
+def test_disentangling_settings_out_of_range_are_one_line_naming_the_field(changes, words):
+    with pytest.raises(config.ConfigError, match=words) as error:
+        config.override(config.preset("tiny"), changes)
+    assert "\n" not in str(error.value)
+
+
+def test_the_disentangling_presets_are_one_objective_each_on_one_network():
+    objectives = {"vae": (), "beta-vae": (), "tcvae": ("tc_weight",), "factorvae": ("factor_weight",),
+                  "dipvae": ("dip",), "capacity": ("capacity_max",)}
+    for family in ("dsprites", "dsprites64"):
+        base = config.preset(f"{family}-vae")
+        for suffix, chosen in objectives.items():
+            experiment = config.preset(f"{family}-{suffix}")
+            assert experiment.train.disentangling == chosen
+            assert experiment.model == base.model and experiment.data == base.data
+            assert config.Experiment.from_dict(experiment.to_dict()) == experiment
+    assert config.preset("dsprites-beta-vae").train.beta == 4.0
+    paper = config.preset("dsprites64-factorvae")
+    assert paper.model.conv_channels == (32, 32, 64, 64) and paper.model.hidden_sizes == (256,)
+    assert paper.model.latent_size == 10 and paper.train.discriminator_hidden_sizes == (1000,) * 5
+    # Existing presets are untouched: every new field is at its "off" value.
+    assert config.preset("mnist-bernoulli-20d").train.disentangling == ()
+    assert config.preset("mnist-burda-tcvae").train.disentangling == ("tc_weight",)

@@ -347,3 +347,49 @@ def test_test_every_skips_test_passes_but_not_the_last_and_trains_the_same(tmp_p
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6)
     with pytest.raises(config.ConfigError, match="train.test_every must be a positive integer, got 0"):
         config.override(tiny_experiment(), {"train.test_every": 0})
+
+
+def checkpoint_values(run_dir) -> dict:
+    """Every tensor of a run's newest checkpoint, by its key (the save counter left out)."""
+    reader = tf.train.load_checkpoint(str(run_dir / "checkpoints"))
+    return {key: reader.get_tensor(key) for key, dtype in reader.get_variable_to_dtype_map().items()
+            if "save_counter" not in key and dtype != tf.variant}  # (an iterator's state is a variant)
+
+
+@pytest.mark.parametrize("in_memory", [True, False], ids=["array_runner", "iterator_runner"])
+def test_an_interrupted_factor_vae_resumes_to_the_same_weights_discriminator_and_its_adam(tmp_path, in_memory):
+    experiment = config.override(tiny_experiment(epochs=3), {
+        "train.factor_weight": 5.0, "train.discriminator_hidden_sizes": [8, 8], "train.deterministic": True,
+        "train.discriminator_learning_rate": 1e-2,
+    })
+
+    def run(run_dir, **options):
+        train_data, test_data = datasets(experiment)
+        train_data = train_data if in_memory else train_data.as_dataset()
+        return train.fit(experiment, run_dir, train_data=train_data, test_data=test_data, progress=False, **options)
+
+    whole = run(tmp_path / "whole")
+    with pytest.raises(Interrupt):  # dies in the middle of the second epoch, after the checkpoint at step 5
+        run(tmp_path / "split", hooks=[interrupt_at(8)])
+    resumed = run(tmp_path / "split")
+
+    expected, got = checkpoint_values(tmp_path / "whole"), checkpoint_values(tmp_path / "split")
+    assert expected.keys() == got.keys()
+    adversary_keys = [key for key in expected if key.startswith("adversary")]
+    # The discriminator's 3 layers (w and b) and its Adam's step and 2 slots per weight.
+    assert len([k for k in adversary_keys if k.startswith("adversary/")]) == 6
+    assert len([k for k in adversary_keys if k.startswith("adversary_optimizer/")]) == 1 + 2 * 6 + 1
+    for key in expected:
+        np.testing.assert_array_equal(expected[key], got[key], err_msg=key)
+    assert whole.history["train_loss"].tolist() == resumed.history["train_loss"].tolist()
+    assert expected["adversary_optimizer/step/.ATTRIBUTES/VARIABLE_VALUE"] == 15  # updated at every step
+
+
+def test_a_factor_vae_whose_last_batch_holds_one_image_is_refused_naming_the_field(tmp_path):
+    experiment = config.override(tiny_experiment(), {"train.factor_weight": 5.0,
+                                                     "train.discriminator_hidden_sizes": [8]})
+    train_data = data.from_arrays(prototype_images(41), batch_size=8)
+    with pytest.raises(ValueError, match=r"^data\.batch_size 8 leaves a last batch of one image") as error:
+        train.fit(experiment, tmp_path / "run", train_data=train_data, test_data=datasets(experiment)[1],
+                  progress=False)
+    assert "\n" not in str(error.value)

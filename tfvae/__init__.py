@@ -88,6 +88,7 @@ _LAZY = {
     "classifier_frechet_distance": "tfvae.sample_quality",
     "precision_recall": "tfvae.sample_quality",
     "frechet_inception_distance": "tfvae.inception",
+    "disentangling": "tfvae.disentangling",
 }
 _RENAMED = {"build_model": "build"}
 

@@ -30,6 +30,7 @@ DEVICES = ("auto", "cpu", "gpu")
 STRATEGIES = ("default", "mirrored", "multi_worker")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 OPTIMIZERS = ("adam", "sgd", "momentum")
+DIP_KINDS = ("none", "i", "ii")
 
 
 class ConfigError(ValueError):
@@ -237,6 +238,28 @@ class TrainConfig:
     # * the minibatch estimate of the total correlation of q(z), so the KL
     # schedule's weight scales it too; 1 is off.
     tc_weight: float = 1.0
+    # FactorVAE (Kim & Mnih, 2018): the loss adds factor_weight (their gamma) times a discriminator's
+    # density-ratio estimate of the total correlation of q(z); 0 is off. The discriminator, an MLP on codes with
+    # discriminator_hidden_sizes leaky-ReLU layers and 2 logits (the paper's 5 x 1000), is trained in the same
+    # step on the batch's codes and their dimension-wise permutation, by its own Adam at
+    # discriminator_learning_rate with beta1 0.5, beta2 0.9 (the paper's). See tfvae.disentangling.
+    factor_weight: float = 0.0
+    discriminator_hidden_sizes: tuple[int, ...] = (1000,) * 5
+    discriminator_learning_rate: float = 1e-4
+    # DIP-VAE (Kumar et al., 2018): "i" adds dip_lambda_offdiag * (sum of squared off-diagonal entries) +
+    # dip_lambda_diag * sum (diagonal - 1)^2 of the covariance of the batch's posterior means, "ii" of the
+    # aggregate posterior's (that plus the mean posterior variance); "none" is off. dip_lambda_diag None is
+    # 10 * dip_lambda_offdiag for "i" and dip_lambda_offdiag for "ii" (the paper's ratios, disentanglement_lib's
+    # defaults); 10 is the middle of the range disentanglement_lib sweeps (1 to 50).
+    dip: str = "none"
+    dip_lambda_offdiag: float = 10.0
+    dip_lambda_diag: float | None = None
+    # beta-VAE with a controlled capacity (Burgess et al., 2018): the loss is distortion + capacity_gamma *
+    # |rate - C|, C growing linearly from 0 to capacity_max nats over capacity_steps steps, in place of beta *
+    # rate. 0 (or null) is off. The paper's dSprites run: 25 nats over 100,000 steps, gamma 1000.
+    capacity_max: float | None = 0.0
+    capacity_steps: int = 100_000
+    capacity_gamma: float = 1000.0
     num_samples: int = 1
     iwae_k: int = 5
     kl_estimator: str = "analytic"  # or "monte_carlo": log q(z|x) - log p(z) at the drawn z
@@ -268,6 +291,8 @@ class TrainConfig:
     precision: str = "float32"
 
     def __post_init__(self) -> None:
+        if isinstance(self.discriminator_hidden_sizes, list):
+            object.__setattr__(self, "discriminator_hidden_sizes", tuple(self.discriminator_hidden_sizes))
         _positive_int("train.epochs", self.epochs)
         _require(
             _is_number(self.learning_rate) and self.learning_rate > 0,
@@ -306,6 +331,7 @@ class TrainConfig:
         _require(self.tc_weight == 1 or self.objective == "elbo",
                  f"train.tc_weight applies to the ELBO's rate (objective {self.objective!r}, tc_weight {self.tc_weight!r})")
         _one_of("train.objective", self.objective, OBJECTIVES)
+        self._check_disentangling()
         _require(
             _is_int(self.num_samples) and self.num_samples >= 1,
             f"train.num_samples must be an integer >= 1, got {self.num_samples!r}",
@@ -339,6 +365,47 @@ class TrainConfig:
         )
         _one_of("train.precision", self.precision, PRECISIONS)
 
+    @property
+    def disentangling(self) -> tuple[str, ...]:
+        """The disentangling objectives this config turns on, by field: tc_weight, factor_weight, dip, capacity_max."""
+        on = {"tc_weight": self.tc_weight != 1, "factor_weight": _is_number(self.factor_weight) and self.factor_weight > 0,
+              "dip": self.dip != "none", "capacity_max": bool(self.capacity_max)}
+        return tuple(name for name, active in on.items() if active)
+
+    def _check_disentangling(self) -> None:
+        _require(_is_number(self.factor_weight) and self.factor_weight >= 0,
+                 f"train.factor_weight must be a number >= 0 (FactorVAE's gamma; 0 is off), got {self.factor_weight!r}")
+        _require(isinstance(self.discriminator_hidden_sizes, tuple) and len(self.discriminator_hidden_sizes) > 0
+                 and all(_is_int(size) and size > 0 for size in self.discriminator_hidden_sizes),
+                 "train.discriminator_hidden_sizes must be a non-empty list of positive integers, "
+                 f"got {self.discriminator_hidden_sizes!r}")
+        _require(_is_number(self.discriminator_learning_rate) and self.discriminator_learning_rate > 0,
+                 f"train.discriminator_learning_rate must be a positive number, got {self.discriminator_learning_rate!r}")
+        _one_of("train.dip", self.dip, DIP_KINDS)
+        _require(_is_number(self.dip_lambda_offdiag) and self.dip_lambda_offdiag >= 0,
+                 f"train.dip_lambda_offdiag must be a number >= 0, got {self.dip_lambda_offdiag!r}")
+        _require(self.dip_lambda_diag is None or (_is_number(self.dip_lambda_diag) and self.dip_lambda_diag >= 0),
+                 f"train.dip_lambda_diag must be a number >= 0, or null for the paper's ratio, got {self.dip_lambda_diag!r}")
+        _require(self.capacity_max is None or (_is_number(self.capacity_max) and self.capacity_max >= 0),
+                 f"train.capacity_max must be a number of nats >= 0 (0 or null: off), got {self.capacity_max!r}")
+        _positive_int("train.capacity_steps", self.capacity_steps)
+        _require(_is_number(self.capacity_gamma) and self.capacity_gamma > 0,
+                 f"train.capacity_gamma must be a positive number, got {self.capacity_gamma!r}")
+        chosen = self.disentangling
+        _require(len(chosen) <= 1, f"train.{' and train.'.join(chosen)} are different disentangling objectives: "
+                                   "set one of them (tc_weight 1, factor_weight 0, dip none and capacity_max 0 are off)")
+        if not chosen or chosen == ("tc_weight",):
+            return
+        field = f"train.{chosen[0]}"
+        _require(self.objective == "elbo", f"{field} changes the ELBO's loss: set train.objective=elbo (got {self.objective!r})")
+        _require(self.free_bits == 0, f"{field} and train.free_bits are different rates: set train.free_bits=0")
+        _require(chosen != ("capacity_max",) or (self.beta == 1 and self.kl_schedule == "constant"),
+                 "train.capacity_max replaces beta * rate by capacity_gamma * |rate - C|: leave train.beta at 1 and "
+                 f"train.kl_schedule constant (got {self.beta!r}, {self.kl_schedule!r})")
+        _require(chosen != ("factor_weight",) or self.distribute == "default",
+                 "train.factor_weight trains its discriminator on one device: set train.distribute=default "
+                 f"(got {self.distribute!r})")
+
 
 @dataclasses.dataclass(frozen=True)
 class Experiment:
@@ -356,6 +423,12 @@ class Experiment:
                  f"is not (free_bits {self.train.free_bits!r}, tc_weight {self.train.tc_weight!r})")
         _require(self.model.prior == "normal" or self.train.free_bits == 0,
                  f"train.free_bits needs a factorised prior; model.prior={self.model.prior} is a mixture")
+        _require(self.train.dip == "none" or factorised,
+                 f"train.dip={self.train.dip} needs a diagonal Normal posterior (its means and variances); a "
+                 "two_layer or flow posterior is not")
+        _require(self.train.factor_weight == 0 or self.data.batch_size >= 2,
+                 "data.batch_size must be >= 2 with train.factor_weight > 0: FactorVAE's discriminator compares "
+                 f"codes with their permutation across the batch (got {self.data.batch_size})")
         _require(self.train.gradient == "plain" or factorised,
                  "train.gradient=dreg needs a diagonal Normal posterior; a two_layer or flow posterior is not")
 
@@ -519,6 +592,49 @@ _FAMILIES = {
 }
 for _name, _changes in _FAMILIES.items():
     PRESETS[_name] = override(_BURDA, {"name": _name, **_changes})
+
+# Disentangling on dSprites (README of deepmind/dsprites-dataset; tfvae.factors): the six objectives on one
+# network each, beta-VAE (Higgins et al., 2017, beta 4 on dSprites), beta-TCVAE (Chen et al., 2018, their
+# beta 6 on the TC), FactorVAE (Kim & Mnih, 2018: gamma 40, in the range 10 to 100 they sweep on dSprites; not
+# tuned here), DIP-VAE-I (Kumar et al., 2018: lambda_od 10, lambda_d 100) and the capacity-controlled beta-VAE
+# (Burgess et al., 2018: gamma 1000, C up to 25 nats).
+# No config path loads a factor dataset by name yet (data.name only documents which; loading it by name is
+# the one-line "unknown dataset" error): give fit the images, e.g.
+#     sprites = tfvae.factors.load_factor_dataset("dsprites_small")
+#     tfvae.fit(experiment, run_dir, train_data=sprites.as_source(batch_size=64, shuffle=True, seed=1),
+#               test_data=sprites.as_source(2048, batch_size=64, seed=2))
+_DISENTANGLING = {
+    "vae": {},
+    "beta-vae": {"train.beta": 4.0},
+    "tcvae": {"train.tc_weight": 6.0},
+    "factorvae": {"train.factor_weight": 40.0},
+    "dipvae": {"train.dip": "i", "train.dip_lambda_offdiag": 10.0},
+    "capacity": {"train.capacity_max": 25.0, "train.capacity_gamma": 1000.0},
+}
+# The CPU-sized procedural dSprites (tfvae.factors.dsprites_small: 11,520 binary 32x32 images, 180 steps an
+# epoch at batch 64): an MLP 1024-256-256-10, Adam 1e-3, 20 epochs; the discriminator 3 x 256 (the paper's
+# 5 x 1000 is 4 M weights, 12 times the VAE's); the capacity reaches 25 nats at two thirds of the run.
+_DSPRITES_SMALL = Experiment(
+    name="dsprites-vae",
+    data=DataConfig(name="dsprites_small", binarize="none", batch_size=64),
+    model=ModelConfig(hidden_sizes=(256, 256), latent_size=10),
+    train=TrainConfig(epochs=20, log_every=90, discriminator_hidden_sizes=(256, 256, 256), capacity_steps=2400),
+)
+# The papers' network for 64x64 dSprites (tfvae.factors.dsprites_procedural, or TFDS's dsprites through
+# tfvae.factors.load_tfds), for a GPU: 4 convolutions 32-32-64-64 with 4x4 kernels and stride 2, a 256-unit
+# dense layer, 10 latents, mirrored by the decoder (Burgess et al., 2018, Table 1; Kim & Mnih, 2018); Adam 1e-4,
+# batch 64, 26 epochs of 737,280 images (about 300,000 steps); the paper's discriminator (5 x 1000) and
+# capacity schedule (25 nats over 100,000 steps).
+_DSPRITES_64 = Experiment(
+    name="dsprites64-vae",
+    data=DataConfig(name="dsprites_procedural", binarize="none", batch_size=64),
+    model=ModelConfig(architecture="conv", conv_channels=(32, 32, 64, 64), hidden_sizes=(256,), latent_size=10),
+    train=TrainConfig(epochs=26, learning_rate=1e-4, log_every=1000, capacity_steps=100_000),
+)
+for _suffix, _changes in _DISENTANGLING.items():
+    PRESETS[f"dsprites-{_suffix}"] = override(_DSPRITES_SMALL, {"name": f"dsprites-{_suffix}", **_changes})
+for _suffix, _changes in _DISENTANGLING.items():
+    PRESETS[f"dsprites64-{_suffix}"] = override(_DSPRITES_64, {"name": f"dsprites64-{_suffix}", **_changes})
 DEFAULT_PRESET = "mnist-bernoulli-20d"
 
 

@@ -52,8 +52,13 @@ class FoldedAdam(snt.optimizers.Adam):
         return None
 
 
-def build_optimizer(model: snt.Module, learning_rate: float, name: str = "adam", momentum: float = 0.9) -> snt.Optimizer:
+def build_optimizer(
+    model: snt.Module, learning_rate: float, name: str = "adam", momentum: float = 0.9,
+    adam_betas: tuple[float, float] = (0.9, 0.999),
+) -> snt.Optimizer:
     """The optimizer `name` (see `tfvae.config.OPTIMIZERS`) for `model`, with its slots created now.
+
+    `adam_betas` are Adam's (beta1, beta2), Sonnet's defaults unless given (FactorVAE's discriminator: (0.5, 0.9)).
 
     Sonnet optimizers make their slots (Adam's moments, the momentum
     accumulator) on the first `apply`; that must not happen inside
@@ -64,7 +69,7 @@ def build_optimizer(model: snt.Module, learning_rate: float, name: str = "adam",
     """
     rate = tf.Variable(learning_rate, dtype=tf.float32, trainable=False, name="learning_rate")
     optimizers = {
-        "adam": lambda: FoldedAdam(rate),
+        "adam": lambda: FoldedAdam(rate) if tuple(adam_betas) == (0.9, 0.999) else FoldedAdam(rate, *adam_betas),
         "sgd": lambda: snt.optimizers.SGD(rate),
         "momentum": lambda: snt.optimizers.Momentum(rate, momentum),
     }

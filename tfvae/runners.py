@@ -10,6 +10,9 @@ resume it exactly. `make_runner` picks one:
   the device, the pass order and the draws of z stateless in the step counter.
 - `IteratorRunner`: any `tf.data.Dataset`, through a checkpointed iterator.
 - `DistributedRunner`: either, under a `tf.distribute` strategy.
+
+A run with an adversary (FactorVAE's discriminator, `tfvae.step.Adversary`)
+hands it to the one-device runners, whose every step trains it too.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import tensorflow as tf
 from tfvae import distribute
 from tfvae.config import TrainConfig
 from tfvae.data import ArraySource
-from tfvae.step import LoopState, checked_step, training_loss
+from tfvae.step import Adversary, LoopState, checked_step, training_loss
 
 
 class Runner(Protocol):
@@ -53,7 +56,7 @@ class IteratorRunner:
     """
 
     def __init__(self, model, optimizer, config: TrainConfig, state: LoopState, dataset: tf.data.Dataset,
-                 check_finite: bool = True):
+                 check_finite: bool = True, adversary: Adversary | None = None):
         rng = tf.random.Generator.from_seed(config.seed)
         iterator = iter(dataset.repeat().prefetch(2))
         loss = training_loss(config)
@@ -63,7 +66,8 @@ class IteratorRunner:
         def run_steps(num_steps: tf.Tensor) -> None:
             for _ in tf.range(num_steps):
                 seed = rng.uniform_full_int([2], tf.int32)
-                if checked_step(model, optimizer, state, next(iterator), seed, loss, config, check_finite=check_finite):
+                if checked_step(model, optimizer, state, next(iterator), seed, loss, config, check_finite=check_finite,
+                                adversary=adversary):
                     break
 
         self._run_steps = run_steps
@@ -89,7 +93,7 @@ class ArrayRunner:
     """
 
     def __init__(self, model, optimizer, config: TrainConfig, state: LoopState, source: ArraySource,
-                 check_finite: bool = True):
+                 check_finite: bool = True, adversary: Adversary | None = None):
         self.checkpointables = {}
         self._state, self._source = state, source
         self._cached_order = (None, None, None)  # (epoch, order, seed) of the pass in progress
@@ -102,7 +106,8 @@ class ArrayRunner:
             images = source.preprocess(tf.gather(source.pixels, index), seed, k)
             batch = images if source.labels is None else (images, tf.gather(source.labels, index))
             z_seed = step_seed(config, state.step)
-            return checked_step(model, optimizer, state, batch, z_seed, loss, config, check_finite=check_finite)
+            return checked_step(model, optimizer, state, batch, z_seed, loss, config, check_finite=check_finite,
+                                adversary=adversary)
 
         # XLA compiles a function anew for every value of an input it must know
         # at compile time, such as the begin of a `tf.slice` or the bounds of a
@@ -185,14 +190,18 @@ class DistributedRunner:
 
 def make_runner(
     model: snt.Module, optimizer: snt.Optimizer, config: TrainConfig, state: LoopState, data,
-    strategy: tf.distribute.Strategy | None = None,
+    strategy: tf.distribute.Strategy | None = None, adversary: Adversary | None = None,
 ) -> Runner:
-    """The runner for `data` (an `ArraySource` or a `tf.data.Dataset` of image batches) and config.distribute."""
+    """The runner for `data` (an `ArraySource` or a `tf.data.Dataset` of image batches) and config.distribute,
+    training `adversary` too when there is one (one device only: config refuses train.factor_weight with
+    train.distribute other than "default")."""
     if config.distribute != "default":
+        if adversary is not None:
+            raise ValueError("an adversary (train.factor_weight > 0) trains on one device: set train.distribute=default")
         return DistributedRunner(model, optimizer, config, state, data, strategy)
     if isinstance(data, ArraySource):
-        return ArrayRunner(model, optimizer, config, state, data)
-    return IteratorRunner(model, optimizer, config, state, data)
+        return ArrayRunner(model, optimizer, config, state, data, adversary=adversary)
+    return IteratorRunner(model, optimizer, config, state, data, adversary=adversary)
 
 
 __all__ = ["ArrayRunner", "DistributedRunner", "IteratorRunner", "Runner", "make_runner", "pass_seed", "step_seed"]

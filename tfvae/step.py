@@ -9,7 +9,17 @@
 `tfvae.distribute.replicated_gradients`), the finiteness check, the update.
 `checked_step` adds the loop's bookkeeping for `tfvae.runners`. Every choice
 a config makes about the objective is made here, once (`training_loss`);
-`tfvae.objectives` holds the pure functions it chooses between.
+`tfvae.objectives` and `tfvae.disentangling` hold the pure functions it
+chooses between.
+
+An objective with a second trained network (FactorVAE's discriminator,
+train.factor_weight > 0) has an `Adversary`: the network and its own
+optimizer, built by `build_adversary` beside the model's optimizer and
+checkpointed with it (`Adversary.checkpointables`). Its loss takes the
+network too and returns both losses (`disentangling.FactorVAELosses`);
+`train_step(..., adversary=...)` differentiates each for its own network's
+weights from one forward pass and applies both updates, or, with
+on_nonfinite "skip", neither.
 """
 
 from __future__ import annotations
@@ -22,9 +32,10 @@ import numpy as np
 import sonnet as snt
 import tensorflow as tf
 
+from tfvae import disentangling, objectives, precision
 from tfvae import model as model_lib
-from tfvae import objectives, precision
 from tfvae.config import TrainConfig
+from tfvae.optimizers import build_optimizer
 from tfvae.objectives import Terms
 
 # What can go non-finite in a step, in the order it is checked.
@@ -35,6 +46,9 @@ _CYCLE_RAMP_FRACTION = 0.5
 # (model, batch, seed [2] int32, global step) -> batch-mean Terms (scalars). A batch is images [b, H, W, C],
 # or (images, labels [b]) for a conditional model (`model.split_batch`).
 TrainingLoss = Callable[[snt.Module, tf.Tensor, tf.Tensor, tf.Tensor], Terms]
+# (model, network, batch, seed, step) -> the model's batch-mean Terms and the network's loss: an objective that
+# trains a second network (FactorVAE's discriminator).
+AdversarialLoss = Callable[[snt.Module, snt.Module, tf.Tensor, tf.Tensor, tf.Tensor], disentangling.FactorVAELosses]
 # (model, batch, seed, loss, step, precision) -> (batch-mean terms [3], gradients, images in the batch).
 GradientsFn = Callable[..., tuple[tf.Tensor, list[tf.Tensor], tf.Tensor]]
 
@@ -102,11 +116,25 @@ def training_loss(config: TrainConfig) -> TrainingLoss:
     """
     if config.objective not in ("elbo", "iwae"):
         raise ValueError(f"unknown objective {config.objective!r}")
+    if config.factor_weight > 0:
+        return _factor_vae_loss(config)
 
     def loss(model, batch, seed: tf.Tensor, step) -> Terms:
         model, images = model_lib.split_batch(model, batch)
         weight = tf.cast(kl_weight(config, step), tf.float32)
         with precision.compute(config.precision):
+            if config.dip != "none":
+                return disentangling.dip_vae_loss(
+                    model, images, seed, kind=config.dip, lambda_offdiag=config.dip_lambda_offdiag,
+                    lambda_diag=disentangling.dip_lambda_diag(config.dip, config.dip_lambda_offdiag,
+                                                              config.dip_lambda_diag),
+                    beta=weight, num_samples=config.num_samples, kl_estimator=config.kl_estimator,
+                )
+            if config.capacity_max:
+                return disentangling.capacity_loss(
+                    model, images, seed, target=disentangling.capacity(step, config.capacity_max, config.capacity_steps),
+                    gamma=config.capacity_gamma, num_samples=config.num_samples, kl_estimator=config.kl_estimator,
+                )
             if config.objective == "iwae":
                 return objectives.iwae_loss(
                     model, images, seed, k=config.iwae_k, num_samples=config.num_samples,
@@ -118,6 +146,61 @@ def training_loss(config: TrainConfig) -> TrainingLoss:
             )
 
     return loss
+
+
+def _factor_vae_loss(config: TrainConfig) -> AdversarialLoss:
+    """FactorVAE's (model, discriminator, batch, seed, step) -> `FactorVAELosses`, the KL weight by the schedule."""
+
+    def loss(model, discriminator, batch, seed: tf.Tensor, step) -> disentangling.FactorVAELosses:
+        model, images = model_lib.split_batch(model, batch)
+        weight = tf.cast(kl_weight(config, step), tf.float32)
+        with precision.compute(config.precision):
+            return disentangling.factor_vae_losses(
+                model, discriminator, images, seed, gamma=config.factor_weight, beta=weight,
+                num_samples=config.num_samples, kl_estimator=config.kl_estimator,
+            )
+
+    return loss
+
+
+# --------------------------------------------------------------------------- a second trained network
+class Adversary(NamedTuple):
+    """A network trained in the same step as the model, on its own loss, by its own optimizer."""
+
+    network: snt.Module  # FactorVAE's `disentangling.Discriminator`
+    optimizer: snt.Optimizer
+
+    def checkpointables(self) -> dict:
+        """What a checkpoint holds of it: the network's weights and the optimizer's slots and step."""
+        return {"adversary": self.network, "adversary_optimizer": self.optimizer}
+
+
+def build_adversary(config: TrainConfig, latent_size: int) -> Adversary | None:
+    """The adversary `config` trains (FactorVAE's discriminator when train.factor_weight > 0), or None.
+
+    Its weights are made now, from codes of `latent_size`, after the model's (so TensorFlow's global seed
+    gives both the same initial values in every run), and its Adam's slots too (`build_optimizer`).
+    """
+    if config.factor_weight == 0:
+        return None
+    network = disentangling.Discriminator(config.discriminator_hidden_sizes)
+    network(tf.zeros([2, latent_size]))
+    optimizer = build_optimizer(network, config.discriminator_learning_rate, "adam",
+                                adam_betas=disentangling.DISCRIMINATOR_ADAM_BETAS)
+    return Adversary(network, optimizer)
+
+
+def adversarial_gradients(
+    model, network: snt.Module, batch, seed: tf.Tensor, loss: AdversarialLoss, step, precision_name: str = "float32"
+) -> tuple[tf.Tensor, list[tf.Tensor], list[tf.Tensor], tf.Tensor]:
+    """From one forward pass: the model's batch-mean terms [3], the gradients of its loss for the model's
+    weights and of the network's loss for the network's weights, and the batch size."""
+    with tf.GradientTape(persistent=True) as tape:
+        losses = loss(model, network, batch, seed, step)
+    gradients = precision.gradients(tape, losses.terms.loss, model.trainable_variables, precision_name)
+    network_gradients = precision.gradients(tape, losses.discriminator, network.trainable_variables, precision_name)
+    del tape
+    return tf.stack(losses.terms), gradients, network_gradients, batch_size(batch)
 
 
 def loss_and_gradients(
@@ -160,6 +243,7 @@ def train_step(
     *,
     gradients_fn: GradientsFn = loss_and_gradients,
     check_finite: bool = True,
+    adversary: Adversary | None = None,
 ) -> StepOutput:
     """One optimisation step on a batch at global step `step`, at `learning_rate(config, step)`.
 
@@ -168,14 +252,30 @@ def train_step(
     "skip" a non-finite step leaves weights and optimizer untouched (XLA
     copies every weight around that conditional, ~20% a step).
     `check_finite=False` only measures what the check costs.
+
+    With an `adversary`, `loss` is an `AdversarialLoss`: the adversary's
+    network is trained in the same step (`adversarial_gradients`), by its own
+    optimizer at its own constant learning rate; its gradients count in the
+    check's "gradient" (one device only: `gradients_fn` is not used).
     """
-    terms, gradients, size = gradients_fn(model, images, seed, loss, step, config.precision)
-    finite = finite_flags(terms, gradients) if check_finite else tf.ones([len(CHECKED_TERMS)], tf.bool)
+    if adversary is None:
+        terms, gradients, size = gradients_fn(model, images, seed, loss, step, config.precision)
+        checked_gradients, network_gradients = gradients, []
+    else:
+        terms, gradients, network_gradients, size = adversarial_gradients(
+            model, adversary.network, images, seed, loss, step, config.precision
+        )
+        checked_gradients = gradients + network_gradients
+    finite = finite_flags(terms, checked_gradients) if check_finite else tf.ones([len(CHECKED_TERMS)], tf.bool)
     if config.on_nonfinite == "skip":
         if tf.reduce_all(finite):
             _apply(optimizer, model, config, step, gradients)
+            if adversary is not None:
+                adversary.optimizer.apply(network_gradients, adversary.network.trainable_variables)
     else:
         _apply(optimizer, model, config, step, gradients)
+        if adversary is not None:
+            adversary.optimizer.apply(network_gradients, adversary.network.trainable_variables)
     return StepOutput(terms, finite, size)
 
 
@@ -261,6 +361,10 @@ def nonfinite_error(state: LoopState, last_checkpoint: str | None) -> NonFiniteE
 
 __all__ = [
     "CHECKED_TERMS",
+    "Adversary",
+    "AdversarialLoss",
+    "adversarial_gradients",
+    "build_adversary",
     "LoopState",
     "NonFiniteError",
     "StepOutput",

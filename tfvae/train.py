@@ -12,6 +12,9 @@ Running `fit` again on the same run directory with the same config continues
 from the last checkpoint and ends with the same weights as a run that was
 never interrupted (bit for bit with `train.deterministic`). history.csv is
 trimmed back to the checkpoint on resume, so every logged step appears once.
+A FactorVAE run (train.factor_weight > 0) also trains a discriminator with
+its own optimizer (`tfvae.step.build_adversary`); both are in the checkpoint
+(`adversary`, `adversary_optimizer`), so it resumes exactly too.
 
 `time_budget` stops training by the clock instead of by epochs, with a
 checkpoint, at the first history row whose `wall_time` reaches it. That is
@@ -51,7 +54,7 @@ from tfvae import protocol
 from tfvae.config import Experiment
 from tfvae.model import VAE
 from tfvae.optimizers import build_optimizer
-from tfvae.step import LoopState, NonFiniteError, kl_weight, learning_rate, nonfinite_error
+from tfvae.step import LoopState, NonFiniteError, build_adversary, kl_weight, learning_rate, nonfinite_error
 
 # A hook is called after each row of history with (step, model, row).
 Hook = Callable[[int, VAE, dict], None]
@@ -155,9 +158,14 @@ def _fit_locked(experiment, run_dir, model, train_data, test_data, hooks, progre
     average_test_terms = objectives.terms_averager(model)  # the test pass's loop, compiled once for the run
     rundir.write_model_note(run_dir, model, built_in_python=model_given)
     optimizer = build_optimizer(model, config.learning_rate, config.optimizer, config.momentum)
+    adversary = build_adversary(config, model.latent_size)  # FactorVAE's discriminator and its optimizer, or None
+    if adversary is not None:
+        _check_batches_of_two(train_data)
     state = LoopState()
-    runner = runners.make_runner(model, optimizer, config, state, train_data, strategy)
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, state=state, **runner.checkpointables)
+    runner = runners.make_runner(model, optimizer, config, state, train_data, strategy, adversary=adversary)
+    adversary_parts = adversary.checkpointables() if adversary is not None else {}
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, state=state, **adversary_parts,
+                                     **runner.checkpointables)
     restored = rundir.restore_latest(checkpoint, rundir.checkpoint_dir(run_dir))  # the last good checkpoint
     manager = tf.train.CheckpointManager(checkpoint, rundir.checkpoint_dir(run_dir), config.max_checkpoints)
 
@@ -296,6 +304,14 @@ def _check_labels(data, has_labels: bool, split: str, num_classes: int | None) -
         if bad.size:
             raise ValueError(f"model.num_classes is {num_classes}, but {what} has label {int(bad[0])}: labels must "
                              f"be 0..{num_classes - 1} (a dataset without labels marks them -1)")
+
+
+def _check_batches_of_two(data) -> None:
+    """FactorVAE permutes codes across a batch: refuse in-memory data whose last batch would hold one image."""
+    if isinstance(data, data_lib.ArraySource) and data.num_examples % data.batch_size == 1:
+        raise ValueError(f"data.batch_size {data.batch_size} leaves a last batch of one image of the "
+                         f"{data.num_examples} training images, and FactorVAE (train.factor_weight > 0) needs >= 2 "
+                         "codes a batch: choose another data.batch_size")
 
 
 def _steps_per_epoch(data) -> int:
