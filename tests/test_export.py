@@ -114,7 +114,10 @@ def test_in_memory_conv_model_with_normal_likelihood_round_trips(tmp_path):
     loaded = tf.saved_model.load(str(tmp_path / "out"))
     images = tf.random.uniform([2, 6, 6, 2], seed=1)
     seed = tf.constant([3, 4])
-    np.testing.assert_allclose(loaded.decode(tf.ones([2, 3]))["mean"], vae.decode(tf.ones([2, 3])).mean(), rtol=1e-6)
+    # The SavedModel's graph may fuse ops (Grappler, oneDNN) that eager code runs one by one: a few roundings of
+    # float32 (6e-8) in sums of at most 8 terms, so rtol 1e-5, and atol 1e-7 for the means of pixels near 0 or 1.
+    np.testing.assert_allclose(loaded.decode(tf.ones([2, 3]))["mean"], vae.decode(tf.ones([2, 3])).mean(), rtol=1e-5,
+                               atol=1e-7)
     np.testing.assert_allclose(
         loaded.elbo(images, seed)["negative_elbo"], objectives.negative_elbo(vae, images, 1.0, seed).loss, rtol=1e-5
     )
