@@ -1,6 +1,8 @@
-"""Shared test fixtures: tiny IDX files that stand in for MNIST, and one TensorFlow seed for every test."""
+"""Shared test fixtures: tiny IDX files that stand in for MNIST, one tiny trained run directory, and one
+TensorFlow seed for every test."""
 
 import gzip
+import shutil
 import struct
 import sys
 
@@ -35,6 +37,22 @@ def make_fixture(data_dir, name, compress, seed, n_train=N_TRAIN, n_test=N_TEST)
     return arrays
 
 
+# setup.cfg runs the suite on two pytest-xdist workers with --dist loadscope: each module runs whole on one worker
+# (its module fixtures built once), and a worker that is free takes the next module in collection order. Longest
+# first, so that no worker is left with a long module while the other has finished: these modules, in this order
+# (the longest here, by the sums of `--durations=0`; about 2.5 minutes for the first, 20 s for the last), then the
+# rest in file order. An out-of-date list changes only how evenly the two workers share the time.
+LONGEST_FIRST = ["test_reliability.py", "test_train.py", "test_notebooks.py", "test_distribute.py",
+                 "test_families.py", "test_user_errors.py", "test_conditional.py", "test_evaluate.py",
+                 "test_family_runs.py", "test_custom_model.py", "test_plots.py", "test_cli.py", "test_sweep.py",
+                 "test_loglik_benchmark.py", "test_precision.py", "test_flows.py", "test_export.py"]  # fmt: skip
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: index for index, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: tests keep their order in a module
+
+
 @pytest.fixture(autouse=True)
 def seeded_tensorflow():
     """TensorFlow's global seed set to 0 before every test.
@@ -57,3 +75,33 @@ def mnist_data_dir(tmp_path_factory):
     make_fixture(data_dir, "mnist", compress=False, seed=3, n_train=200, n_test=40)
     make_fixture(data_dir, "fashion_mnist", compress=True, seed=4, n_train=200, n_test=40)
     return str(data_dir)
+
+
+# The tiny run that the modules needing only a trained run directory share (test_cli, test_plots, test_export,
+# test_evaluate): `tfvae train` with these arguments and the data of `mnist_data_dir`. Three latent dimensions
+# so that `tfvae plot` draws the figures of a latent space of more than two (traversals, dimensions chosen by KL);
+# a dynamically binarized training set, so that evaluate scores the fixed binarized test set; progress GIFs; the
+# figures and TensorBoard events of a default run. 200 images in batches of 32: 7 steps an epoch, rows at steps
+# 2 4 6 7 8 10 12 14.
+TINY_RUN_ARGUMENTS = ["--preset", "tiny", "--latent-size", "3", "--epochs", "2", "--set", "train.log_every=2",
+                      "--set", "data.binarize=dynamic", "--no-progress"]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def shared_tiny_run(mnist_data_dir, tmp_path_factory):
+    """The run of TINY_RUN_ARGUMENTS, trained once per test process (each pytest-xdist worker that needs it).
+    Read it through `tiny_run`, which copies it: tests may change their copy."""
+    from tfvae import cli
+
+    run_dir = tmp_path_factory.mktemp("shared_run") / "tiny"
+    assert cli.main(["train", *TINY_RUN_ARGUMENTS, "--progress-gifs", "--data-dir", mnist_data_dir,
+                     "--run-dir", str(run_dir)]) == 0  # fmt: skip
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def tiny_run(shared_tiny_run, tmp_path_factory):
+    """A copy of the shared tiny run for one test module (milliseconds; training one takes seconds)."""
+    run_dir = tmp_path_factory.mktemp("tiny_run") / "tiny"
+    shutil.copytree(shared_tiny_run, run_dir)
+    return run_dir

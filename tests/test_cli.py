@@ -7,6 +7,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from conftest import TINY_RUN_ARGUMENTS
+
 from tfvae import cli
 
 
@@ -15,17 +17,15 @@ def run(*argv):
 
 
 @pytest.fixture(scope="module")
-def trained_run(mnist_data_dir, tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("runs") / "tiny"
-    status = run("train", "--preset", "tiny", "--data-dir", mnist_data_dir, "--run-dir", run_dir, "--no-progress",
-                 "--epochs", 2, "--set", "train.log_every=2")
-    assert status == 0
-    return run_dir
+def trained_run(tiny_run):
+    """`tfvae train` run with conftest's TINY_RUN_ARGUMENTS (the tiny preset, --latent-size 3, 2 epochs)."""
+    return tiny_run
 
 
 def test_train_writes_config_history_metrics_checkpoints_and_figures(trained_run):
     config = json.loads((trained_run / "config.json").read_text())
-    assert config["name"] == "tiny" and config["model"]["latent_size"] == 2
+    assert config["name"] == "tiny" and config["model"]["latent_size"] == 3  # the preset's 2, and --latent-size 3
+    assert config["model"]["hidden_sizes"] == [32] and config["data"]["binarize"] == "dynamic"  # preset, --set
     history = pd.read_csv(trained_run / "history.csv")
     assert history["step"].tolist() == [2, 4, 6, 7, 8, 10, 12, 14]  # 200 images, batch 32: 7 steps an epoch
     metrics = json.loads((trained_run / "metrics.json").read_text())
@@ -49,8 +49,8 @@ def test_plot_redraws_a_run_without_training(trained_run):
 
 def test_running_again_continues_instead_of_starting_over(trained_run, mnist_data_dir, capsys):
     before = (trained_run / "history.csv").read_text()
-    assert run("train", "--preset", "tiny", "--data-dir", mnist_data_dir, "--run-dir", trained_run,
-               "--epochs", 2, "--set", "train.log_every=2", "--no-progress", "--no-figures") == 0
+    assert run("train", *TINY_RUN_ARGUMENTS, "--data-dir", mnist_data_dir, "--run-dir", trained_run,
+               "--no-figures") == 0
     assert (trained_run / "history.csv").read_text() == before  # already finished: nothing retrained
 
 
@@ -138,8 +138,7 @@ def test_a_run_dir_that_cannot_be_made_is_one_line(tmp_path, mnist_data_dir, cap
 
 
 def test_run_dir_with_other_settings_is_refused(trained_run, mnist_data_dir, capsys):
-    status = run("train", "--preset", "tiny", "--data-dir", mnist_data_dir, "--run-dir", trained_run,
-                 "--epochs", 2, "--set", "train.log_every=2", "--beta", "0.5")
+    status = run("train", *TINY_RUN_ARGUMENTS, "--data-dir", mnist_data_dir, "--run-dir", trained_run, "--beta", "0.5")
     assert status == 2 and "train.beta: 1.0 in the run, 0.5 now" in capsys.readouterr().err
 
 

@@ -198,16 +198,7 @@ def test_dynamically_binarized_test_set_is_one_fixed_draw(mnist_data_dir):
     np.testing.assert_array_equal(evaluation.fixed_test_set(experiment, limit=5).as_dataset().as_numpy_iterator().next(), first[:5])
 
 
-@pytest.fixture(scope="module")
-def tiny_run(mnist_data_dir, tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("runs") / "tiny"
-    experiment = config.override(
-        config.preset("tiny"), {"data.data_dir": mnist_data_dir, "data.binarize": "dynamic", "train.log_every": 7}
-    )
-    train.fit(experiment, run_dir, progress=False)
-    return run_dir
-
-
+# tiny_run (conftest.py): a tiny run with dynamically binarized training images and 3 latent dimensions.
 def test_evaluate_command_writes_eval_json(tiny_run, capsys):
     status = cli.main(["evaluate", str(tiny_run), "--k", "20", "--chunk", "8", "--batch-size", "16", "--no-progress"])
     assert status == 0
@@ -215,7 +206,7 @@ def test_evaluate_command_writes_eval_json(tiny_run, capsys):
     results = json.loads((tiny_run / "eval.json").read_text())
     assert results["k"] == 20 and results["num_examples"] == 40 and results["checkpoint"].startswith("ckpt-")
     assert results["negative_elbo"] >= results["nll"] - 1.0  # the bound, up to noise from k = 20
-    assert len(results["kl_per_dimension"]) == 2 and "default_rng" in results["test_set"]
+    assert len(results["kl_per_dimension"]) == 3 and "default_rng" in results["test_set"]
     # The fixture's pixels are uniform noise, so a fair coin per pixel (543.4 nats) is the best there is.
     assert 784 * np.log(2) - 1 < results["nll"] < 784 * np.log(2) + 20
 

@@ -47,11 +47,9 @@ def run_cli(*argv):
 
 
 @pytest.fixture(scope="module")
-def trained_run(mnist_data_dir, tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("export") / "tiny"
-    assert run_cli("train", "--preset", "tiny", "--data-dir", mnist_data_dir, "--run-dir", run_dir,
-                   "--no-progress", "--no-figures", "--no-tensorboard") == 0
-    return run_dir
+def trained_run(tiny_run):
+    """A `tfvae train` run of the tiny preset with 3 latent dimensions (conftest's TINY_RUN_ARGUMENTS)."""
+    return tiny_run
 
 
 def load_in_fresh_process(export_dir, inputs: dict, tmp_path) -> dict:
@@ -75,7 +73,7 @@ def test_exported_run_loads_without_tfvae_and_gives_the_models_numbers(trained_r
     rng = np.random.default_rng(0)
     inputs = {
         "images": (rng.random((5, 28, 28, 1)) < 0.3).astype(np.float32),
-        "z": rng.standard_normal((3, 2)).astype(np.float32),
+        "z": rng.standard_normal((3, 3)).astype(np.float32),
         "n": np.int32(4),
         "seed": np.array([7, 11], np.int32),
     }
@@ -99,7 +97,7 @@ def test_exported_run_loads_without_tfvae_and_gives_the_models_numbers(trained_r
         np.testing.assert_allclose(loaded[key], value.numpy(), rtol=1e-5, atol=1e-5, err_msg=key)
     assert loaded["sample/images"].shape == (4, 28, 28, 1)
     assert loaded["elbo/negative_elbo"].shape == (5,)
-    assert loaded["image_shape"].tolist() == [28, 28, 1] and loaded["latent_size"] == 2
+    assert loaded["image_shape"].tolist() == [28, 28, 1] and loaded["latent_size"] == 3
     # The seed is the only source of randomness: another seed, other draws.
     other = vae.sample(4, seed=tf.constant([8, 11]))
     assert not np.allclose(loaded["sample/images"], other.numpy())
@@ -116,7 +114,10 @@ def test_in_memory_conv_model_with_normal_likelihood_round_trips(tmp_path):
     loaded = tf.saved_model.load(str(tmp_path / "out"))
     images = tf.random.uniform([2, 6, 6, 2], seed=1)
     seed = tf.constant([3, 4])
-    np.testing.assert_allclose(loaded.decode(tf.ones([2, 3]))["mean"], vae.decode(tf.ones([2, 3])).mean(), rtol=1e-6)
+    # The SavedModel's graph may fuse ops (Grappler, oneDNN) that eager code runs one by one: a few roundings of
+    # float32 (6e-8) in sums of at most 8 terms, so rtol 1e-5, and atol 1e-7 for the means of pixels near 0 or 1.
+    np.testing.assert_allclose(loaded.decode(tf.ones([2, 3]))["mean"], vae.decode(tf.ones([2, 3])).mean(), rtol=1e-5,
+                               atol=1e-7)
     np.testing.assert_allclose(
         loaded.elbo(images, seed)["negative_elbo"], objectives.negative_elbo(vae, images, 1.0, seed).loss, rtol=1e-5
     )

@@ -201,7 +201,9 @@ def test_negative_elbo_rate_is_log_q_minus_log_p_at_the_drawn_z(vae, images):
     log_p1, log_p2 = numpy_log_p(vae, z64)
     np.testing.assert_allclose(by_layer.z2, log_q2 - log_p2, rtol=1e-4, atol=1e-4)
     cross_entropy = -vae.decoder.p_x(z[:, :D1]).log_prob(images)
-    np.testing.assert_allclose(terms.distortion, cross_entropy, rtol=1e-6)
+    # The objective decodes z with a leading draws axis ([1, b, ...]), this call without: another batch shape may
+    # sum in another order; a sum of the pixels' terms (one sign) moves by up to ~pixels * 6e-8 relative.
+    np.testing.assert_allclose(terms.distortion, cross_entropy, rtol=1e-5)
 
 
 def test_model_vae_takes_the_prior_distribution_and_gives_the_same_terms(vae, images):
@@ -209,8 +211,8 @@ def test_model_vae_takes_the_prior_distribution_and_gives_the_same_terms(vae, im
     assert plain.latent_size == D1 + D2
     seed = tf.constant([15, 16])
     ours, theirs = objectives.negative_elbo(plain, images, seed=seed), objectives.negative_elbo(vae, images, seed=seed)
-    for ours, theirs in zip(ours, theirs):
-        np.testing.assert_allclose(ours, theirs, rtol=1e-6)
+    for ours, theirs in zip(ours, theirs):  # the same ops on the same inputs, to a few float32 roundings (6e-8)
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
     bound = objectives.iwae_bound(plain, images, k=3, seed=seed)
     assert bound.shape == [4] and np.all(np.isfinite(bound))
 

@@ -83,5 +83,7 @@ def test_importance_sampled_log_px_is_above_the_elbo(learned):
     for numbers in (untrained, trained):
         assert numbers["k"] == K and numbers["iwae_gap"] > -3 * numbers["nll_standard_error"]
     assert trained["iwae_gap"] > 1.0 and trained["iwae_gap"] > 5 * trained["nll_standard_error"]
-    assert trained["nll"] == pytest.approx(-np.mean(trained["log_px"]))
+    # evaluate's mean is a float32 running sum of 500 values of one sign (~-30 nats): each addition rounds by up to
+    # 6e-8 of the sum, so up to ~500 * 6e-8 = 3e-5 relative against NumPy's float64 mean (~1e-6 typically).
+    assert trained["nll"] == pytest.approx(-np.mean(trained["log_px"]), rel=1e-4)
     assert math.isfinite(trained["nll"]) and trained["active_units"] >= 2

@@ -44,7 +44,7 @@ def test_likelihood_over_flat_pixels_equals_tfps_over_the_image_shape(likelihood
     ours, theirs = pixels(outputs), tfd.Independent(per_pixel, 3)
     assert ours.batch_shape == [2, 5] and ours.event_shape == list(image_shape)
     np.testing.assert_allclose(ours.log_prob(x), theirs.log_prob(x), rtol=1e-5)
-    np.testing.assert_allclose(ours.mean(), theirs.mean(), rtol=1e-6)
+    np.testing.assert_allclose(ours.mean(), theirs.mean(), rtol=1e-6)  # elementwise: the same ops on the same values
 
 
 def test_bernoulli_log_prob_is_tfps_and_the_cross_entropy():

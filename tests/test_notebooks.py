@@ -233,6 +233,9 @@ def test_install_cell_failure_is_one_line_saying_why(tmp_path, monkeypatch, outp
 
 
 # --------------------------------------------------------------------------- each notebook, tiny
+# The default run executes quickstart (the notebook a new user opens first); the other six, 20 to 40 s each
+# here, run with -m slow (`python -m pytest -m slow`). What they share (the install and one-line-errors cells,
+# the parameters cell, committed outputs) is checked above for every notebook in the default run.
 TINY = {"EPOCHS": 1, "HIDDEN_SIZES": [16]}
 
 
@@ -273,6 +276,7 @@ print(json.dumps({"redrawn": record["redrawn"], "distinct": len(record["pictures
 """
 
 
+@pytest.mark.slow
 def test_latent_explorer_slider_redraws(mnist_data_dir, tmp_path):
     overrides = {**TINY, "DATASET": "mnist", "LATENT_SIZE": 3, "DATA_DIR": mnist_data_dir, "RUN_DIR": "run"}
     notebook = run_notebook("latent_explorer.ipynb", overrides, tmp_path, then=MOVE_THE_EXPLORER)
@@ -284,6 +288,7 @@ def test_latent_explorer_slider_redraws(mnist_data_dir, tmp_path):
     assert (tmp_path / "run" / "figures" / "latent_strip.png").exists()
 
 
+@pytest.mark.slow
 def test_ae_to_vae_shows_scatters_grids_and_the_interpolation_gif(mnist_data_dir, tmp_path):
     overrides = {**TINY, "GRID_SIZE": 3, "STEPS": 3, "DATA_DIR": mnist_data_dir, "RUN_DIR": "run"}
     notebook = run_notebook("ae_to_vae.ipynb", overrides, tmp_path)
@@ -302,6 +307,7 @@ print(json.dumps({"redrawn": [same for same, _ in moves], "distinct": len({bytes
 """
 
 
+@pytest.mark.slow
 def test_fashion_mnist_vae_shows_the_strip_and_a_slider_that_redraws(mnist_data_dir, tmp_path):
     overrides = {**TINY, "LATENT_SIZE": 3, "SHOWN": 3, "DATA_DIR": mnist_data_dir, "RUN_DIR": "run"}
     notebook = run_notebook("fashion_mnist_vae.ipynb", overrides, tmp_path, then=MOVE_THE_OFFSET)
@@ -312,6 +318,7 @@ def test_fashion_mnist_vae_shows_the_strip_and_a_slider_that_redraws(mnist_data_
     assert (tmp_path / "run" / "figures" / "offset_strip.png").exists()
 
 
+@pytest.mark.slow
 def test_sonnet_beta_vae_trains_its_steps_and_draws_the_traversal(mnist_data_dir, tmp_path):
     overrides = {"STEPS": 9, "BATCH_SIZE": 8, "HIDDEN_SIZES": [16], "LATENT_SIZE": 3, "TRAVERSAL": 3,
                  "DATA_DIR": mnist_data_dir, "RUN_DIR": "run"}
@@ -322,6 +329,7 @@ def test_sonnet_beta_vae_trains_its_steps_and_draws_the_traversal(mnist_data_dir
     assert len(history) == 1 + 9  # a row per step
 
 
+@pytest.mark.slow
 def test_bernoulli_vae_shows_the_walkthrough_images_gifs_and_anomaly_scores(mnist_data_dir, tmp_path):
     overrides = {"EPOCHS": 1, "FRAME_EVERY": 1, "GRID_SIZE": 3, "NOISE_IMAGES": 10, "WALKTHROUGH_IMAGES": [1, 4, 22],
                  "DATA_DIR": mnist_data_dir, "RUN_DIR": "run"}
@@ -332,6 +340,7 @@ def test_bernoulli_vae_shows_the_walkthrough_images_gifs_and_anomaly_scores(mnis
     assert (tmp_path / "run" / "figures" / "training_2d.gif").exists()
 
 
+@pytest.mark.slow
 def test_vae_from_scratch_compares_optimizers_and_interpolates(mnist_data_dir, tmp_path):
     overrides = {**TINY, "LATENT_SIZE": 2, "STEPS": 3, "DATA_DIR": mnist_data_dir, "RUN_DIR": "run"}
     notebook = run_notebook("vae_from_scratch.ipynb", overrides, tmp_path)

@@ -57,6 +57,7 @@ def test_train_events_hold_every_history_row(logged_run):
     history = result.history.set_index("step")
     for term in ("loss", "reconstruction", "kl"):
         assert sorted(events[term]) == history.index.tolist()
+        # The same float32 number, in the event and in history.csv (float64 text): equal to float32's 6e-8.
         np.testing.assert_allclose(list(events[term].values()), history[f"train_{term}"].to_numpy(), rtol=1e-6)
     assert set(events["kl_weight"].values()) == {1.0}
     np.testing.assert_allclose(list(events["learning_rate"].values()), 1e-3, rtol=1e-6)
