@@ -145,6 +145,7 @@ MIRRORED = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_a_plain_sonnet_model_is_mirrored_over_two_logical_cpus(tmp_path):
     script = tmp_path / "mirrored.py"
     script.write_text(MIRRORED)
