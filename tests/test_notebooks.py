@@ -285,7 +285,7 @@ def test_latent_explorer_slider_redraws(mnist_data_dir, tmp_path):
     # Each of the 6 moves (2 directions x 3 positions) shows its own decoded image; >= 4 distinct pictures
     # shows the positions differ, so a picture left as it was would fail the first check.
     assert moves["redrawn"] == [True] * 6 and moves["distinct"] >= 4, moves
-    assert (tmp_path / "run" / "figures" / "latent_strip.png").exists()
+    assert len(list((tmp_path / "run").glob("*/figures/latent_strip.png"))) == 1  # run/NAME-HASH/figures
 
 
 @pytest.mark.slow
@@ -315,7 +315,7 @@ def test_fashion_mnist_vae_shows_the_strip_and_a_slider_that_redraws(mnist_data_
     assert outputs_of(notebook, "application/vnd.jupyter.widget-view+json")
     moves = printed_json(notebook)
     assert moves["redrawn"] == [True] * 3 and moves["distinct"] == 3, moves
-    assert (tmp_path / "run" / "figures" / "offset_strip.png").exists()
+    assert len(list((tmp_path / "run").glob("*/figures/offset_strip.png"))) == 1  # run/NAME-HASH/figures
 
 
 @pytest.mark.slow
@@ -325,7 +325,8 @@ def test_sonnet_beta_vae_trains_its_steps_and_draws_the_traversal(mnist_data_dir
     notebook = run_notebook("sonnet_beta_vae.ipynb", overrides, tmp_path)
     assert len(outputs_of(notebook, "image/png")) == 3  # log-log losses, reconstructions, traversal
     assert "tfvae beta = 2.61333" in text_of(notebook)  # 0.01 x 784 / 3
-    history = (tmp_path / "run" / "history.csv").read_text().splitlines()
+    (history_file,) = (tmp_path / "run").glob("*/history.csv")  # run/sonnet-beta-vae-HASH
+    history = history_file.read_text().splitlines()
     assert len(history) == 1 + 9  # a row per step
 
 
@@ -346,7 +347,8 @@ def test_vae_from_scratch_compares_optimizers_and_interpolates(mnist_data_dir, t
     notebook = run_notebook("vae_from_scratch.ipynb", overrides, tmp_path)
     assert len(outputs_of(notebook, "image/png")) == 2  # the optimizers' curves, the strip
     assert len(outputs_of(notebook, "image/gif")) == 1
-    assert json.loads((tmp_path / "run" / "vae-sgd" / "config.json").read_text())["train"]["optimizer"] == "sgd"
+    (config_file,) = (tmp_path / "run").glob("vae-sgd-*/config.json")  # run/KIND-OPTIMIZER-HASH
+    assert json.loads(config_file.read_text())["train"]["optimizer"] == "sgd"
 
 
 # --------------------------------------------------------------------------- bad input: one line

@@ -144,7 +144,11 @@ def read_history(run_dir: str | os.PathLike) -> pd.DataFrame:
     if not path.exists():
         return pd.DataFrame(columns=list(HISTORY_COLUMNS))
     try:
-        history = pd.read_csv(path)
+        # pandas before 3 parses floats with a parser that can miss the written double by one bit (then a resumed
+        # run's history is not bit for bit the uninterrupted run's); "round_trip" reads them exactly. pandas 3 reads
+        # them exactly by default and deprecates the argument.
+        exact = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
+        history = pd.read_csv(path, **exact)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise RunDirError(f"{path} cannot be read as CSV: {error}") from error
     if "step" not in history.columns:
