@@ -321,7 +321,8 @@ def test_a_time_budget_holds_against_an_independent_wall_clock(tmp_path):
         budget = earlier + extra
         walls, took, rows = session(budget)
         new = walls[walls > earlier]
-        assert len(new) >= 1 and new[-1] >= budget and (len(new) == 1 or new[-2] < budget)
+        # history.csv's wall_time is rounded to the millisecond: a row just past the budget may read 0.5 ms under it
+        assert len(new) >= 1 and new[-1] >= budget - 5e-4 and (len(new) == 1 or new[-2] < budget + 5e-4)
         assert new[-1] - budget <= np.diff(walls, prepend=0.0).max()
         assert new[-1] - earlier <= took + 1e-3  # this session's seconds, no more than the call took
         if len(rows) >= 2:
