@@ -357,8 +357,8 @@ def checkpoint_values(run_dir) -> dict:
             if "save_counter" not in key and dtype != tf.variant}  # (an iterator's state is a variant)
 
 
-@pytest.mark.parametrize("in_memory", [True, pytest.param(False, marks=pytest.mark.slow)],
-                         ids=["array_runner", "iterator_runner"])
+@pytest.mark.slow  # (14 s each; `make test-slow` runs both)
+@pytest.mark.parametrize("in_memory", [True, False], ids=["array_runner", "iterator_runner"])
 def test_an_interrupted_factor_vae_resumes_to_the_same_weights_discriminator_and_its_adam(tmp_path, in_memory):
     experiment = config.override(tiny_experiment(epochs=3), {
         "train.factor_weight": 5.0, "train.discriminator_hidden_sizes": [8, 8], "train.deterministic": True,
