@@ -149,13 +149,11 @@ def _num_examples(data) -> int | None:
 
 
 def _check_images_fit(model, dataset: tf.data.Dataset) -> None:
-    """Encodes one image of the first batch eagerly, so that images of another shape than the model was built
-    for fail here with the model's own one-line message rather than inside the compiled loop."""
+    """Encodes the first batch eagerly, so that images of another shape than the model was built for fail here
+    with the model's own one-line message rather than inside the compiled loop."""
     for element in dataset.take(1):
         scorer, images = model_lib.split_batch(model, element)
-        if isinstance(element, tuple) and getattr(model, "conditional", False):
-            scorer = model.given(element[1][:1])
-        scorer.encode(images[:1])
+        scorer.encode(images)
 
 
 def _compile_batch_statistics(model, k: int, chunk: int, num_chunks: int, jit_compile: bool):
