@@ -45,8 +45,8 @@ SPREAD_IMAGES = 1000  # training images whose codes give the spread
 
 def escape_epoch(history: pd.DataFrame, nats: float) -> int | None:
     """The first epoch whose training KL (nats per image) exceeds `nats`, or None: history.csv's epoch and
-    train_kl columns, epochs in any order."""
-    passed = history.sort_values("epoch").query("train_kl > @nats")
+    train_rate columns, epochs in any order."""
+    passed = history.sort_values("epoch").query("train_rate > @nats")
     return None if passed.empty else int(round(passed["epoch"].iloc[0]))
 
 
@@ -86,8 +86,8 @@ def measure(preset: str, seed: int, epochs: int, changes: Mapping[str, object], 
     return {"preset": preset, "settings": tfvae.config.format_assignments(changes),
             "seed": seed, "epochs": epochs, "escape_nats": escape_nats,
             "escape_epoch": escaped if escaped is not None else pd.NA,
-            "last_reconstruction": round(float(last["train_reconstruction"]), 3),
-            "last_kl": round(float(last["train_kl"]), 4),
+            "last_reconstruction": round(float(last["train_distortion"]), 3),
+            "last_kl": round(float(last["train_rate"]), 4),
             "code_spread": round(code_spread(result.model, spread_images(experiment.data.name)), 6)}
 
 

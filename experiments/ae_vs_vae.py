@@ -139,9 +139,9 @@ def main(argv: Sequence[str] | None = None) -> Path:
             rows.append({
                 "arm": experiment.name,
                 "optimizer": f"{optimizer} (lr 1e-3)",
-                "test sum of squared errors": summary["test_reconstruction"] - SSE_OFFSET,
-                "test KL (nats)": summary["test_kl"],
-                "test -ELBO (nats)": summary["test_reconstruction"] + summary["test_kl"],
+                "test sum of squared errors": summary["test_distortion"] - SSE_OFFSET,
+                "test KL (nats)": summary["test_rate"],
+                "test -ELBO (nats)": summary["test_distortion"] + summary["test_rate"],
                 "s / epoch": summary["seconds_per_epoch"],
             })
     strips = {opt: interpolations([runs["autoencoder", opt], runs["vae", opt]], out, opt) for opt in ("adam", "sgd")}

@@ -120,8 +120,8 @@ def main(argv: Sequence[str] | None = None) -> Path:
             "test -ELBO (nats)": summary["test_loss"],
             "published": PUBLISHED[name],
             "required here": f"<= {REQUIRED[name]:.1f}",
-            "reconstruction": summary["test_reconstruction"],
-            "KL": summary["test_kl"],
+            "reconstruction": summary["test_distortion"],
+            "KL": summary["test_rate"],
             "log p(x), k=100": numbers["log_px"],
             "s / epoch": summary["seconds_per_epoch"],
         })
@@ -171,10 +171,10 @@ def write_report(report: common.Report, rows, anomalies, out: Path) -> list[str]
     report.heading("Anomaly detection with KL(q(z|x) || p(z))")
     for name, (scores, table, run_dir) in anomalies.items():
         noise_kl = scores.loc[scores["source"] == "uniform noise", "kl"].to_numpy()
-        train_kl = scores.loc[scores["source"] == "MNIST train", "kl"].to_numpy()
+        train_rate = scores.loc[scores["source"] == "MNIST train", "kl"].to_numpy()
         report.text(
-            f"**{name}.** KL over the {len(train_kl):,} training images: mean {train_kl.mean():.1f}, 99th percentile "
-            f"{np.percentile(train_kl, 99):.1f}, max {train_kl.max():.1f} nats. The first uniform-noise image "
+            f"**{name}.** KL over the {len(train_rate):,} training images: mean {train_rate.mean():.1f}, 99th percentile "
+            f"{np.percentile(train_rate, 99):.1f}, max {train_rate.max():.1f} nats. The first uniform-noise image "
             f"(pixels uniform in [0, 1], not binarized, as the walkthrough drew it): {noise_kl[0]:.1f} nats; over "
             f"{len(noise_kl):,} such images the median is {np.median(noise_kl):.1f} (walkthrough: "
             f"{PUBLISHED_NOISE_KL} for its one image). ROC AUC against the MNIST test images (1 = perfect):",

@@ -121,13 +121,13 @@ def main(argv: Sequence[str] | None = None) -> Path:
         rows.append({
             "arm": name, "tfvae beta": beta,
             "step": int(last["step"]),
-            "train loss (walkthrough units)": last["train_reconstruction"] / PIXELS
-            + PUBLISHED_BETA * last["train_kl"] / LATENT,
-            "train reconstruction / pixel": last["train_reconstruction"] / PIXELS,
-            "train KL / dimension": last["train_kl"] / LATENT,
-            "test reconstruction (nats / image)": summary["test_reconstruction"],
-            "test KL (nats / image)": summary["test_kl"],
-            "test -ELBO (nats / image)": summary["test_reconstruction"] + summary["test_kl"],
+            "train loss (walkthrough units)": last["train_distortion"] / PIXELS
+            + PUBLISHED_BETA * last["train_rate"] / LATENT,
+            "train reconstruction / pixel": last["train_distortion"] / PIXELS,
+            "train KL / dimension": last["train_rate"] / LATENT,
+            "test reconstruction (nats / image)": summary["test_distortion"],
+            "test KL (nats / image)": summary["test_rate"],
+            "test -ELBO (nats / image)": summary["test_distortion"] + summary["test_rate"],
         })
     table = pd.DataFrame(rows)
     write_report(report, table, runs, steps)

@@ -23,7 +23,7 @@ BETAS = (0.0, 0.01, 0.1, 0.5, 1.0, 2.0, 4.0)
 def conclusions(table: pd.DataFrame) -> list[str]:
     """The report's sentences, each made from the measured table (columns as `tfvae.sweep.sweep_table`'s)."""
     rows = table.sort_values("beta", ascending=False)
-    betas, reconstruction, kl = list(rows["beta"]), list(rows["test_reconstruction"]), list(rows["test_kl"])
+    betas, reconstruction, kl = list(rows["beta"]), list(rows["test_distortion"]), list(rows["test_rate"])
     sentences = [
         f"As beta goes down from {betas[0]:g} to {betas[-1]:g}, the test reconstruction "
         f"{wording.trend(reconstruction)} "
@@ -33,10 +33,10 @@ def conclusions(table: pd.DataFrame) -> list[str]:
     by_beta = rows.set_index("beta")
     if {0.0, 0.01} <= set(betas):
         zero, small = by_beta.loc[0.0], by_beta.loc[0.01]
-        sentences.append(wording.compare("The reconstruction", "beta = 0", zero["test_reconstruction"], "beta = 0.01",
-                                         small["test_reconstruction"], margin=0.5))
-        sentences.append(f"The KL of beta = 0, {zero['test_kl']:.1f}, is {zero['test_kl'] / small['test_kl']:.1f} "
-                         f"times that of beta = 0.01, {small['test_kl']:.1f}.")
+        sentences.append(wording.compare("The reconstruction", "beta = 0", zero["test_distortion"], "beta = 0.01",
+                                         small["test_distortion"], margin=0.5))
+        sentences.append(f"The KL of beta = 0, {zero['test_rate']:.1f}, is {zero['test_rate'] / small['test_rate']:.1f} "
+                         f"times that of beta = 0.01, {small['test_rate']:.1f}.")
     lowest_elbo = wording.best(betas, list(rows["negative_elbo"]))
     highest, lowest = (wording.best(betas, list(rows["log_px"]), lowest=flag) for flag in (False, True))
     error = by_beta.loc[highest[0], "log_px_standard_error"]

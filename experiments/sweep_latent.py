@@ -24,7 +24,7 @@ SIZES = (2, 5, 10, 20, 50)
 def conclusions(table: pd.DataFrame) -> list[str]:
     """The report's sentences, each made from the measured table (columns as `tfvae.sweep.sweep_table`'s)."""
     rows = table.sort_values("latent")
-    sizes, reconstruction, kl = list(rows["latent"]), list(rows["test_reconstruction"]), list(rows["test_kl"])
+    sizes, reconstruction, kl = list(rows["latent"]), list(rows["test_distortion"]), list(rows["test_rate"])
     sentences = [
         f"As the latent grows from {sizes[0]:g} to {sizes[-1]:g} dimensions, the test reconstruction "
         f"{wording.trend(reconstruction)} ({reconstruction[0]:.1f} to {reconstruction[-1]:.1f} nats) and the KL "

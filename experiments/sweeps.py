@@ -73,8 +73,8 @@ def run_sweep(name: str, title: str, field: str, setting: str, values: Sequence[
         "test images. The table is also in `sweep.csv`.",
     )
     report.heading("Numbers")
-    shown = table.drop(columns=["run_dir", "k"]).rename(columns={"test_reconstruction": "reconstruction",
-                                                                 "test_kl": "KL", "negative_elbo": "-ELBO"})
+    shown = table.drop(columns=["run_dir", "k"]).rename(columns={"test_distortion": "reconstruction",
+                                                                 "test_rate": "KL", "negative_elbo": "-ELBO"})
     report.table(shown)
     sentences = conclusions(table)
     report.text(" ".join(sentences))

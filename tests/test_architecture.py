@@ -9,7 +9,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "tfvae"
 
 # The flow, first to last; a module may import only modules of earlier layers (docs/architecture.md).
 LAYERS = [
-    ["checks", "compat", "pixels"],
+    ["checks", "compat", "pixels", "families"],
     ["config"],
     ["devices", "precision", "optimizers", "render", "estimators"],
     ["data"],

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfvae import cli, conditioning, config, data, evaluation, model, objectives, rundir, train
+from tfvae import cli, conditioning, config, data, evaluation, model, objectives, protocol, rundir, train
 from tfvae.plots import grids
 
 IMAGE_SHAPE = (8, 8, 1)
@@ -40,7 +40,7 @@ def built(conditional: bool = True) -> model.VAE:
 
 def test_labels_reach_the_encoder_and_the_decoder_and_a_given_model_is_an_unconditional_one():
     vae = built()
-    assert isinstance(vae, model.ConditionalVAE) and vae.conditional
+    assert isinstance(vae, model.ConditionalVAE) and vae.side_data == ("label",)
     images, labels = bars(6, 0)
     vae.encoder.class_images.assign(tf.random.stateless_normal(vae.encoder.class_images.shape, [1, 1]))
     z = tf.random.stateless_normal([6, 2], [2, 2])
@@ -76,10 +76,10 @@ def test_labels_outside_the_classes_and_a_batch_without_labels_are_refused():
     images, _ = bars(2, 0)
     with pytest.raises(ValueError, match=r"class indices in \[0, 4\); got 7"):
         vae.encode(images, [0, 7])
-    with pytest.raises(ValueError, match="scores images with their labels"):
-        model.split_batch(vae, tf.constant(images))
+    with pytest.raises(ValueError, match="scores images with their label"):
+        protocol.scorer(vae, tf.constant(images))
     plain = built(conditional=False)
-    assert model.split_batch(plain, (images, [0, 1]))[0] is plain  # an unconditional model ignores labels
+    assert protocol.scorer(plain, (images, [0, 1]))[0] is plain  # an unconditional model ignores labels
 
 
 def fit(run_dir, conditional: bool, **changes):

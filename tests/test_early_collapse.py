@@ -19,10 +19,10 @@ spec.loader.exec_module(early_collapse)
 
 def test_the_escape_epoch_is_the_first_whose_kl_passes_the_threshold():
     # Rows out of order; epoch 2's KL equals the threshold (not past it); epoch 3's passes it.
-    history = pd.DataFrame({"epoch": [4.0, 1.0, 3.0, 2.0], "train_kl": [20.0, 0.7, 5.5, 5.0]})
+    history = pd.DataFrame({"epoch": [4.0, 1.0, 3.0, 2.0], "train_rate": [20.0, 0.7, 5.5, 5.0]})
     assert early_collapse.escape_epoch(history, 5.0) == 3
     # The VampPrior seed-2 history: KL near 0 throughout.
-    stuck = pd.DataFrame({"epoch": [1.0, 2.0, 3.0], "train_kl": [0.76, 0.03, 0.007]})
+    stuck = pd.DataFrame({"epoch": [1.0, 2.0, 3.0], "train_rate": [0.76, 0.03, 0.007]})
     assert early_collapse.escape_epoch(stuck, 5.0) is None
 
 

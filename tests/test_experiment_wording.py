@@ -39,8 +39,8 @@ def beta_table(log_px, active=(20, 20, 20, 20, 20, 20, 19)) -> pd.DataFrame:
     betas = [0.0, 0.01, 0.1, 0.5, 1.0, 2.0, 4.0]
     return pd.DataFrame({
         "beta": betas,
-        "test_reconstruction": [60.0, 61.0, 62.0, 70.0, 80.0, 95.0, 120.0],
-        "test_kl": [450.0, 150.0, 60.0, 30.0, 25.0, 18.0, 10.0],
+        "test_distortion": [60.0, 61.0, 62.0, 70.0, 80.0, 95.0, 120.0],
+        "test_rate": [450.0, 150.0, 60.0, 30.0, 25.0, 18.0, 10.0],
         "negative_elbo": [510.0, 211.0, 122.0, 100.0, 91.7, 113.0, 130.0],
         "log_px": log_px, "log_px_standard_error": [1.0, 0.6, 0.5, 0.5, 0.4, 0.5, 0.6], "active_units": active,
     })
@@ -57,7 +57,7 @@ def test_sweep_beta_sentences_follow_the_table():
     assert sentences[4].startswith("Active units: 19 at beta = 4, 20 at beta = 2")
     # Other numbers, other words: the best log p(x) at beta 0.5, a reconstruction that does not fall throughout.
     table = beta_table([-506.0, -150.0, -95.0, -86.0, -86.8, -90.0, -97.0])
-    table.loc[table["beta"] == 0.0, "test_reconstruction"] = 65.0
+    table.loc[table["beta"] == 0.0, "test_distortion"] = 65.0
     flipped = sweep_beta.conclusions(table)
     assert "the test reconstruction does not move one way (120.0 to 65.0 nats)" in flipped[0]
     assert flipped[1] == "The reconstruction is 65.0 for beta = 0, higher than 61.0 for beta = 0.01 (+4.0)."
@@ -67,7 +67,7 @@ def test_sweep_beta_sentences_follow_the_table():
 def latent_table(log_px_50, elbo_50) -> pd.DataFrame:
     return pd.DataFrame({
         "latent": [2, 5, 10, 20, 50],
-        "test_reconstruction": [140.0, 110.0, 85.0, 62.0, 61.0], "test_kl": [6.0, 12.0, 18.0, 25.0, 26.0],
+        "test_distortion": [140.0, 110.0, 85.0, 62.0, 61.0], "test_rate": [6.0, 12.0, 18.0, 25.0, 26.0],
         "negative_elbo": [146.0, 122.0, 103.0, 87.0, elbo_50],
         "log_px": [-156.2, -123.2, -100.3, -86.8, log_px_50],
         "log_px_standard_error": [0.6, 0.5, 0.4, 0.4, 0.4], "active_units": [2, 5, 10, 20, 50],

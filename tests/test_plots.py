@@ -112,11 +112,11 @@ def fake_history():
             "step": steps,
             "epoch": steps / 50,
             "train_loss": 100 / np.sqrt(steps),
-            "train_reconstruction": 90 / np.sqrt(steps),
-            "train_kl": 10 / np.sqrt(steps),
+            "train_distortion": 90 / np.sqrt(steps),
+            "train_rate": 10 / np.sqrt(steps),
         }
     )
-    for term in ("loss", "reconstruction", "kl"):
+    for term in ("loss", "distortion", "rate"):
         history[f"test_{term}"] = np.where(steps % 50 == 0, history[f"train_{term}"] * 1.05, np.nan)
     return history
 
@@ -138,7 +138,7 @@ def test_every_chart_and_grid_is_drawn_readable(vae, images, tmp_path):
             )
         ),
     }
-    assert "0.5 x KL" in charts["loss"].labels.title and "(beta = 1)" in charts["loss_log"].labels.title
+    assert "0.5 x rate" in charts["loss"].labels.title and "(beta = 1)" in charts["loss_log"].labels.title
     assert "2 of 3 units active" in charts["kl"].labels.title
     for name, chart in charts.items():
         chart.save(tmp_path / f"{name}.png", dpi=100, verbose=False)

@@ -55,15 +55,15 @@ def test_sweep_table_has_a_row_per_run_with_its_final_terms(two_runs):
     assert list(table.columns) == ["beta", *sweep.SWEEP_COLUMNS] and list(table["beta"]) == [0.5, 2.0]
     for row in table.itertuples():
         last = rundir.read_history(row.run_dir).dropna(subset=["test_loss"]).iloc[-1]
-        assert row.test_kl == pytest.approx(last["test_kl"]) and row.k == 4
-        assert row.negative_elbo == pytest.approx(last["test_reconstruction"] + last["test_kl"])
+        assert row.test_rate == pytest.approx(last["test_rate"]) and row.k == 4
+        assert row.negative_elbo == pytest.approx(last["test_distortion"] + last["test_rate"])
         assert np.isfinite(row.log_px) and row.log_px < 0
-    assert table["test_kl"].iloc[0] > table["test_kl"].iloc[1]  # a smaller beta spends more nats on the code
+    assert table["test_rate"].iloc[0] > table["test_rate"].iloc[1]  # a smaller beta spends more nats on the code
 
 
 def test_rate_distortion_chart_draws_one_point_per_setting(tmp_path):
     table = pd.DataFrame(
-        {"latent": [20, 2, 5], "test_kl": [25.0, 6.0, 15.0], "test_reconstruction": [63.0, 135.0, 90.0]}
+        {"latent": [20, 2, 5], "test_rate": [25.0, 6.0, 15.0], "test_distortion": [63.0, 135.0, 90.0]}
     )
     chart = plots.rate_distortion_chart(table, "latent")
     assert list(chart.data["latent"]) == [2, 5, 20] and list(chart.data["label"])[0] == "latent = 2"

@@ -55,7 +55,7 @@ def test_train_events_hold_every_history_row(logged_run):
     result, _ = logged_run
     events = read_events(tensorboard.log_dir(result.run_dir) / "train")
     history = result.history.set_index("step")
-    for term in ("loss", "reconstruction", "kl"):
+    for term in ("loss", "distortion", "rate"):
         assert sorted(events[term]) == history.index.tolist()
         # The same float32 number, in the event and in history.csv (float64 text): equal to float32's 6e-8.
         np.testing.assert_allclose(list(events[term].values()), history[f"train_{term}"].to_numpy(), rtol=1e-6)
@@ -69,7 +69,7 @@ def test_test_events_hold_the_evaluations_and_images(logged_run):
     events = read_events(tensorboard.log_dir(result.run_dir) / "test")
     evaluated = result.history.dropna(subset=["test_loss"]).set_index("step")
     assert sorted(evaluated.index) == [5, 10]  # 40 images, batch 8: epoch ends
-    for term in ("loss", "reconstruction", "kl"):
+    for term in ("loss", "distortion", "rate"):
         assert sorted(events[term]) == evaluated.index.tolist()
         np.testing.assert_allclose(list(events[term].values()), evaluated[f"test_{term}"].to_numpy(), rtol=1e-6)
     for tag, count, width in (("reconstructions", 3, 16), ("samples", 5, 8)):

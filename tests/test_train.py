@@ -140,12 +140,12 @@ def test_history_columns_and_units(tmp_path):
     result = train.fit(experiment, tmp_path / "run", train_data=datasets(experiment)[0],
                        test_data=datasets(experiment)[1], progress=False)
     history = rundir.read_history(tmp_path / "run")
-    required = ["step", "epoch", "train_loss", "train_reconstruction", "train_kl",
-                "test_loss", "test_reconstruction", "test_kl", "wall_time"]
+    required = ["step", "epoch", "train_loss", "train_distortion", "train_rate",
+                "test_loss", "test_distortion", "test_rate", "wall_time"]
     assert set(required) <= set(history.columns)
     last = history.iloc[-1]
     assert last["epoch"] == 1.0 and last["step"] == 5
-    np.testing.assert_allclose(last["test_loss"], last["test_reconstruction"] + last["test_kl"], rtol=1e-5)
+    np.testing.assert_allclose(last["test_loss"], last["test_distortion"] + last["test_rate"], rtol=1e-5)
     assert 0 < last["test_loss"] < 64 * np.log(2) * 1.5  # nats per 8x8 image, not per pixel or per batch
     assert json.loads((tmp_path / "run" / "config.json").read_text()) == experiment.to_dict()
     assert result.history["step"].tolist() == history["step"].tolist()
@@ -297,9 +297,10 @@ def test_a_time_budget_holds_against_an_independent_wall_clock(tmp_path):
     history row. Bounds, each argued so that a loaded machine cannot fail them:
     - fit counts no more than the call took (its seconds are the loop's, a part of the call's); 1 ms for the
       3 decimals history.csv keeps;
-    - between the first and the last row of a session, fit's clock and the hook's readings measure the same span:
+    - between the second and the last row of a session, fit's clock and the hook's readings measure the same span:
       each row's wall_time is read just before its hook runs, and what lies between the two (a test pass over 16
-      images, a history row) is milliseconds; 0.5 s allows a stall of the machine in either;
+      images, a history row) is milliseconds, except at a session's first row, whose test pass traces the
+      session's compiled test loop first; 0.5 s allows a stall of the machine in either;
     - it stops at the first row past the budget: the row before is under it, and the overrun is at most the
       longest interval between rows on fit's own clock (the budget is checked at rows);
     - a continued run adds the second session's seconds to the first's, and no more than that session took."""
@@ -325,8 +326,8 @@ def test_a_time_budget_holds_against_an_independent_wall_clock(tmp_path):
         assert len(new) >= 1 and new[-1] >= budget - 5e-4 and (len(new) == 1 or new[-2] < budget + 5e-4)
         assert new[-1] - budget <= np.diff(walls, prepend=0.0).max()
         assert new[-1] - earlier <= took + 1e-3  # this session's seconds, no more than the call took
-        if len(rows) >= 2:
-            (first_seen, first_wall), (last_seen, last_wall) = rows[0], rows[-1]
+        if len(rows) >= 3:  # from the second row: the first's test pass traces its loop (0.6 s seen under load)
+            (first_seen, first_wall), (last_seen, last_wall) = rows[1], rows[-1]
             assert abs((last_seen - first_seen) - (last_wall - first_wall)) < 0.5
         earlier = new[-1]
     assert len(walls) >= 5

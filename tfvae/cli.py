@@ -172,7 +172,7 @@ def _train(args: argparse.Namespace) -> None:
         return
     rundir.write_atomically(Path(run_dir) / "metrics.json", json.dumps(summary, indent=2) + "\n")
     print(f"test negative ELBO {summary['test_loss']:.2f} nats per image "
-          f"(reconstruction {summary['test_reconstruction']:.2f}, KL {summary['test_kl']:.2f}) "
+          f"(distortion {summary['test_distortion']:.2f}, rate {summary['test_rate']:.2f}) "
           f"after {summary['epochs']:g} epochs, {summary['seconds_per_epoch']:.1f} s per epoch of training steps "
           f"({summary['wall_time']:.0f} s in all, with start-up and tests)")
     for recorder in recorders:

@@ -91,4 +91,12 @@ class LabelledDecoder(snt.Module):
         return self.decoder(tf.concat([z, classes], axis=-1))
 
 
-__all__ = ["LabelledDecoder", "LabelledEncoder", "check_labels", "one_hot"]
+
+def conditional_parts(config, image_shape: Sequence[int], parts: dict) -> dict:
+    """The conditional family's builder (`tfvae.families`): encoder and decoder that take the class, and the
+    number of classes (what makes `tfvae.model.build` a `ConditionalVAE`)."""
+    return {**parts, "encoder": LabelledEncoder(parts["encoder"], config.num_classes, image_shape),
+            "decoder": LabelledDecoder(parts["decoder"], config.num_classes), "num_classes": config.num_classes}
+
+
+__all__ = ["LabelledDecoder", "LabelledEncoder", "check_labels", "conditional_parts", "one_hot"]

@@ -39,6 +39,7 @@ import tarfile
 import tempfile
 import urllib.parse
 import urllib.request
+from collections.abc import Mapping
 
 import numpy as np
 import tensorflow as tf
@@ -491,13 +492,40 @@ class ArraySource:
     """
 
     pixels: tf.Tensor  # uint8 (scaled by 1/255) or float32 in [0, 1], [N, H, W, C]
-    labels: tf.Tensor | None  # int64 [N], or None
+    labels: tf.Tensor | None  # int64 [N], or None: the side data "label"
     batch_size: int
     binarize: str = "none"
     shuffle: bool = False
     drop_remainder: bool = False
     seed: int = 0  # the seed of the pass orders and binarizations (training loops derive theirs from it)
     prefetch: bool = True  # whether `as_dataset` prefetches (not when it will be repeated and checkpointed)
+    extra_side_data: Mapping[str, tf.Tensor] = dataclasses.field(default_factory=dict)  # more side data, [N, ...]
+
+    @property
+    def side_data(self) -> dict[str, tf.Tensor]:
+        """What travels with each image besides its pixels (`tfvae.protocol`): {"label": int64 [N]} when there
+        are labels, plus any other named arrays [N, ...] (ground-truth factors, ...); {} for images alone."""
+        labels = {} if self.labels is None else {"label": self.labels}
+        return {**labels, **self.extra_side_data}
+
+    def adding_side_data(self, side_data: Mapping[str, np.ndarray]) -> ArraySource:
+        """This source with more named arrays [N, ...] travelling with its images (e.g. {"factors": [N, F]})."""
+        n = int(self.pixels.shape[0])
+        added = {name: tf.constant(_validate_side_data(name, values, n)) for name, values in side_data.items()}
+        return dataclasses.replace(self, extra_side_data={**self.extra_side_data, **added})
+
+    def keeping_side_data(self, names) -> ArraySource:
+        """This source with only the side data named in `names` (none: batches of images alone)."""
+        side = {name: values for name, values in self.side_data.items() if name in names}
+        return dataclasses.replace(self, labels=side.pop("label", None), extra_side_data=side)
+
+    def element(self, images: tf.Tensor, index: tf.Tensor):
+        """A batch as the model takes it: `images` [b, H, W, C] alone; with labels only, (images, labels [b]);
+        with other side data, (images, {name: [b, ...]}) of the images at `index` [b] (`tfvae.protocol`)."""
+        side = {name: tf.gather(values, index) for name, values in self.side_data.items()}
+        if not side:
+            return images
+        return (images, side["label"]) if list(side) == ["label"] else (images, side)
 
     @property
     def images(self) -> np.ndarray:
@@ -578,8 +606,8 @@ class ArraySource:
 
         def make_batch(epoch_seed, k):
             x, index = self.batch(epoch_seed, k)
-            x = tf.ensure_shape(x, shape)
-            return x if self.labels is None else (x, tf.ensure_shape(tf.gather(self.labels, index), [batch_dim]))
+            element = self.element(tf.ensure_shape(x, shape), index)
+            return tf.nest.map_structure(lambda part: tf.ensure_shape(part, [batch_dim, *part.shape[1:]]), element)
 
         def epoch(epoch_seed):
             batches = tf.data.Dataset.range(self.num_batches)
@@ -595,10 +623,13 @@ class ArraySource:
 
 
 def from_arrays(images, labels=None, *, batch_size: int, binarize: str = "none", shuffle: bool = False,
-                seed: int = 0, drop_remainder: bool = False, prefetch: bool = True) -> ArraySource:
+                seed: int = 0, drop_remainder: bool = False, prefetch: bool = True,
+                side_data: Mapping[str, np.ndarray] | None = None) -> ArraySource:
     """In-memory images (uint8 [N, H, W(, C)] or floats in [0, 1]) as an `ArraySource` of float32 batches.
 
-    Its batches are (images, int64 labels [b]) when labels are given. "threshold" is pixel >= 0.5
+    Its batches are (images, int64 labels [b]) when labels are given; with `side_data` (more named arrays
+    [N, ...] that travel with the images, e.g. {"factors": int [N, F]}; `tfvae.protocol`), (images, {name:
+    [b, ...]}) with the labels under "label". "threshold" is pixel >= 0.5
     (= rounding, for uint8 sources); "dynamic" draws Bernoulli(pixel) afresh every pass.
     `shuffle` gives a new permutation every pass (each iteration, e.g. of `as_dataset().repeat()`).
     Both are reproducible: sources with the same seed give the same batches.
@@ -611,7 +642,18 @@ def from_arrays(images, labels=None, *, batch_size: int, binarize: str = "none",
     batch_size = int(batch_size)
     if drop_remainder and n < batch_size:
         raise ValueError(f"drop_remainder=True with batch_size {batch_size} > {n} images leaves no batches")
-    return ArraySource(tf.constant(pixels), targets, batch_size, binarize, shuffle, drop_remainder, seed, prefetch)
+    source = ArraySource(tf.constant(pixels), targets, batch_size, binarize, shuffle, drop_remainder, seed, prefetch)
+    return source.adding_side_data(side_data) if side_data else source
+
+
+def _validate_side_data(name: str, values, n: int) -> np.ndarray:
+    if name == "label":
+        raise ValueError('side_data may not name "label": give the labels as from_arrays(images, labels, ...)')
+    array = np.asarray(values)
+    if array.ndim < 1 or len(array) != n or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+        raise ValueError(f"side_data[{name!r}] must be numbers [N, ...] with N = {n} (one row per image); got "
+                         f"{array.dtype} of shape {array.shape}")
+    return array
 
 
 def _to_channels(image: np.ndarray, channels: int) -> np.ndarray:

@@ -187,7 +187,7 @@ def global_batches(data, start: int, pass_seed: Callable[[int, tf.Tensor], tf.Te
 
     def batch(step: tf.Tensor):
         images, index = data.batch(pass_seed(data.seed, step // batches), step % batches)
-        return images if data.labels is None else (images, tf.gather(data.labels, index))
+        return data.element(images, index)
 
     return tf.data.Dataset.range(start, tf.int64.max).map(batch)
 

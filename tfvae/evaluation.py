@@ -71,9 +71,10 @@ def evaluate(
 
     Args:
       model: a `tfvae.VAE` (anything with `encode`, `decode`, `prior`), with
-        a factorised posterior for the per-dimension numbers. A conditional
-        model (`tfvae.model.ConditionalVAE`) is scored on each image given its
-        label: "nll" is then -log p(x|y), and `data` must yield labels.
+        a factorised posterior for the per-dimension numbers. A model that
+        needs side data (`tfvae.protocol`; the class-conditional VAE) is scored
+        on each image given its own: "nll" is then -log p(x|y), and `data`
+        must yield labels.
       data: an `ArraySource` or a `tf.data.Dataset` of image batches [b, H, W, C] (or `(images, labels)`),
         or the images themselves as an array [N, H, W, C] (uint8 or floats in [0, 1]), in batches of 100.
       k: importance samples per image, >= 1.
@@ -152,19 +153,19 @@ def _check_images_fit(model, dataset: tf.data.Dataset) -> None:
     """Encodes the first batch eagerly, so that images of another shape than the model was built for fail here
     with the model's own one-line message rather than inside the compiled loop."""
     for element in dataset.take(1):
-        scorer, images = model_lib.split_batch(model, element)
+        scorer, images = protocol.scorer(model, element)
         scorer.encode(images)
 
 
 def _compile_batch_statistics(model, k: int, chunk: int, num_chunks: int, jit_compile: bool):
     """A compiled function (batch, seed [2]) -> per-image statistics (dict of [b] or [b, latent]).
 
-    The batch is images [b, H, W, C], or (images, labels [b]) for a conditional model (`model.split_batch`).
+    The batch is images [b, H, W, C], or (images, side data) for a model that needs it (`tfvae.protocol.scorer`).
     """
     whole_model = model
 
     def batch_statistics(batch, seed):
-        model, images = model_lib.split_batch(whole_model, batch)
+        model, images = protocol.scorer(whole_model, batch)
         posterior, prior = model.encode(images), model.prior  # a learned prior runs its networks once a batch
         batch = tf.shape(images)[0]
         log_px = tf.fill([batch], -np.inf)
@@ -274,7 +275,7 @@ def evaluate_run(
     """
     run_dir = Path(run_dir)
     experiment = rundir.load_experiment(run_dir)
-    # With labels, for a conditional model; any other one ignores them (`model.split_batch`).
+    # With labels, for a model that needs them; any other one ignores them (`tfvae.protocol.scorer`).
     dataset = fixed_test_set(experiment, batch_size=batch_size, limit=limit, with_labels=True)
     model = rundir.restore_model(run_dir, data_lib.image_shape(dataset), model)
     checkpoint = tf.train.latest_checkpoint(run_dir / "checkpoints")
@@ -293,14 +294,15 @@ def evaluate_run(
 def posterior_means(model, images, batch_size: int = 1000, labels=None) -> np.ndarray:
     """E_q[z|x] (`model.central_code`) of images [n, H, W, C], encoded `batch_size` at a time: [n, latent].
 
-    A conditional model encodes each image given its label, `labels` [n].
+    `labels` [n]: each image's label, for a model that encodes images with theirs (`tfvae.protocol`).
     """
     images = np.asarray(images, np.float32)
     chunks = []
     for start in range(0, len(images), batch_size):
         rows = slice(start, start + batch_size)
-        batch = tf.constant(images[rows]) if labels is None else (tf.constant(images[rows]), tf.constant(labels[rows]))
-        scorer, batch_images = model_lib.split_batch(model, batch)
+        batch = tf.constant(images[rows]) if labels is None else (tf.constant(images[rows]),
+                                                                   {"label": tf.constant(labels[rows])})
+        scorer, batch_images = protocol.scorer(model, batch)
         chunks.append(model_lib.central_code(scorer.encode(batch_images)).numpy())
     return np.concatenate(chunks)
 
@@ -317,13 +319,14 @@ def anomaly_scores(model, data, *, seed: int = 0) -> pd.DataFrame:
     """
     columns: dict[str, list[np.ndarray]] = {"kl": [], "reconstruction": [], "negative_elbo": [], "label": []}
     for index, element in enumerate(data):
-        scorer, images = model_lib.split_batch(model, element)
+        scorer, images = protocol.scorer(model, element)
         terms = objectives.negative_elbo(scorer, images, 1.0, seed=tf.constant([seed, index], tf.int32))
         columns["kl"].append(terms.rate.numpy())
         columns["reconstruction"].append(terms.distortion.numpy())
         columns["negative_elbo"].append(terms.loss.numpy())
-        if isinstance(element, tuple) and len(element) > 1:
-            columns["label"].append(element[1].numpy())
+        side = protocol.split_batch_side(element)[1]
+        if "label" in side:
+            columns["label"].append(np.asarray(side["label"]))
     return pd.DataFrame({
         name: np.concatenate(values).astype(np.int64 if name == "label" else np.float64)
         for name, values in columns.items()

@@ -280,4 +280,15 @@ class FlowEncoder(snt.Module):
         return tfd.TransformedDistribution(base, self.bijector(self.context(features)), name="flow_posterior")
 
 
-__all__ = ["FLOWS", "ConditionalMADE", "FlowEncoder", "made_masks"]
+
+def flow_parts(config, image_shape: Sequence[int], parts: dict) -> dict:
+    """The flow posteriors' family builder (`tfvae.families`): a `FlowEncoder` in place of the encoder."""
+    encoder = FlowEncoder(
+        config.hidden_sizes, config.latent_size, config.flow_steps, config.posterior,
+        activation=config.activation, min_scale=config.min_scale,
+        conv_channels=config.conv_channels if config.architecture == "conv" else (),
+    )
+    return {**parts, "encoder": encoder}
+
+
+__all__ = ["FLOWS", "ConditionalMADE", "FlowEncoder", "flow_parts", "made_masks"]

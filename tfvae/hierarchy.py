@@ -374,6 +374,18 @@ def layer_rates(posterior: TwoLayerNormal, prior: TwoLayerNormal, z: tf.Tensor) 
     return LayerRates(z1=q1 - p1, z2=q2 - p2)
 
 
+
+def two_layer_parts(config, image_shape: Sequence[int], parts: dict) -> dict:
+    """The two-layer architecture's family builder (`tfvae.families`): encoder, decoder and prior, x-hidden-z1
+    (latent_size)-top_hidden-z2 (top_latent_size), the decoder mirroring the hidden sizes."""
+    encoder, decoder, prior = build_two_layer(
+        image_shape, (config.latent_size, config.top_latent_size), (config.hidden_sizes, config.top_hidden_sizes),
+        config.top_hidden_sizes, tuple(reversed(config.hidden_sizes)), config.activation, config.likelihood,
+        config.normal_scale, config.min_scale,
+    )
+    return {**parts, "encoder": encoder, "decoder": decoder, "prior": prior}
+
+
 __all__ = [
     "BURDA_DECODER_HIDDEN",
     "BURDA_ENCODER_HIDDEN",
@@ -386,5 +398,6 @@ __all__ = [
     "LayerRates",
     "TwoLayerNormal",
     "build_two_layer",
+    "two_layer_parts",
     "layer_rates",
 ]

@@ -9,9 +9,10 @@ by a subclass.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
+import numpy as np
 import sonnet as snt
 import tensorflow as tf
 import tensorflow_probability as tfp
@@ -109,7 +110,7 @@ class VAE(snt.Module):
     distribution either way.
     """
 
-    conditional = False  # a `ConditionalVAE` scores images with their labels (`split_batch`)
+    side_data: tuple[str, ...] = ()  # what travels with an image that the model needs (`tfvae.protocol`): nothing
 
     def __init__(
         self,
@@ -171,6 +172,10 @@ class VAE(snt.Module):
         """Mean of p(x | z = E[q(z|x)]) for each image (array-likes and uint8 as `encode`): [b, H, W, C] in [0, 1]."""
         return _reconstruction(self, images)
 
+    def given(self, side=None) -> VAE:
+        """The model given a batch's side data: itself (it needs none; see `tfvae.protocol`)."""
+        return self
+
 
 class ConditionalVAE(VAE):
     """A VAE given the class y of each image (Sohn et al., 2015): q(z|x, y), p(x|z, y) and p(z).
@@ -184,12 +189,30 @@ class ConditionalVAE(VAE):
     estimates.
     """
 
-    conditional = True
+    side_data = ("label",)
 
     def __init__(self, encoder: snt.Module, decoder: snt.Module, num_classes: int,
                  prior: tfd.Distribution | snt.Module | None = None, name: str = "conditional_vae"):
         super().__init__(encoder, decoder, prior, name=name)
         self.num_classes = checks.positive_int(num_classes, "num_classes")
+
+    def check_side_data(self, side: Mapping, where: str) -> None:
+        """Raises one ValueError line when `where` has no labels (side["label"], [N]; None: present, unread) or
+        labels that are not class indices."""
+        if "label" not in side:
+            raise ValueError(f"model.conditional=true needs labels, and {where} has none: give images with labels "
+                             "(tfvae.data.from_arrays(images, labels, ...), or a dataset of (images, labels))")
+        if side["label"] is None:
+            return
+        labels = np.asarray(side["label"])
+        bad = labels[(labels < 0) | (labels >= self.num_classes)]
+        if bad.size:
+            raise ValueError(f"model.num_classes is {self.num_classes}, but {where} has label {int(bad[0])}: labels "
+                             f"must be 0..{self.num_classes - 1} (a dataset without labels marks them -1)")
+
+    def side_data_for_samples(self, n: int) -> dict:
+        """The labels of n draws: classes 0, 1, 2, ... in turn, {"label": int64 [n]}."""
+        return {"label": tf.range(n, dtype=tf.int64) % self.num_classes}
 
     def encode(self, images, labels) -> tfd.Distribution:
         """images [b, H, W, C], labels [b] (or one label for all) -> q(z|x, y), batch [b], event [latent]."""
@@ -204,8 +227,9 @@ class ConditionalVAE(VAE):
         return self.decoder(z, labels)
 
     def given(self, labels) -> Given:
-        """This model with its labels fixed: [b] for a batch of b images, or one class for every image."""
-        return Given(self, labels)
+        """This model with its labels fixed: [b] for a batch of b images, or one class for every image; or a
+        batch's side data, {"label": [b], ...} (`tfvae.protocol`)."""
+        return Given(self, labels["label"] if isinstance(labels, Mapping) else labels)
 
     def __call__(self, images, labels, seed: tf.Tensor | None = None) -> VAEOutput:
         return self.given(labels)(images, seed)
@@ -226,8 +250,6 @@ class Given:
     VAE (`tfvae.objectives`, `tfvae.evaluation`, the figures) takes it as is.
     Not a module: its variables are the model's.
     """
-
-    conditional = False
 
     def __init__(self, model: ConditionalVAE, labels):
         self.model, self.labels = model, labels
@@ -253,10 +275,15 @@ class Given:
         return _reconstruction(self, images)
 
 
-def create_variables(model, image_shape: Sequence[int]) -> None:
-    """Creates a model's weights (Sonnet makes them at the first call) from one blank image of `image_shape`."""
-    if getattr(model, "conditional", False):  # one blank image of class 0
-        model = model.given(tf.zeros([1], tf.int64))
+def create_variables(model, image_shape: Sequence[int], side: Mapping | None = None) -> None:
+    """Creates a model's weights (Sonnet makes them at the first call) from one blank image of `image_shape`.
+
+    A model that needs side data (`tfvae.protocol`) is given `side`'s first row ({name: [b, ...]}, e.g. of the
+    first training batch), or else that of one draw (`side_data_for_samples(1)`: class 0).
+    """
+    if getattr(model, "side_data", ()):
+        side = model.side_data_for_samples(1) if side is None else {name: values[:1] for name, values in side.items()}
+        model = model.given(side)
     if isinstance(model, VAE):
         model.prior.log_prob(model(tf.zeros([1, *image_shape])).z)  # a learned prior's networks too
     else:  # any model of the protocol (tfvae.protocol), or a conditional model given its labels
@@ -294,24 +321,6 @@ def compile_for_one_model(function: Callable, **options) -> Callable:
     compiled = tf.function(function, **options)
     compiled._omit_frequent_tracing_warning = True
     return compiled
-
-
-def split_batch(model, batch) -> tuple:
-    """(what scores `batch`, its images): `batch` is images [b, H, W, C] or a tuple (images, labels [b], ...).
-
-    A conditional model (`model.conditional`) is given the batch's labels
-    (`ConditionalVAE.given`); any other model ignores them.
-
-    Raises:
-      ValueError: a conditional model and a batch without labels.
-    """
-    images, labels = (batch[0], batch[1] if len(batch) > 1 else None) if isinstance(batch, tuple) else (batch, None)
-    if not getattr(model, "conditional", False):
-        return model, images
-    if labels is None:
-        raise ValueError("a conditional VAE scores images with their labels: give (images, labels), e.g. "
-                         "tfvae.data.from_arrays(images, labels, batch_size=...)")
-    return model.given(labels), images
 
 
 def build(config: ModelConfig, image_shape: Sequence[int]) -> VAE:

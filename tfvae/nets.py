@@ -464,3 +464,9 @@ def build_decoder(config: ModelConfig, image_shape: Sequence[int]) -> snt.Module
     if config.architecture == "conv":
         return ConvDecoder(hidden_sizes, image_shape, tuple(reversed(config.conv_channels)), **common)
     return Decoder(hidden_sizes, image_shape, **common)
+
+
+
+def network_parts(config: ModelConfig, image_shape: Sequence[int], parts: dict) -> dict:
+    """The MLP or convolutional architecture's family builder (`tfvae.families`): its encoder and decoder."""
+    return {**parts, "encoder": build_encoder(config, image_shape), "decoder": build_decoder(config, image_shape)}

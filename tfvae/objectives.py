@@ -27,7 +27,8 @@ import tensorflow_probability as tfp
 
 from tfvae import checks
 from tfvae.data import ArraySource
-from tfvae.model import as_images, compile_for_one_model, draw_latents, split_batch
+from tfvae.model import as_images, compile_for_one_model, draw_latents
+from tfvae.protocol import scorer, split_batch_side
 
 tfd = tfp.distributions
 
@@ -356,10 +357,10 @@ def average_terms(model, batches, beta: float = 1.0, seed: int = 0, batch_size: 
     """Example-weighted means of `negative_elbo`'s terms over every image of `batches`, nats per image.
 
     `batches` is an `ArraySource` or a `tf.data.Dataset` of image batches [b,
-    H, W, C] (or `(images, labels)`), or images [N, H, W, C] (or a tuple
-    (images, labels [N])) held in memory, taken in order in batches of
-    `batch_size`. A conditional model is given each batch's labels
-    (`model.split_batch`). The draw of z for batch i uses the stateless seed
+    H, W, C] (or with side data, `(images, {"label": ...})`), or images [N, H,
+    W, C] (or (images, side data {name: [N, ...]})) held in memory, taken in
+    order in batches of `batch_size`. A model that needs side data is given
+    each batch's (`tfvae.protocol.scorer`). The draw of z for batch i uses the stateless seed
     (seed, i), so the same model and batches give the same numbers either way.
     Each call compiles its loop afresh; to average one model's terms again and
     again (a test pass every few epochs), compile once with `terms_averager`.
@@ -387,9 +388,9 @@ def terms_averager(model) -> Callable[..., Terms]:
             return compiled(batches, beta, seed)
         if batch_size is None:
             raise ValueError("average_terms over images held in memory needs batch_size")
-        images, labels = batches if isinstance(batches, tuple) else (batches, None)
-        labels = None if labels is None else tf.convert_to_tensor(labels, tf.int64)
-        return compiled(_HeldBatches(tf.convert_to_tensor(images, tf.float32), labels, batch_size), beta, seed)
+        images, side = split_batch_side(batches)
+        side = {name: tf.convert_to_tensor(values) for name, values in side.items()}
+        return compiled(_HeldBatches(tf.convert_to_tensor(images, tf.float32), side, batch_size), beta, seed)
 
     average.compiled = compiled  # the tf.function, for its tracing count
     return average
@@ -397,7 +398,7 @@ def terms_averager(model) -> Callable[..., Terms]:
 
 class _HeldBatches(NamedTuple):
     images: tf.Tensor  # [N, H, W, C]
-    labels: tf.Tensor | None  # [N], or None
+    side: dict  # side data {name: [N, ...]} (`tfvae.protocol`), or {}
     batch_size: int
 
 
@@ -407,15 +408,15 @@ def _average_terms(model, batches, beta, seed):
     count = tf.constant(0.0)
 
     def add(sums, count, batch, batch_index):
-        scorer, images = split_batch(model, batch)
-        terms = negative_elbo(scorer, images, beta, seed=tf.stack([seed, batch_index]))
+        scorer_model, images = scorer(model, batch)
+        terms = negative_elbo(scorer_model, images, beta, seed=tf.stack([seed, batch_index]))
         return sums + tf.stack([tf.reduce_sum(term) for term in terms]), count + tf.cast(tf.shape(images)[0], tf.float32)
 
     if isinstance(batches, _HeldBatches):
         size = batches.batch_size
         for batch_index in tf.range((tf.shape(batches.images)[0] + size - 1) // size):
             rows = slice(batch_index * size, (batch_index + 1) * size)
-            batch = batches.images[rows] if batches.labels is None else (batches.images[rows], batches.labels[rows])
+            batch = (batches.images[rows], {name: values[rows] for name, values in batches.side.items()})
             sums, count = add(sums, count, batch, batch_index)
     else:
         batch_index = tf.constant(0, tf.int32)

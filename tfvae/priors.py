@@ -173,4 +173,15 @@ class VampPrior(snt.Module):
         return tfd.MixtureSameFamily(tfd.Categorical(logits=logits), components)
 
 
-__all__ = ["MixturePrior", "VampPrior"]
+
+def mixture_parts(config, image_shape: Sequence[int], parts: dict) -> dict:
+    """The mixture prior's family builder (`tfvae.families`)."""
+    return {**parts, "prior": MixturePrior(config.latent_size, config.prior_components)}
+
+
+def vamp_parts(config, image_shape: Sequence[int], parts: dict) -> dict:
+    """The VampPrior's family builder (`tfvae.families`): pseudo-inputs through the encoder built before it."""
+    return {**parts, "prior": VampPrior(parts["encoder"], image_shape, config.prior_components)}
+
+
+__all__ = ["MixturePrior", "VampPrior", "mixture_parts", "vamp_parts"]

@@ -12,9 +12,15 @@ at hand (a `tfvae.VAE` takes it from its decoder's `output_shape`).
 
 To be trained it must also be a `snt.Module` (its variables are what the optimizer and the checkpoint see).
 Drawing and reconstructing are derived from the four (`sample`, `reconstruct` below), so a model need not
-define them; a model that does (a `tfvae.VAE`) is used through the same functions. A conditional model
-(`tfvae.ConditionalVAE`) has the four with labels beside the images, plus `given(labels)`, which returns the
-model with its labels fixed: that is what the objectives, the figures and the export see.
+define them; a model that does (a `tfvae.VAE`) is used through the same functions.
+
+Side data: what travels with an image besides its pixels (its class label today, ground-truth factors, ...).
+A batch is images [b, H, W, C], or (images, side) with `side` a dict of named arrays [b, ...] ({"label": [b]});
+a plain (images, labels) pair is read as {"label": labels}. A model that needs some names it in `side_data`
+(a tuple, e.g. ("label",)) and has `given(side)`, which returns the model with that batch's side data fixed: an
+object with the four parts above, which is what the objectives, the figures and the export see. A model that
+needs none (`side_data` absent or empty) is used as it is. Optionally `check_side_data(side, where)` checks the
+values once at the door and `side_data_for_samples(n)` gives the side data of n draws (a class per sample).
 """
 
 from __future__ import annotations
@@ -42,6 +48,71 @@ class GenerativeModel(Protocol):
     def encode(self, images: tf.Tensor) -> tfd.Distribution: ...
 
     def decode(self, z: tf.Tensor) -> tfd.Distribution: ...
+
+
+def split_batch_side(batch) -> tuple[tf.Tensor, dict]:
+    """(images [b, H, W, C], side data {name: [b, ...]}) of a batch: images alone, (images, side dict),
+    or (images, labels) (read as {"label": labels})."""
+    if not isinstance(batch, (tuple, list)):
+        return batch, {}
+    images, *rest = batch
+    if not rest:
+        return images, {}
+    return images, dict(rest[0]) if isinstance(rest[0], dict) else {"label": rest[0]}
+
+
+def side_data_needed(model) -> tuple[str, ...]:
+    """The names of the side data `model` scores images with (empty for most models)."""
+    return tuple(getattr(model, "side_data", ()) or ())
+
+
+def with_side_data(model, side: dict):
+    """The model that scores images with side data `side` ({name: [b, ...]}): `model.given(side)` for a model
+    that needs side data, else `model` itself.
+
+    Raises:
+      ValueError: `side` lacks a name the model needs.
+    """
+    needed = side_data_needed(model)
+    if not needed:
+        return model
+    missing = [name for name in needed if name not in side]
+    if missing:
+        raise ValueError(f"this model scores images with their {', '.join(_plural(name) for name in missing)}: "
+                         "give batches (images, "
+                         f"{{{', '.join(repr(name) + ': ...' for name in missing)}}}), e.g. "
+                         "tfvae.data.from_arrays(images, labels, batch_size=...)")
+    return model.given(side)
+
+
+def _plural(name: str) -> str:
+    return name if name.endswith("s") else f"{name}s"
+
+
+def scorer(model, batch) -> tuple:
+    """(what scores `batch`, its images [b, H, W, C]): the model with the batch's side data fixed."""
+    images, side = split_batch_side(batch)
+    return with_side_data(model, side), images
+
+
+def check_side_data(model, side: dict, where: str) -> None:
+    """Raises one ValueError line when `side` ({name: array [N, ...]}, all of `where`'s side data) lacks what
+    `model` needs or holds values it cannot take (`model.check_side_data`, which sees `side` too). A value
+    None: present, not read (a `tf.data` pipeline's)."""
+    if not side_data_needed(model):
+        return
+    if hasattr(model, "check_side_data"):  # its own words first (a tfvae model names its config field)
+        model.check_side_data(side, where)
+    missing = [name for name in side_data_needed(model) if name not in side]
+    if missing:
+        raise ValueError(f"this model needs the {', '.join(missing)} of each image, and {where} has none: give "
+                         "images with them (tfvae.data.from_arrays(images, labels, ...), or a dataset of "
+                         "(images, labels))")
+
+
+def side_data_for_samples(model, n: int) -> dict:
+    """The side data of n draws from the model (a class per sample for a class-conditional one; else {})."""
+    return model.side_data_for_samples(n) if side_data_needed(model) else {}
 
 
 def problems(model) -> list[str]:
@@ -102,4 +173,5 @@ def reconstruct(model, images) -> tf.Tensor:
     return model.decode(central_code(model.encode(images))).mean()
 
 
-__all__ = ["GenerativeModel", "check_model", "image_shape", "is_model", "problems", "reconstruct", "sample"]
+__all__ = ["GenerativeModel", "check_model", "check_side_data", "image_shape", "is_model", "problems", "reconstruct",
+           "sample", "scorer", "side_data_for_samples", "side_data_needed", "split_batch_side", "with_side_data"]

@@ -34,15 +34,18 @@ from tfvae import protocol
 from tfvae.config import Experiment
 from tfvae.model import VAE
 
+# Earlier history.csv files called the distortion "reconstruction" and the rate "kl"; such runs read the same.
+OLD_HISTORY_NAMES = {f"{split}_{old}": f"{split}_{new}" for split in ("train", "test")
+                     for old, new in (("reconstruction", "distortion"), ("kl", "rate"))}
 HISTORY_COLUMNS = (
     "step",
     "epoch",
     "train_loss",
-    "train_reconstruction",
-    "train_kl",
+    "train_distortion",
+    "train_rate",
     "test_loss",
-    "test_reconstruction",
-    "test_kl",
+    "test_distortion",
+    "test_rate",
     "beta",
     "learning_rate",
     "skipped",
@@ -153,7 +156,7 @@ def read_history(run_dir: str | os.PathLike) -> pd.DataFrame:
         raise RunDirError(f"{path} cannot be read as CSV: {error}") from error
     if "step" not in history.columns:
         raise RunDirError(f"{path} has no 'step' column; it is not a tfvae history")
-    return history
+    return history.rename(columns=OLD_HISTORY_NAMES)
 
 
 def write_history(run_dir: str | os.PathLike, rows: Sequence[dict]) -> None:

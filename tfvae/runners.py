@@ -86,8 +86,8 @@ class ArrayRunner:
     numbers come from another algorithm than TensorFlow's kernels), and the
     draws of z at step s use the seed `step_seed(config, s)`; so how steps
     are split into calls does not change the result, but a call must not
-    cross a pass boundary. A source with labels gives batches (images,
-    labels) (`fit` keeps them for a conditional model only). XLA compiles
+    cross a pass boundary. A source with side data gives batches (images,
+    {name: [b, ...]}) (`fit` keeps only what the model needs). XLA compiles
     the full batches' loop once; a smaller last batch runs as a TensorFlow
     graph (~2 s of compilation saved).
     """
@@ -104,7 +104,7 @@ class ArrayRunner:
 
         def step_on(index: tf.Tensor, seed: tf.Tensor, k: tf.Tensor) -> tf.Tensor:
             images = source.preprocess(tf.gather(source.pixels, index), seed, k)
-            batch = images if source.labels is None else (images, tf.gather(source.labels, index))
+            batch = source.element(images, index)
             z_seed = step_seed(config, state.step)
             return checked_step(model, optimizer, state, batch, z_seed, loss, config, check_finite=check_finite,
                                 adversary=adversary)

@@ -8,9 +8,10 @@
     vae.sample(n, seed)            # {"images"}: E[p(x|z)] at n draws z ~ p(z), [n, H, W, C]
     vae.elbo(images, seed)         # {"negative_elbo", "reconstruction", "kl"}: per image, [b], nats
 
-A conditional VAE (`tfvae.model.ConditionalVAE`) takes int64 labels beside
-each input: encode(images, labels), decode(z, labels), sample(n, seed,
-labels) with labels [n], and elbo(images, seed, labels).
+A model that needs side data (`tfvae.protocol`), such as the conditional VAE
+(`tfvae.model.ConditionalVAE`), takes int64 labels beside each input:
+encode(images, labels), decode(z, labels), sample(n, seed, labels) with
+labels [n], and elbo(images, seed, labels).
 
 The same four functions are the SavedModel's serving signatures
 (`vae.signatures["encode"](images=...)`, keyword arguments, dict outputs), so
@@ -55,41 +56,50 @@ class ExportModule(tf.Module):
         latents = tf.TensorSpec([None, model.latent_size], tf.float32, name="z")
         seed = tf.TensorSpec([2], tf.int32, name="seed")
         count = tf.TensorSpec([], tf.int32, name="n")
-        labels = [tf.TensorSpec([None], tf.int64, name="labels")] if getattr(model, "conditional", False) else []
-        self.encode = tf.function(self._encode, input_signature=[images, *labels])
-        self.decode = tf.function(self._decode, input_signature=[latents, *labels])
-        self.sample = tf.function(self._sample, input_signature=[count, seed, *labels])
-        self.elbo = tf.function(self._elbo, input_signature=[images, seed, *labels])
+        # A model that needs side data (`tfvae.protocol`) takes it beside each input: labels [b] for the class.
+        self.side_names = protocol.side_data_needed(model)
+        side = [_side_spec(name) for name in self.side_names]
+        self.encode = tf.function(self._encode, input_signature=[images, *side])
+        self.decode = tf.function(self._decode, input_signature=[latents, *side])
+        self.sample = tf.function(self._sample, input_signature=[count, seed, *side])
+        self.elbo = tf.function(self._elbo, input_signature=[images, seed, *side])
 
-    def _given(self, labels: tf.Tensor | None):
-        """The model, or a conditional one given `labels` [b]."""
-        return self.model if labels is None else self.model.given(labels)
+    def _scorer(self, side: tuple):
+        """The model given the side data inputs, in the order of `side_names`."""
+        return protocol.with_side_data(self.model, dict(zip(self.side_names, side)))
 
-    def _encode(self, images: tf.Tensor, labels: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
+    def _encode(self, images: tf.Tensor, *side: tf.Tensor) -> dict[str, tf.Tensor]:
         """images [b, H, W, C] in [0, 1] -> mean and standard deviation of q(z|x), each [b, latent].
 
         For a posterior without a closed-form mean (two layers, a flow) the
         mean is `model.central_code`, and the scale the standard deviation of
         256 draws (a fixed seed).
         """
-        posterior = self._given(labels).encode(images)
+        posterior = self._scorer(side).encode(images)
         return {"mean": central_code(posterior), "scale": _scale(posterior)}
 
-    def _decode(self, z: tf.Tensor, labels: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
+    def _decode(self, z: tf.Tensor, *side: tf.Tensor) -> dict[str, tf.Tensor]:
         """z [b, latent] -> the mean of p(x|z), [b, H, W, C]."""
-        return {"mean": self._given(labels).decode(z).mean()}
+        return {"mean": self._scorer(side).decode(z).mean()}
 
-    def _sample(self, n: tf.Tensor, seed: tf.Tensor, labels: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
+    def _sample(self, n: tf.Tensor, seed: tf.Tensor, *side: tf.Tensor) -> dict[str, tf.Tensor]:
         """n, a stateless seed [2] -> mean images of p(x|z) at n draws z ~ p(z), [n, H, W, C]."""
-        return {"images": protocol.sample(self._given(labels), n, seed=seed)}
+        return {"images": protocol.sample(self._scorer(side), n, seed=seed)}
 
-    def _elbo(self, images: tf.Tensor, seed: tf.Tensor, labels: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
+    def _elbo(self, images: tf.Tensor, seed: tf.Tensor, *side: tf.Tensor) -> dict[str, tf.Tensor]:
         """images [b, H, W, C], a stateless seed [2] -> one-sample negative ELBO terms per image, [b], nats."""
-        terms = objectives.negative_elbo(self._given(labels), images, 1.0, seed=seed)
+        terms = objectives.negative_elbo(self._scorer(side), images, 1.0, seed=seed)
         return {"negative_elbo": terms.loss, "reconstruction": terms.distortion, "kl": terms.rate}
 
     def signatures(self) -> dict[str, tf.types.experimental.ConcreteFunction]:
         return {name: getattr(self, name).get_concrete_function() for name in SIGNATURES}
+
+
+def _side_spec(name: str) -> tf.TensorSpec:
+    """The signature input of one kind of side data: "label" -> int64 `labels` [b]."""
+    if name == "label":
+        return tf.TensorSpec([None], tf.int64, name="labels")
+    raise ExportError(f"the export does not know how to take side data {name!r} (it takes labels)")
 
 
 def _scale(posterior) -> tf.Tensor:

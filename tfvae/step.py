@@ -2,7 +2,7 @@
 
     loss = step.training_loss(experiment.train)            # (model, batch, seed, step) -> Terms
     terms, finite, size = step.train_step(model, optimizer, images, seed, 0, loss, experiment.train)
-    # a conditional model's batch is (images, labels)
+    # with side data, a batch is (images, {"label": labels}) (tfvae.protocol)
 
 `train_step` is the whole step: the batch-mean terms and gradients under
 `tf.GradientTape` (a distributed run passes the all-reduced ones instead:
@@ -32,8 +32,7 @@ import numpy as np
 import sonnet as snt
 import tensorflow as tf
 
-from tfvae import disentangling, objectives, precision
-from tfvae import model as model_lib
+from tfvae import disentangling, objectives, precision, protocol
 from tfvae.config import TrainConfig
 from tfvae.optimizers import build_optimizer
 from tfvae.objectives import Terms
@@ -44,7 +43,7 @@ CHECKED_TERMS = ("loss", "distortion", "rate", "gradient")
 _CYCLE_RAMP_FRACTION = 0.5
 
 # (model, batch, seed [2] int32, global step) -> batch-mean Terms (scalars). A batch is images [b, H, W, C],
-# or (images, labels [b]) for a conditional model (`model.split_batch`).
+# or (images, side data {name: [b, ...]}) for a model that needs it (`tfvae.protocol.scorer`).
 TrainingLoss = Callable[[snt.Module, tf.Tensor, tf.Tensor, tf.Tensor], Terms]
 # (model, network, batch, seed, step) -> the model's batch-mean Terms and the network's loss: an objective that
 # trains a second network (FactorVAE's discriminator).
@@ -120,7 +119,7 @@ def training_loss(config: TrainConfig) -> TrainingLoss:
         return _factor_vae_loss(config)
 
     def loss(model, batch, seed: tf.Tensor, step) -> Terms:
-        model, images = model_lib.split_batch(model, batch)
+        model, images = protocol.scorer(model, batch)
         weight = tf.cast(kl_weight(config, step), tf.float32)
         with precision.compute(config.precision):
             if config.dip != "none":
@@ -152,7 +151,7 @@ def _factor_vae_loss(config: TrainConfig) -> AdversarialLoss:
     """FactorVAE's (model, discriminator, batch, seed, step) -> `FactorVAELosses`, the KL weight by the schedule."""
 
     def loss(model, discriminator, batch, seed: tf.Tensor, step) -> disentangling.FactorVAELosses:
-        model, images = model_lib.split_batch(model, batch)
+        model, images = protocol.scorer(model, batch)
         weight = tf.cast(kl_weight(config, step), tf.float32)
         with precision.compute(config.precision):
             return disentangling.factor_vae_losses(

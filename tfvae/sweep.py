@@ -23,8 +23,8 @@ from tfvae import evaluation, rundir
 # Columns of `sweep_table`, after the setting's own column.
 SWEEP_COLUMNS = (
     "run_dir",
-    "test_reconstruction",
-    "test_kl",
+    "test_distortion",
+    "test_rate",
     "negative_elbo",
     "log_px",
     "log_px_standard_error",
@@ -45,8 +45,8 @@ def summarize_run(run_dir: str | os.PathLike, *, k: int = 100, limit: int | None
       seed: seed of the importance samples.
 
     Returns:
-      A dict with the `SWEEP_COLUMNS` (nats per image): "test_reconstruction"
-      and "test_kl" from the last evaluated epoch of history.csv,
+      A dict with the `SWEEP_COLUMNS` (nats per image): "test_distortion"
+      and "test_rate" from the last evaluated epoch of history.csv,
       "negative_elbo" = their sum, "log_px" (negative of `evaluate`'s "nll")
       and its standard error over images, "k", "active_units",
       "seconds_per_epoch".
@@ -55,9 +55,9 @@ def summarize_run(run_dir: str | os.PathLike, *, k: int = 100, limit: int | None
     results = evaluation.evaluate_run(run_dir, k=k, limit=limit, seed=seed, progress=False)
     return {
         "run_dir": str(run_dir),
-        "test_reconstruction": summary["test_reconstruction"],
-        "test_kl": summary["test_kl"],
-        "negative_elbo": summary["test_reconstruction"] + summary["test_kl"],
+        "test_distortion": summary["test_distortion"],
+        "test_rate": summary["test_rate"],
+        "negative_elbo": summary["test_distortion"] + summary["test_rate"],
         "log_px": -results["nll"],
         "log_px_standard_error": results["nll_standard_error"],
         "k": k,

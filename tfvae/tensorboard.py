@@ -6,7 +6,7 @@
 
 Layout: RUN_DIR/tensorboard/train and RUN_DIR/tensorboard/test, so the train
 and test curves of a tag share one chart. At every history row, in train/:
-`loss`, `reconstruction`, `kl` (nats per image, means over the logging
+`loss`, `distortion` (-log p(x|z)), `rate` (the KL) (nats per image, means over the logging
 interval), `kl_weight` (the schedule's weight at the row's last step) and
 `learning_rate`. At every evaluation (epoch end), in test/: the same three
 terms on the test set, `reconstructions` (test images, left, beside their
@@ -32,7 +32,7 @@ from tfvae import protocol, rundir
 from tfvae.config import Experiment
 from tfvae.model import VAE
 
-TERMS = ("loss", "reconstruction", "kl")
+TERMS = ("loss", "distortion", "rate")
 SPLITS = ("train", "test")
 
 
@@ -47,7 +47,7 @@ class TensorBoardLogger:
     Args:
       directory: where the `train` and `test` event folders go.
       images: test images [n, H, W, C] in [0, 1] to reconstruct, or None for no reconstructions.
-      labels: their labels [n], for a conditional model (whose samples are then of classes 0, 1, 2, ...).
+      labels: their labels [n], for a model that needs them (whose samples are then of classes 0, 1, 2, ...).
       learning_rate: logged as `learning_rate` when given.
       num_samples: images drawn from the prior at each evaluation (0: none).
       seed: the stateless seed of those draws, the same at every evaluation.
@@ -80,8 +80,7 @@ class TensorBoardLogger:
     @classmethod
     def for_experiment(cls, experiment: Experiment, run_dir: str | os.PathLike, count: int = 8) -> TensorBoardLogger:
         """A logger into RUN_DIR/tensorboard showing the first `count` test images of `experiment`'s data."""
-        test = rundir.first_test_images(experiment, count, with_labels=experiment.model.conditional)
-        images, labels = test if experiment.model.conditional else (test, None)
+        images, labels = rundir.first_test_images(experiment, count, with_labels=True)
         return cls(
             log_dir(run_dir),
             images,
@@ -107,15 +106,14 @@ class TensorBoardLogger:
             writer.flush()
 
     def _write_images(self, model: VAE) -> None:
-        conditional = getattr(model, "conditional", False)
-        if self.images is not None and (self.labels is not None or not conditional):
+        side = {} if self.labels is None else {"label": tf.constant(self.labels)}
+        if self.images is not None and set(protocol.side_data_needed(model)) <= set(side):
             images = tf.constant(self.images)
-            given = model.given(self.labels) if conditional else model
-            pairs = tf.concat([images, protocol.reconstruct(given, images)], axis=2)  # [n, H, 2W, C]
-            tf.summary.image("reconstructions", _displayable(pairs), max_outputs=len(self.images))
+            pairs = tf.concat([images, protocol.reconstruct(protocol.with_side_data(model, side), images)], axis=2)
+            tf.summary.image("reconstructions", _displayable(pairs), max_outputs=len(self.images))  # [n, H, 2W, C]
         if self.num_samples:
-            given = model.given(tf.range(self.num_samples) % model.num_classes) if conditional else model
-            samples = protocol.sample(given, self.num_samples, seed=self.seed)
+            drawn = protocol.with_side_data(model, protocol.side_data_for_samples(model, self.num_samples))
+            samples = protocol.sample(drawn, self.num_samples, seed=self.seed)
             tf.summary.image("samples", _displayable(samples), max_outputs=self.num_samples)
 
     def close(self) -> None:

@@ -141,20 +141,19 @@ def _fit_locked(experiment, run_dir, model, train_data, test_data, hooks, progre
     # TF combines every op seed (weights, and the pipelines loaded here) with
     # the global seed, so a run is repeatable only if this comes first.
     tf.random.set_seed(config.seed)
-    conditional = bool(getattr(model, "conditional", False)) if model_given else experiment.model.conditional
-    num_classes = getattr(model, "num_classes", None) if model_given else experiment.model.num_classes
     train_data, test_data = (
-        _batches(given if given is not None else rundir.load_split(experiment, split, with_labels=conditional),
-                 split, conditional, num_classes)
+        _checked_data(given if given is not None else rundir.load_split(experiment, split, with_labels=True), split)
         for given, split in ((train_data, "train"), (test_data, "test"))
     )
     image_shape = data_lib.image_shape(train_data)
     _check_images(tf.nest.flatten(next(iter(train_data)))[0], "training", experiment.model.likelihood)
+    model = _built_model(model, experiment, image_shape, strategy, train_data)
+    # Side data (labels, factors) travels with the images only as far as the model needs it (`tfvae.protocol`).
+    train_data, test_data = (_for_model(data, model, split) for data, split in ((train_data, "train"),
+                                                                               (test_data, "test")))
     steps_per_epoch = _steps_per_epoch(train_data)
     total_steps = config.epochs * steps_per_epoch
     test_batches, test_batch_size = _test_batches(test_data)
-
-    model = _built_model(model, experiment, image_shape, strategy)
     average_test_terms = objectives.terms_averager(model)  # the test pass's loop, compiled once for the run
     rundir.write_model_note(run_dir, model, built_in_python=model_given)
     optimizer = build_optimizer(model, config.learning_rate, config.optimizer, config.momentum)
@@ -211,33 +210,31 @@ def _fit_locked(experiment, run_dir, model, train_data, test_data, hooks, progre
     return FitResult(model=model, history=pd.DataFrame(rows, columns=rundir.HISTORY_COLUMNS), run_dir=run_dir)
 
 
-def _built_model(model, experiment: Experiment, image_shape, strategy) -> snt.Module:
+def _built_model(model, experiment: Experiment, image_shape, strategy, train_data) -> snt.Module:
     """`model` (or the one `experiment.model` describes, or what a function given as `model` builds) with its
-    weights created from the data's shape, under the strategy's scope (a default strategy changes nothing)."""
-    if model is None:
-        with strategy.scope():  # mirrored weights under a strategy
+    weights created from the data's shape (and its first batch's side data, which is checked for what the model
+    needs first), under the strategy's scope (a default strategy changes nothing)."""
+    given_model = model
+    with strategy.scope():  # mirrored weights under a strategy
+        if given_model is None:
             model = model_lib.build(experiment.model, image_shape)
-            model_lib.create_variables(model, image_shape)
-        return model
-    if inspect.isclass(model) or (callable(model) and not isinstance(model, snt.Module)):  # builds the model
-        with strategy.scope():
-            model = model()
+        elif inspect.isclass(given_model) or (callable(given_model) and not isinstance(given_model, snt.Module)):
+            model = given_model()  # a function that builds the model
+        if given_model is not None:
             protocol.check_model(model, "fit(model=...)", trainable=True)
-            model_lib.create_variables(model, image_shape)
-        return model
-    protocol.check_model(model, "fit(model=...)", trainable=True)
-    if experiment.train.distribute != "default":
-        raise ValueError(f"train.distribute is {experiment.train.distribute!r}: a model built before fit cannot be "
-                         "mirrored after the fact; give the function that builds it, fit(model=MyModel) or "
-                         "fit(model=lambda: MyModel(...)), and fit builds it under the strategy")
-    model_lib.create_variables(model, image_shape)
+        if isinstance(given_model, snt.Module) and experiment.train.distribute != "default":
+            raise ValueError(f"train.distribute is {experiment.train.distribute!r}: a model built before fit cannot "
+                             "be mirrored after the fact; give the function that builds it, fit(model=MyModel) or "
+                             "fit(model=lambda: MyModel(...)), and fit builds it under the strategy")
+        _check_side_data(train_data, model, "train")
+        first_side = protocol.split_batch_side(next(iter(train_data)))[1]
+        model_lib.create_variables(model, image_shape, first_side)
     return model
 
 
 def _named(split: str, terms: objectives.Terms) -> dict:
-    """History columns of a split's terms: history.csv calls the distortion `reconstruction` and the rate `kl`."""
-    return {f"{split}_loss": float(terms.loss), f"{split}_reconstruction": float(terms.distortion),
-            f"{split}_kl": float(terms.rate)}
+    """History columns of a split's terms, nats per image: `{split}_loss`, `{split}_distortion`, `{split}_rate`."""
+    return {f"{split}_{term}": float(value) for term, value in zip(("loss", "distortion", "rate"), terms)}
 
 
 def _check_images(batch: tf.Tensor, which: str, likelihood: str) -> None:
@@ -267,43 +264,52 @@ def _test_batches(test_data) -> tuple:
     """
     fixed = isinstance(test_data, data_lib.ArraySource) and test_data.binarize != "dynamic" and not test_data.shuffle
     if fixed and test_data.num_examples * math.prod(test_data.image_shape) * 4 <= _MAX_HELD_TEST_BYTES:
-        held = tuple(tf.concat(part, axis=0) for part in zip(*(tf.nest.flatten(batch) for batch in test_data)))
-        held = held if len(held) > 1 else held[0]  # (images, labels) or images
+        batches = list(test_data)
+        held = tf.nest.map_structure(lambda *parts: tf.concat(parts, axis=0), *batches)  # images, or (images, side)
         return held, test_data.batch_size
     return data_lib.as_dataset(test_data), None
 
 
-def _batches(data, split: str, conditional: bool, num_classes: int | None):
-    """`data` as the model takes it: images alone, or (images, labels) for a conditional model.
+def _checked_data(data, split: str):
+    """`data` if it is something fit trains on: an `ArraySource` or a `tf.data.Dataset`.
 
     Raises:
-      ValueError: not an `ArraySource` or a dataset; a conditional model and data without labels (or with
-        labels outside [0, num_classes)).
+      ValueError: anything else.
     """
     if not isinstance(data, (data_lib.ArraySource, tf.data.Dataset)):
         raise ValueError(f"{split}ing data must be a tfvae.data.ArraySource or a tf.data.Dataset; "
                          f"got {type(data).__name__}")
-    has_labels = data.labels is not None if isinstance(data, data_lib.ArraySource) else \
-        isinstance(data.element_spec, tuple)
-    if conditional:
-        _check_labels(data, has_labels, split, num_classes)
-        return data
+    return data
+
+
+def _check_side_data(data, model, split: str) -> None:
+    """Raises one ValueError line when `data` lacks side data `model` needs, or holds values it cannot take."""
+    if not protocol.side_data_needed(model):
+        return
     if isinstance(data, data_lib.ArraySource):
-        return dataclasses.replace(data, labels=None) if has_labels else data
-    return data.map(lambda images, *_: images) if has_labels else data
+        side = {name: values.numpy() for name, values in data.side_data.items()}
+    else:  # a tf.data pipeline: which names it carries (values unread)
+        spec = data.element_spec
+        has_side_data = isinstance(spec, tuple) and len(spec) > 1
+        side = dict.fromkeys((tuple(spec[1]) if isinstance(spec[1], dict) else ("label",)) if has_side_data else ())
+    protocol.check_side_data(model, side, f"the {split} data")
 
 
-def _check_labels(data, has_labels: bool, split: str, num_classes: int | None) -> None:
-    what = f"the {split} data"
-    if not has_labels:
-        raise ValueError(f"model.conditional=true needs labels, and {what} has none: give images with labels "
-                         "(tfvae.data.from_arrays(images, labels, ...), or a dataset of (images, labels))")
-    if isinstance(data, data_lib.ArraySource) and num_classes is not None:
-        labels = data.labels.numpy()
-        bad = labels[(labels < 0) | (labels >= num_classes)]
-        if bad.size:
-            raise ValueError(f"model.num_classes is {num_classes}, but {what} has label {int(bad[0])}: labels must "
-                             f"be 0..{num_classes - 1} (a dataset without labels marks them -1)")
+def _for_model(data, model, split: str):
+    """`data` with the side data `model` needs and no other (`tfvae.protocol.side_data_needed`): batches of
+    images alone for most models.
+
+    Raises:
+      ValueError: the model needs side data that `data` lacks, or holds values it cannot take.
+    """
+    _check_side_data(data, model, split)
+    needed = protocol.side_data_needed(model)
+    if isinstance(data, data_lib.ArraySource):
+        return data.keeping_side_data(needed)
+    spec = data.element_spec
+    if needed or not (isinstance(spec, tuple) and len(spec) > 1):
+        return data
+    return data.map(lambda images, *_: images)
 
 
 def _check_batches_of_two(data) -> None:

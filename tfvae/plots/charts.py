@@ -12,19 +12,19 @@ import numpy as np
 import pandas as pd
 import plotnine as gg
 
-_TERM_LABELS = {"loss": "total loss", "reconstruction": "reconstruction", "kl": "KL"}
+_TERM_LABELS = {"loss": "total loss", "distortion": "distortion, -log p(x|z)", "rate": "rate, KL(q || p)"}
 # matplotlib's tab10: ten hues that stay apart (ten digit classes; benchmarks/loglik.py's nine families).
 TAB10 = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 _SCORE_LABELS = {"negative_elbo": "negative ELBO (nats)", "kl": "KL(q(z|x) || p(z)) (nats)"}
 
 
 def objective_title(beta: float) -> str:
-    """The objective a run minimised, in words, e.g. "-ELBO = reconstruction + KL (beta = 1)"."""
+    """The objective a run minimised, in words, e.g. "-ELBO = distortion + rate (beta = 1)"."""
     if beta == 1:
-        return "-ELBO = reconstruction + KL (beta = 1)"
+        return "-ELBO = distortion + rate (beta = 1)"
     if beta == 0:
-        return "Loss = reconstruction only (beta = 0: an autoencoder objective)"
-    return f"Loss = reconstruction + {beta:g} x KL (beta-VAE, beta = {beta:g})"
+        return "Loss = distortion only (beta = 0: an autoencoder objective)"
+    return f"Loss = distortion + {beta:g} x rate (beta-VAE, beta = {beta:g})"
 
 
 def tidy_history(history: pd.DataFrame) -> pd.DataFrame:
@@ -193,17 +193,17 @@ def anomaly_histograms(
 def rate_distortion_chart(table: pd.DataFrame, setting: str, title: str | None = None) -> gg.ggplot:
     """Rate (KL) against distortion (reconstruction), one labelled point per setting.
 
-    table: one row per run with columns `setting`, "test_kl" and
-    "test_reconstruction" (nats per image), e.g. `tfvae.sweep.sweep_table`.
+    table: one row per run with columns `setting`, "test_rate" and
+    "test_distortion" (nats per image), e.g. `tfvae.sweep.sweep_table`.
     The points are joined in the order of the setting's values. Dotted lines
     of slope -1 pass through the best point: along one, rate + distortion (the
     negative ELBO) is constant (Alemi et al., 2018, "Fixing a Broken ELBO").
     """
     frame = table.sort_values(setting).reset_index(drop=True)
     frame = frame.assign(label=[f"{setting} = {value:g}" for value in frame[setting]])
-    best = float((frame["test_kl"] + frame["test_reconstruction"]).min())
+    best = float((frame["test_rate"] + frame["test_distortion"]).min())
     return (
-        gg.ggplot(frame, gg.aes(x="test_kl", y="test_reconstruction"))
+        gg.ggplot(frame, gg.aes(x="test_rate", y="test_distortion"))
         + gg.geom_abline(intercept=best, slope=-1, linetype="dotted", color="#7f7f7f")
         + gg.geom_path(color="#1f77b4")
         + gg.geom_point(color="#1f77b4", size=2.5)

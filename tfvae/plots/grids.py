@@ -68,14 +68,15 @@ def prior_sample_grid(model: VAE, rows: int = 8, cols: int = 8, seed: int = 0) -
 
 
 def class_sample_grid(model, classes: Sequence[int], cols: int = 10, seed: int = 0) -> np.ndarray:
-    """A conditional model's means of p(x|z, y): a row per class y, a column per draw z ~ p(z).
+    """A class-taking model's means of p(x|z, y): a row per class y, a column per draw z ~ p(z).
 
     Each column's z is the same in every row, so a column shows one style
-    (slant, stroke width) and a row one class. `model` is a
-    `tfvae.model.ConditionalVAE`.
+    (slant, stroke width) and a row one class. `model` takes the side data
+    "label" (`tfvae.protocol`), e.g. a `tfvae.model.ConditionalVAE`.
     """
     codes = prior_sample_codes(model, 1, cols, seed)[0]  # [cols, latent]
-    return tile(np.stack([decode_means(model.given(label), codes) for label in classes]))
+    return tile(np.stack([decode_means(protocol.with_side_data(model, {"label": label}), codes)
+                          for label in classes]))
 
 
 # --------------------------------------------------------------------------- the latent manifold

@@ -45,10 +45,10 @@ def _reconstructions(run: RunData, folder: Path) -> list[Path]:
     indices = run.pick(DEFAULT_RECONSTRUCTION_INDICES)
     path = folder / "reconstructions.png"
     grids.save_grid(
-        grids.reconstruction_grid(run.given(indices), run.test[0][indices]),
+        grids.reconstruction_grid(run.for_images(indices), run.test[0][indices]),
         path,
         "Test images and their reconstructions, decoded at the posterior mean" + (" (given their labels)"
-                                                                                 if run.conditional else ""),
+                                                                                 if run.takes_class else ""),
         xticks=[f"test #{index}" for index in indices],
         yticks=["original", "reconstructed"],
     )
@@ -67,7 +67,7 @@ def _prior_samples(run: RunData, folder: Path) -> list[Path]:
 
 
 def _class_samples(run: RunData, folder: Path) -> list[Path]:
-    if not run.conditional:
+    if not run.takes_class:
         raise FigureNotDrawn("class_samples: not drawn: the model does not take a class (model.conditional=true does)")
     path = folder / "class_samples.png"
     classes = list(range(run.model.num_classes))
@@ -86,14 +86,14 @@ def _class_samples(run: RunData, folder: Path) -> list[Path]:
 
 def _figure_class(run: RunData) -> tuple[int | None, str]:
     """The class a conditional model's latent figures are decoded as (that of the traversal image), and its words."""
-    if not run.conditional:
+    if not run.takes_class:
         return None, ""
     label = int(run.test_labels[run.pick(DEFAULT_RECONSTRUCTION_INDICES)[0]])
     return label, f", decoded as class {label}"
 
 
 def _not_for_conditional(run: RunData, name: str, reason: str) -> None:
-    if run.conditional:
+    if run.takes_class:
         raise FigureNotDrawn(f"{name}: not drawn for a conditional VAE: {reason}")
 
 
@@ -105,7 +105,7 @@ def _manifold(
     rest = f", the other {others} at 0" if others else ""
     label, given = _figure_class(run)
     grids.save_grid(
-        grids.latent_grid(run.given_class(label), xs, ys, dims),
+        grids.latent_grid(run.for_class(label), xs, ys, dims),
         path,
         f"Decoded means over a {len(xs)}x{len(ys)} grid of z[{dims[0]}], z[{dims[1]}] {spacing}{rest}{given}",
         xlabel=f"z[{dims[0]}]",
@@ -135,7 +135,7 @@ def _traversals(run: RunData, folder: Path) -> list[Path]:
     path = folder / "traversals.png"
     label, given = _figure_class(run)
     grids.save_grid(
-        grids.traversal_grid(run.given_class(label), run.means[index], run.by_kl, values),
+        grids.traversal_grid(run.for_class(label), run.means[index], run.by_kl, values),
         path,
         f"Traversals: each row sweeps one dimension, the others at E[z|x] of test image #{index}{given}\n"
         "rows sorted by average KL (nats), highest first",
@@ -243,8 +243,8 @@ def _anomaly_scores(run: RunData, folder: Path) -> list[Path]:
 FIGURES: dict[str, tuple[Callable[..., list[Path]], Callable[[RunData], bool]]] = {
     "loss_curves": (_loss_curves, lambda run: True),
     "reconstructions": (_reconstructions, lambda run: True),
-    "prior_samples": (_prior_samples, lambda run: not run.conditional),
-    "class_samples": (_class_samples, lambda run: run.conditional),
+    "prior_samples": (_prior_samples, lambda run: not run.takes_class),
+    "class_samples": (_class_samples, lambda run: run.takes_class),
     "latent_grid": (_latent_grid, lambda run: True),
     "latent_grid_linear": (_latent_grid_linear, lambda run: True),
     "traversals": (_traversals, lambda run: run.experiment.model.latent_size > 2),

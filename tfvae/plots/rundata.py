@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from tfvae import data as data_lib
-from tfvae import evaluation, rundir
+from tfvae import evaluation, protocol, rundir
 
 
 class RunData(rundir.Run):
@@ -41,17 +41,18 @@ class RunData(rundir.Run):
         return data_lib.from_arrays(self.test_images, self.test_labels, batch_size=500)
 
     @property
-    def conditional(self) -> bool:
-        """Whether the model takes the class too (`tfvae.model.ConditionalVAE`)."""
-        return bool(getattr(self.model, "conditional", False))
+    def takes_class(self) -> bool:
+        """Whether the model decodes with each image's class too (its side data includes "label")."""
+        return "label" in protocol.side_data_needed(self.model)
 
-    def given(self, indices: Sequence[int]):
-        """What decodes test images `indices`: the model, or a conditional one given their labels."""
-        return self.model.given(self.test_labels[list(indices)]) if self.conditional else self.model
+    def for_images(self, indices: Sequence[int]):
+        """What decodes test images `indices`: the model given their side data (itself, for most models)."""
+        return protocol.with_side_data(self.model, {"label": self.test_labels[list(indices)]})
 
-    def given_class(self, label: int):
-        """What decodes any code as class `label`: the model, or a conditional one given that label."""
-        return self.model.given(int(label)) if self.conditional else self.model
+    def for_class(self, label: int | None):
+        """What decodes any code as class `label`: the model given that label (itself, for most models, and
+        for None)."""
+        return self.model if label is None else protocol.with_side_data(self.model, {"label": int(label)})
 
     @functools.cached_property
     def means(self) -> np.ndarray:
