@@ -55,6 +55,12 @@ def check_labels(labels, num_classes: int, count: int | None = None) -> None:
         raise ValueError(f"labels must be class indices in [0, {num_classes}); got {int(bad[0])}")
 
 
+def _leading_size(values: tf.Tensor, axis: int) -> int | None:
+    """The static size of `axis` of `values` (the batch of images [b, H, W, C] or codes [..., b, d]), or None."""
+    shape = values.shape
+    return shape[axis] if shape.rank is not None and shape.rank >= -axis else None
+
+
 class LabelledEncoder(snt.Module):
     """q(z | x, y): `encoder` applied to x + B[y], with B a learned image per class, [num_classes, H, W, C]."""
 
@@ -70,6 +76,7 @@ class LabelledEncoder(snt.Module):
     def __call__(self, images, labels) -> tfd.Distribution:
         """images [b, H, W, C] in [0, 1] (or uint8), labels [b] or a scalar -> q(z|x, y), batch [b]."""
         images = nets.as_images(images)
+        check_labels(labels, self.num_classes, _leading_size(images, -4))
         offsets = tf.tensordot(one_hot(labels, self.num_classes), self.class_images, axes=1)  # [b, H*W*C] or [H*W*C]
         return self.encoder(images + tf.reshape(offsets, tf.concat([tf.shape(offsets)[:-1], self.image_shape], 0)))
 
@@ -86,6 +93,7 @@ class LabelledDecoder(snt.Module):
     def __call__(self, z, labels) -> tfd.Distribution:
         """z [..., b, latent], labels [b] (or one label for every code) -> p(x|z, y), batch [..., b]."""
         z = nets.as_codes(z)
+        check_labels(labels, self.num_classes, _leading_size(z, -2))
         classes = one_hot(labels, self.num_classes)
         classes = tf.broadcast_to(classes, tf.concat([tf.shape(z)[:-1], [self.num_classes]], axis=0))
         return self.decoder(tf.concat([z, classes], axis=-1))

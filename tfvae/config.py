@@ -14,12 +14,14 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from tfvae import families
+
 BINARIZATIONS = ("none", "threshold", "dynamic")
 ACTIVATIONS = ("relu", "tanh", "elu", "gelu", "softplus", "sigmoid")
 LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "normal")
-ARCHITECTURES = ("mlp", "conv", "two_layer")
-PRIORS = ("normal", "mixture", "vamp")
-POSTERIORS = ("normal", "iaf", "coupling")
+ARCHITECTURES = families.choices("architecture")  # the model families' table (tfvae.families) says them
+PRIORS = families.choices("prior")
+POSTERIORS = families.choices("posterior")
 GRADIENTS = ("plain", "dreg")
 KL_ESTIMATORS = ("analytic", "monte_carlo")
 OBJECTIVES = ("elbo", "iwae")
@@ -166,27 +168,15 @@ class ModelConfig:
         _positive_int("model.prior_components", self.prior_components)
         _one_of("model.posterior", self.posterior, POSTERIORS)
         _positive_int("model.flow_steps", self.flow_steps)
-        _require(self.posterior == "normal" or (not self.deterministic_encoder and self.architecture != "two_layer"),
-                 f"model.posterior={self.posterior} is a flow on a stochastic encoder's Normal: it needs "
-                 "model.deterministic_encoder false and an architecture other than two_layer")
-        _require(self.posterior != "coupling" or self.latent_size >= 2,
-                 f"model.posterior=coupling splits z in two: model.latent_size must be >= 2, got {self.latent_size}")
         _positive_int("model.top_latent_size", self.top_latent_size)
         _require(
             len(self.top_hidden_sizes) > 0 and all(_is_int(size) and size > 0 for size in self.top_hidden_sizes),
             f"model.top_hidden_sizes must be one or more positive integers, got {list(self.top_hidden_sizes)}",
         )
-        _require(
-            self.architecture != "two_layer" or (self.prior == "normal" and not self.deterministic_encoder),
-            "model.architecture=two_layer has its own prior p(z1|z2) p(z2) and a stochastic encoder: "
-            f"model.prior must be normal and model.deterministic_encoder false (got {self.prior!r}, "
-            f"{self.deterministic_encoder!r})",
-        )
         _boolean("model.conditional", self.conditional)
         _positive_int("model.num_classes", self.num_classes)
-        _require(not self.conditional or self.architecture != "two_layer",
-                 "model.conditional=true needs a one-layer architecture: the two_layer decoder reads z1 alone, so it "
-                 "would not see the class")
+        combination = families.problem(self)  # the families' combination rules
+        _require(combination is None, combination or "")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -417,11 +407,11 @@ class Experiment:
     train: TrainConfig = TrainConfig()
 
     def __post_init__(self) -> None:
-        factorised = self.model.architecture != "two_layer" and self.model.posterior == "normal"
+        factorised = families.factorised_posterior(self.model)
         _require(factorised or (self.train.free_bits == 0 and self.train.tc_weight == 1),
                  "train.free_bits and train.tc_weight need a factorised posterior; a two_layer or flow posterior "
                  f"is not (free_bits {self.train.free_bits!r}, tc_weight {self.train.tc_weight!r})")
-        _require(self.model.prior == "normal" or self.train.free_bits == 0,
+        _require(families.factorised_prior(self.model) or self.train.free_bits == 0,
                  f"train.free_bits needs a factorised prior; model.prior={self.model.prior} is a mixture")
         _require(self.train.dip == "none" or factorised,
                  f"train.dip={self.train.dip} needs a diagonal Normal posterior (its means and variances); a "

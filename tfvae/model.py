@@ -17,9 +17,9 @@ import sonnet as snt
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfvae import checks, conditioning, flows, hierarchy, nets, priors
+from tfvae import checks, families
 from tfvae.config import ModelConfig
-from tfvae.nets import as_codes, as_images  # the boundary conversions (re-exported: tfvae.model.as_images)
+from tfvae.pixels import as_codes, as_images  # the boundary conversions (re-exported: tfvae.model.as_images)
 
 tfd = tfp.distributions
 
@@ -137,7 +137,7 @@ class VAE(snt.Module):
     def encode(self, images: tf.Tensor) -> tfd.Distribution:
         """images [b, H, W, C] -> q(z|x), batch [b], event [latent].
 
-        `images` may be any array-like; uint8 pixels are scaled by 1/255 (see `tfvae.nets.as_images`).
+        `images` may be any array-like; uint8 pixels are scaled by 1/255 (see `tfvae.pixels.as_images`).
         """
         return self.encoder(as_images(images))
 
@@ -216,15 +216,11 @@ class ConditionalVAE(VAE):
 
     def encode(self, images, labels) -> tfd.Distribution:
         """images [b, H, W, C], labels [b] (or one label for all) -> q(z|x, y), batch [b], event [latent]."""
-        images = as_images(images)
-        conditioning.check_labels(labels, self.num_classes, _leading_size(images, -4))
-        return self.encoder(images, labels)
+        return self.encoder(as_images(images), labels)  # (the encoder checks the labels: tfvae.conditioning)
 
     def decode(self, z, labels) -> tfd.Distribution:
         """z [..., b, latent], labels [b] (or one label for all) -> p(x|z, y), batch [..., b], event [H, W, C]."""
-        z = self._checked_codes(z)
-        conditioning.check_labels(labels, self.num_classes, _leading_size(z, -2))
-        return self.decoder(z, labels)
+        return self.decoder(self._checked_codes(z), labels)
 
     def given(self, labels) -> Given:
         """This model with its labels fixed: [b] for a batch of b images, or one class for every image; or a
@@ -301,12 +297,6 @@ def sample_count(n) -> int | tf.Tensor:
     return checks.positive_int(n, "n")
 
 
-def _leading_size(values: tf.Tensor, axis: int) -> int | None:
-    """The static size of `axis` of `values` (the batch of images [b, H, W, C] or codes [..., b, d]), or None."""
-    shape = values.shape
-    return shape[axis] if shape.rank is not None and shape.rank >= -axis else None
-
-
 def compile_for_one_model(function: Callable, **options) -> Callable:
     """`tf.function(function, **options)` for a closure over one model, made anew for each model.
 
@@ -324,32 +314,14 @@ def compile_for_one_model(function: Callable, **options) -> Callable:
 
 
 def build(config: ModelConfig, image_shape: Sequence[int]) -> VAE:
-    """The VAE that `config` describes (architecture, likelihood, prior), for images of `image_shape` (H, W, C).
+    """The VAE that `config` describes, for images of `image_shape` (H, W, C): each family it chooses
+    (`tfvae.families`: architecture, posterior, prior, class conditioning) adds its parts in the table's order.
 
     The decoder mirrors the encoder's sizes.
     """
-    if config.architecture == "two_layer":
-        return VAE(*hierarchy.build_two_layer(
-            image_shape, (config.latent_size, config.top_latent_size), (config.hidden_sizes, config.top_hidden_sizes),
-            config.top_hidden_sizes, tuple(reversed(config.hidden_sizes)), config.activation, config.likelihood,
-            config.normal_scale, config.min_scale,
-        ))
-    if config.posterior != "normal":
-        encoder = flows.FlowEncoder(
-            config.hidden_sizes, config.latent_size, config.flow_steps, config.posterior,
-            activation=config.activation, min_scale=config.min_scale,
-            conv_channels=config.conv_channels if config.architecture == "conv" else (),
-        )
-    else:
-        encoder = nets.build_encoder(config, image_shape)
-    if config.prior == "mixture":
-        prior = priors.MixturePrior(config.latent_size, config.prior_components)
-    elif config.prior == "vamp":
-        prior = priors.VampPrior(encoder, image_shape, config.prior_components)
-    else:
-        prior = None
-    decoder = nets.build_decoder(config, image_shape)
-    if config.conditional:
-        return ConditionalVAE(conditioning.LabelledEncoder(encoder, config.num_classes, image_shape),
-                              conditioning.LabelledDecoder(decoder, config.num_classes), config.num_classes, prior)
-    return VAE(encoder, decoder, prior)
+    parts: dict = {}
+    for family in families.chosen(config):
+        parts = family.build(config, image_shape, parts)
+    if "num_classes" in parts:  # encoder and decoder take the class
+        return ConditionalVAE(parts["encoder"], parts["decoder"], parts["num_classes"], parts.get("prior"))
+    return VAE(parts["encoder"], parts["decoder"], parts.get("prior"))
