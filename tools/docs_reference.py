@@ -209,7 +209,8 @@ def _field_default(field: dataclasses.Field) -> Any:
 def _field_table(section: str, cls: type, source: str) -> list[str]:
     comments = _comments_by_field(source, cls.__name__)
     allowed = _allowed_values(source, section, cls.__name__)
-    rows = ["| field | default | allowed | meaning |", "| --- | --- | --- | --- |"]
+    rows = ["<!-- unsourced: the defaults and rules of tfvae/config.py, not measured results -->",
+            "| field | default | allowed | meaning |", "| --- | --- | --- | --- |"]
     for field in dataclasses.fields(cls):
         meaning = comments.get(field.name) or GLOSSES.get(f"{section}.{field.name}", "")
         rows.append(f"| `{section}.{field.name}` | `{_json(_field_default(field))}` | "
@@ -229,7 +230,8 @@ def fields_without_meaning() -> list[str]:
 
 
 def _preset_rows() -> list[str]:
-    rows = ["| preset | dataset | changes from the defaults |", "| --- | --- | --- |"]
+    rows = ["<!-- unsourced: the presets of tfvae/config.py, not measured results -->",
+            "| preset | dataset | changes from the defaults |", "| --- | --- | --- |"]
     for name, experiment in config.PRESETS.items():
         changes = config.differences(config.Experiment(name=name), experiment)
         shown = ", ".join(f"`{key}={_json(new)}`" for key, (_, new) in changes.items()) or "(the defaults)"
