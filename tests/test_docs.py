@@ -5,7 +5,7 @@ The Python blocks of a page run in order in one namespace, as a reader pasting t
 with TFDS's data directory set to conftest's stand-in MNIST (200 training and 40 test images of noise), so a
 block that trains does so at tiny size. A page may name the run `make demo` writes, runs/mnist-bernoulli-20d:
 the folder then holds conftest's tiny trained run under that name. Pages whose blocks train run with -m slow
-(SLOW_PAGES); the default run still resolves every name they use.
+(SLOW_PAGES); the default run still resolves every name they use and parses every command they show.
 """
 
 from __future__ import annotations
@@ -30,9 +30,11 @@ PAGES = sorted([ROOT / "README.md", *(ROOT / "docs").rglob("*.md")])
 FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```", re.MULTILINE | re.DOTALL)
 # tfvae.a.b in code and prose: a module, function, class or attribute path that must resolve.
 DOTTED = re.compile(r"(?<![\w/.-])tfvae(?:\.[A-Za-z_]\w*)+")
-# Pages whose blocks train a model (a few seconds each even at tiny size): run with -m slow.
+# Pages whose blocks train a model (10 to 30 s each even at tiny size), or read the demo's run (which conftest
+# trains once per worker, 16 s): run with -m slow, so that `make test` stays under 5 minutes.
 SLOW_PAGES = {"README.md", "docs/quickstart.md", "docs/own_model.md", "docs/families.md", "docs/export.md",
-              "docs/gpu.md"}
+              "docs/figures.md", "docs/run_directory.md", "docs/evaluation/loglik.md",
+              "docs/evaluation/sample_quality.md"}
 # Runs the pages name as already trained (by `make demo`), stood in for by conftest's tiny run.
 DEMO_RUNS = ("runs/mnist-bernoulli-20d",)
 
@@ -108,11 +110,11 @@ def test_every_tfvae_name_on_a_page_exists(page):
 
 
 def command_lines(path: Path) -> list[tuple[int, list[str]]]:
-    """The `tfvae ...` commands of the page's bash and text blocks, as argument lists (comments removed)."""
+    """The `tfvae ...` commands of the page's bash blocks, as argument lists (comments removed)."""
     found = []
-    for language in ("bash", "text"):
+    for language in ("bash",):
         for line, code in blocks(path, language):
-            for offset, command in enumerate(code.splitlines()):
+            for offset, command in enumerate(code.replace("\\\n", " ").splitlines()):
                 words = shlex.split(command.lstrip("!"), comments=True)
                 while words and "=" in words[0] and not words[0].startswith("-"):  # VAR=value tfvae ...
                     words = words[1:]
