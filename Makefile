@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-slow test-colab install experiment experiment-name clean-venv wheel notebooks test-oldest
+.PHONY: demo test test-slow test-colab install experiment experiment-name clean-venv wheel notebooks test-oldest docs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,12 @@ test: $(VENV)/.installed
 # installed in a fresh virtualenv. CI runs it after `make test`.
 test-slow: $(VENV)/.installed
 	$(BIN)/python -m pytest -m slow
+
+# The documentation site (mkdocs.yml, docs/) into site/: open site/index.html. `.venv/bin/mkdocs serve` shows it
+# while you write. tests/test_docs.py builds it the same way, --strict.
+docs: $(VENV)/.installed
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+	@echo "open site/index.html"
 
 # A wheel in dist/; upload it beside a notebook in Colab and the install cell installs it instead of the repository.
 wheel: $(VENV)/.installed

@@ -5,7 +5,7 @@
     .venv/bin/python benchmarks/loglik.py --minutes 0.5 --seeds 1 --k 100 --limit 500 --out /tmp/check.csv  # a check
     .venv/bin/python benchmarks/loglik.py --validation --minutes 15 --presets mnist-burda-vae \\
         --set train.learning_rate=0.003                                     # tuning: never looks at the test set
-    .venv/bin/python benchmarks/loglik.py --report                          # figure + README table from the CSV
+    .venv/bin/python benchmarks/loglik.py --report                          # figure + the leaderboard page (docs/benchmarks/loglik.md) from the CSV
 
 Protocol: dynamically binarized MNIST, the 60,000 training images, the
 10,000 test images (binarized once: `tfvae.evaluation.fixed_test_set`),
@@ -21,7 +21,7 @@ test images, the history row, the checkpoint: a fixed cost per epoch, so a
 larger share of a cheap epoch's family), reading the data before the loop and
 the importance-sampled evaluations not.
 
-Targets and orderings (the README's lines under the leaderboard, from
+Targets and orderings (the lines under the leaderboard in docs/benchmarks/loglik.md, from
 `targets_markdown`). A cell is a preset at a mark; its figure is the mean
 over its seeds. A target "-log p(x) <= N within M minutes" is **met** only
 by a cell with 3 seeds (SEEDS_WANTED) or more whose mean is at or below N;
@@ -63,7 +63,7 @@ seconds per epoch and that divided by the plain VAE's of the same seed and
 mark: what a family costs; the machine's matrix-product rate as the run
 reached its mark, GFLOP/s: a reading of how fast the machine was; date,
 commit, CPU, command of the session that made the row), the figure beside
-it (loglik.png) and, with --report, the README's leaderboard table between
+it (loglik.png) and, with --report, the leaderboard table of docs/benchmarks/loglik.md between
 its `loglik:begin` / `loglik:end` markers, the targets' lines, the first
 campaign's table and the table of published numbers (PUBLISHED, between
 `loglik-published:begin` / `loglik-published:end`).
@@ -633,7 +633,7 @@ def readme_section(readme: str, begin: str = README_BEGIN, end: str = README_END
     """The text between the README's `begin` and `end` markers (the leaderboard's by default)."""
     match = re.search(re.escape(begin) + r"\n(.*?)\n" + re.escape(end), readme, re.DOTALL)
     if not match:
-        raise ValueError(f"README.md has no {begin} ... {end} section")
+        raise ValueError(f"the leaderboard page has no {begin} ... {end} section")
     return match.group(1)
 
 
@@ -682,7 +682,7 @@ def preset_reference(rows: pd.DataFrame, change) -> pd.Series | None:
     return own.loc[distance.idxmin()]
 
 
-def report(out: Path, readme: Path | None = ROOT / "README.md", log: Callable[[str], None] = print) -> None:
+def report(out: Path, readme: Path | None = ROOT / "docs" / "benchmarks" / "loglik.md", log: Callable[[str], None] = print) -> None:
     """Draws the figure beside the CSV and rewrites its README table from it: the leaderboard (and the means over
     seeds it shows, in `summary_path`) and the targets from the test-set CSV, the table of what tuning tried from
     the validation CSV."""
@@ -746,7 +746,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not report_only:
         run_plan(plan, argv)
     committed = {HERE / "results" / "loglik.csv", HERE / "results" / "loglik-validation.csv"}
-    readme = ROOT / "README.md" if plan.out in committed else None
+    readme = ROOT / "docs" / "benchmarks" / "loglik.md" if plan.out in committed else None
     report(plan.out, readme)
     return 0
 

@@ -183,13 +183,13 @@ def test_a_target_is_met_by_a_mean_over_three_seeds_and_an_ordering_holds_past_t
         "- iwae5 at or below vae at an equal budget: pending (")
 
 
-def test_the_readme_targets_are_the_ones_the_results_file_gives():
-    readme = (ROOT / "README.md").read_text()
+def test_the_leaderboard_pages_targets_are_the_ones_the_results_file_gives():
+    readme = (ROOT / "docs" / "benchmarks" / "loglik.md").read_text()
     section = loglik.readme_section(readme, loglik.TARGETS_BEGIN, loglik.TARGETS_END)
     assert section == loglik.targets_markdown(loglik.means(loglik.read_table(ROOT / "benchmarks" / "results" / "loglik.csv")))
 
-def test_the_readme_table_is_the_one_the_results_file_gives():
-    readme, results = (ROOT / "README.md").read_text(), ROOT / "benchmarks" / "results" / "loglik.csv"
+def test_the_leaderboard_pages_table_is_the_one_the_results_file_gives():
+    readme, results = (ROOT / "docs" / "benchmarks" / "loglik.md").read_text(), ROOT / "benchmarks" / "results" / "loglik.csv"
     assert loglik.readme_section(readme) == loglik.leaderboard_markdown(loglik.means(loglik.read_table(results)))
     first = loglik.readme_section(readme, loglik.FIRST_BEGIN, loglik.FIRST_END)  # the first campaign's table
     assert first == loglik.leaderboard_markdown(loglik.means(loglik.read_table(results), protocol=1))
@@ -204,8 +204,8 @@ def test_the_readme_table_is_the_one_the_results_file_gives():
     assert loglik.readme_section(replaced) == "| new |" and replaced.count(loglik.README_BEGIN) == 1
 
 
-def test_the_readme_published_table_is_loglik_published_and_flags_what_is_not_like_with_like():
-    readme = (ROOT / "README.md").read_text()
+def test_the_leaderboard_pages_published_table_is_loglik_published_and_flags_what_is_not_like_with_like():
+    readme = (ROOT / "docs" / "benchmarks" / "loglik.md").read_text()
     assert loglik.readme_section(readme, loglik.PUBLISHED_BEGIN, loglik.PUBLISHED_END) == loglik.published_markdown()
     rows = {line.split(" | ")[0].strip("| "): line for line in loglik.published_markdown().splitlines()[2:]}
     assert "59,600 training images" in rows["VAE, one stochastic layer (784-200-200-50)"]
@@ -252,8 +252,8 @@ def test_a_change_without_its_preset_at_its_commit_is_measured_against_the_neare
     assert [line[6] for line in lines if line[1] != "(the preset)"] == [""]
 
 
-def test_the_readme_tuning_table_is_the_one_the_validation_results_file_gives():
-    readme = (ROOT / "README.md").read_text()
+def test_the_leaderboard_pages_tuning_table_is_the_one_the_validation_results_file_gives():
+    readme = (ROOT / "docs" / "benchmarks" / "loglik.md").read_text()
     section = loglik.readme_section(readme, loglik.TUNING_BEGIN, loglik.TUNING_END)
     assert section == loglik.tuning_markdown(loglik.read_table(ROOT / "benchmarks" / "results" /
                                                                "loglik-validation.csv"))

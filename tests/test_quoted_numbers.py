@@ -120,8 +120,10 @@ def test_a_generated_table_between_marker_lines_is_checked_and_minus_columns_are
 
 @pytest.mark.parametrize("document", quoted_numbers.DOCUMENTS)
 def test_the_documents_quote_their_results_files(document):
+    """Every document a user reads (the READMEs, docs/**/*.md): no table number that is not its field."""
     text = (ROOT / document).read_text()
-    assert quoted_numbers.checked_tables(text) >= 1, f"{document} has no table that maps its cells to a results file"
+    if document in quoted_numbers.WITH_RESULTS:
+        assert quoted_numbers.checked_tables(text) >= 1, f"{document} has no table that maps its cells to a results file"
     assert quoted_numbers.stale_numbers(text, ROOT, document) == []
 
 
@@ -133,25 +135,25 @@ def swapped(text: str, table_header: str, old: str, new: str) -> str:
     return text[:at] + new + text[at + len(old):]
 
 
-@pytest.mark.parametrize("table_header, mean, seed", [
-    ("| | tfvae (`make demo`)", "88.00", "87.97"),  # the demo's 3-seed mean, replaced by seed 2's value
-    ("| family | preset | -log p(x) at 15 min", "86.94", "86.78"),  # the VampPrior's 15-minute mean, by seed 1's
-    ("| family | preset | -log p(x) at 15 min", "84.87", "84.72"),  # its 60-minute cell, by the lr 1e-3 run's
+@pytest.mark.parametrize("document, table_header, mean, seed", [
+    ("docs/benchmarks/speed.md", "| | tfvae (`make demo`)", "88.00", "87.97"),  # the demo's 3-seed mean, by seed 2's
+    ("docs/benchmarks/loglik.md", "| family | preset | -log p(x) at 15 min", "86.94", "86.78"),  # VampPrior, seed 1's
+    ("docs/benchmarks/loglik.md", "| family | preset | -log p(x) at 15 min", "84.87", "84.72"),  # the lr 1e-3 run's
 ])
-def test_a_cherry_picked_seed_in_the_readme_fails_the_check(table_header, mean, seed):
-    text = (ROOT / "README.md").read_text()
-    assert quoted_numbers.stale_numbers(text, ROOT, "README.md") == []
-    problems = quoted_numbers.stale_numbers(swapped(text, table_header, mean, seed), ROOT, "README.md")
+def test_a_cherry_picked_seed_in_the_docs_fails_the_check(document, table_header, mean, seed):
+    text = (ROOT / document).read_text()
+    assert quoted_numbers.stale_numbers(text, ROOT, document) == []
+    problems = quoted_numbers.stale_numbers(swapped(text, table_header, mean, seed), ROOT, document)
     assert len(problems) >= 1 and all(" in column " in problem for problem in problems), problems
 
 
-def test_changing_a_number_in_the_readme_fails():
-    text = (ROOT / "README.md").read_text()
+def test_changing_a_number_in_the_docs_fails():
+    text = (ROOT / "docs/benchmarks/speed.md").read_text()
     table = next(t for t in quoted_numbers.tables(text) if t.fields)
     index, token = next((i, token) for i, _, cell in table.checked_cells()
                         for token in quoted_numbers.DECIMAL.findall(cell))
     lines = text.splitlines()
     line = table.first_line - 1 + index
     lines[line] = lines[line].replace(token, f"{float(token) + 0.37:.{len(token.split('.')[1])}f}", 1)
-    problems = quoted_numbers.stale_numbers("\n".join(lines), ROOT, "README.md")
-    assert len(problems) == 1 and problems[0].startswith(f"README.md:{line + 1}: ")
+    problems = quoted_numbers.stale_numbers("\n".join(lines), ROOT, "speed.md")
+    assert len(problems) == 1 and problems[0].startswith(f"speed.md:{line + 1}: ")

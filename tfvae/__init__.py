@@ -5,9 +5,12 @@
     result = tfvae.fit(experiment, "runs/my-first-vae")
     images = result.model.sample(16)          # [16, 28, 28, 1] pixel probabilities
     run = tfvae.open_run("runs/my-first-vae") # experiment, history, model, test images
+    numbers = tfvae.evaluate_run("runs/my-first-vae", k=100)  # -log p(x), negative ELBO, ... in nats per image
 
-The public names are re-exported here (docs/architecture.md). The modules that import TensorFlow
-are loaded on first use, so `tfvae --help` and config work stay fast.
+Losses are in nats per image: the distortion -log p(x|z), the rate KL(q(z|x) || p(z)), and the loss
+distortion + beta * rate. The public names are re-exported here (`__all__`; the documentation site's API
+reference, docs/api/, lists each with its module). The modules that import TensorFlow are loaded on first use,
+so `tfvae --help` and config work stay fast.
 """
 
 from __future__ import annotations

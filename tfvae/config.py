@@ -16,6 +16,12 @@ from typing import Any
 
 from tfvae import families
 
+__all__ = ["BINARIZATIONS", "ACTIVATIONS", "LIKELIHOODS", "ARCHITECTURES", "PRIORS", "POSTERIORS", "GRADIENTS",
+    "KL_ESTIMATORS", "OBJECTIVES", "KL_SCHEDULES", "LR_SCHEDULES", "NONFINITE_POLICIES", "DEVICES", "STRATEGIES",
+    "PRECISIONS", "OPTIMIZERS", "DIP_KINDS", "ConfigError", "DataConfig", "ModelConfig", "TrainConfig",
+    "Experiment", "override", "parse_value", "parse_assignment", "format_assignments", "flat_fields", "differences",
+    "PRESETS", "DEFAULT_PRESET", "preset"]
+
 BINARIZATIONS = ("none", "threshold", "dynamic")
 ACTIVATIONS = ("relu", "tanh", "elu", "gelu", "softplus", "sigmoid")
 LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "normal")

@@ -24,6 +24,10 @@ import numpy as np
 from tfvae import checks
 from tfvae import estimators as est
 
+__all__ = ["check_codes", "check_factors", "mig", "sap", "split", "dci", "gaussian_total_correlation",
+    "active_units", "represent", "encode", "beta_vae_score", "factor_vae_score", "evaluate_representation",
+    "metric_spread"]
+
 RepresentationFn = Callable[[np.ndarray], np.ndarray]
 
 

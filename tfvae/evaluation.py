@@ -43,6 +43,9 @@ from tfvae import data as data_lib
 from tfvae import model as model_lib
 from tfvae.config import Experiment
 
+__all__ = ["TEST_BINARIZATION_SEED", "ACTIVE_UNIT_THRESHOLD", "DEFAULT_CHUNK_ELEMENTS", "evaluate",
+    "fixed_test_set", "describe_test_set", "evaluate_run", "posterior_means", "anomaly_scores", "roc_auc"]
+
 # The one stochastic binarization of a dynamically binarized test set (see the module docstring).
 TEST_BINARIZATION_SEED = 0
 # Burda et al. (2015, sec. 5.2): a unit is active when Cov_x(E_q(z|x)[z_u]) > 0.01.

@@ -25,6 +25,10 @@ import numpy as np
 
 from tfvae import checks, render
 
+__all__ = ["PROCEDURAL_NOTE", "FactorDataset", "DSPRITES_FACTORS", "SHAPES3D_FACTORS", "sprites_dataset",
+    "scenes_dataset", "dsprites_procedural", "dsprites_small", "shapes_procedural", "shapes_small", "TFDS_FACTORS",
+    "tfds_to_factors", "from_grid", "load_tfds", "FACTOR_DATASETS", "load_factor_dataset"]
+
 PROCEDURAL_NOTE = "procedural, not comparable with published dSprites numbers"
 
 

@@ -21,6 +21,9 @@ from tfvae import checks, families
 from tfvae.config import ModelConfig
 from tfvae.pixels import as_codes, as_images  # the boundary conversions (re-exported: tfvae.model.as_images)
 
+__all__ = ["VAEOutput", "draw_latents", "is_transformed", "central_code", "standard_normal_prior", "VAE",
+    "ConditionalVAE", "Given", "create_variables", "sample_count", "compile_for_one_model", "split_batch", "build"]
+
 tfd = tfp.distributions
 
 

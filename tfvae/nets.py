@@ -40,6 +40,10 @@ from tfvae import checks, precision
 from tfvae.pixels import as_codes, as_images, scale_pixels  # (as_images, as_codes: re-exported)
 from tfvae.config import ModelConfig
 
+__all__ = ["ACTIVATIONS", "LIKELIHOODS", "activation_fn", "as_images", "as_codes", "checked_images",
+    "checked_codes", "Encoder", "ConvEncoder", "LogitBernoulli", "PixelLikelihood", "Decoder", "ConvDecoder",
+    "build_encoder", "build_decoder"]
+
 tfb = tfp.bijectors
 tfd = tfp.distributions
 

@@ -20,6 +20,8 @@ import pandas as pd
 
 from tfvae import evaluation, rundir
 
+__all__ = ["SWEEP_COLUMNS", "summarize_run", "sweep_table"]
+
 # Columns of `sweep_table`, after the setting's own column.
 SWEEP_COLUMNS = (
     "run_dir",

@@ -257,7 +257,7 @@ def recorded_seconds(name: str) -> int | None:
 
 def readme_table() -> str:
     """README's notebook table: a thumbnail, the Colab badge, what it shows and its run time here, per notebook."""
-    rows = [README_START, "", "| | notebook | what it shows | time here |", "| --- | --- | --- | --- |"]
+    rows = [README_START, "", "| | notebook | what it shows | run time on a 2-core CPU |", "| --- | --- | --- | --- |"]
     for name, what in CATALOGUE.items():
         thumbnail = f"<img src=\"docs/images/notebook-{name}.png\" width=\"{THUMBNAIL_WIDTH}\">"
         seconds = recorded_seconds(name)

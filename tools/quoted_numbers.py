@@ -1,6 +1,6 @@
 """Checks that the numbers in the documents' tables are the fields of the results files they quote, cell by cell.
 
-    python tools/quoted_numbers.py                      # README.md, benchmarks/README.md, experiments/README.md
+    python tools/quoted_numbers.py                      # README.md, the two other READMEs and docs/**/*.md
     python tools/quoted_numbers.py docs/some.md         # other documents
 
 Every Markdown table whose body holds a decimal number (a number with a decimal point, outside `code`; whole
@@ -47,7 +47,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCUMENTS = ("README.md", "benchmarks/README.md", "experiments/README.md")
+# Every document a user reads: the READMEs and the documentation site's pages.
+DOCUMENTS = ("README.md", "benchmarks/README.md", "experiments/README.md",
+             *sorted(str(path.relative_to(ROOT)) for path in (ROOT / "docs").rglob("*.md")))
+# The documents whose tables of results must stay sourced (each has at least one checked table).
+WITH_RESULTS = ("benchmarks/README.md", "experiments/README.md", "docs/benchmarks/speed.md",
+                "docs/benchmarks/loglik.md")
 RESULTS_FILE = re.compile(r"(?:benchmarks|experiments)/results/[\w.{}-]+\.(?:json|csv)")
 DECIMAL = re.compile(r"(?<![\d.])[-+]?\d+\.\d+(?![\d.])")
 CODE = re.compile(r"`[^`]*`")
