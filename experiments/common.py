@@ -46,10 +46,11 @@ def parse_args(name: str, description: str, argv: Sequence[str] | None = None,
     return args
 
 
-def write_results(args: argparse.Namespace, numbers: dict) -> Path:
+def write_results(args: argparse.Namespace, numbers: dict, whole: bool = True) -> Path:
     """The run's numbers with their provenance (tools/provenance.py), as JSON: experiments/results/NAME.json for
-    a full run (committed; the documents quote it), OUT/results.json for a --quick one (never committed)."""
-    path = args.out / "results.json" if args.quick else RESULTS / f"{args.name}.json"
+    a full run (committed; the documents quote it), OUT/results.json for a --quick one or one that ran only part
+    of the experiment (`whole` False; never committed)."""
+    path = args.out / "results.json" if args.quick or not whole else RESULTS / f"{args.name}.json"
     minutes = (time.perf_counter() - args.started) / 60  # training (unless reused), evaluation and figures so far
     return provenance.write_json(path, {"quick": args.quick, "minutes": minutes, **numbers},
                                  f"-m experiments.{args.name}", args.argv)

@@ -180,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
         "comparisons": sentences, "rankings": ranked,
         "seconds_per_run": {f"{m}-seed{s}": round(v, 1) for (m, s), v in seconds.items()},
         "training_seconds_per_run": {f"{m}-seed{s}": float(h["wall_time"].iloc[-1]) for (m, s), h in histories.items()},
-    })
+    }, whole=list(args.models) == list(MODELS) and list(args.seeds) == list(SEEDS))  # a smoke run: OUT/results.json
     return args.out / "report.md"
 
 
