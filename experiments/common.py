@@ -16,7 +16,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -30,9 +30,12 @@ import provenance  # noqa: E402
 from tfvae import rundir  # noqa: E402
 
 
-def parse_args(name: str, description: str, argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """The options every experiment takes: --out, --quick, --data-dir, --no-progress."""
+def parse_args(name: str, description: str, argv: Sequence[str] | None = None,
+               extra: Callable[[argparse.ArgumentParser], None] | None = None) -> argparse.Namespace:
+    """The options every experiment takes: --out, --quick, --data-dir, --no-progress (and those `extra` adds)."""
     parser = argparse.ArgumentParser(prog=f"python -m experiments.{name}", description=description)
+    if extra is not None:
+        extra(parser)
     parser.add_argument("--out", type=Path, default=Path("runs/experiments") / name, help="output folder")
     parser.add_argument("--quick", action="store_true", help="a smoke run: one epoch (or a few steps) per arm")
     parser.add_argument("--data-dir", help="TFDS data directory (default: TFDS's own)")
@@ -43,10 +46,11 @@ def parse_args(name: str, description: str, argv: Sequence[str] | None = None) -
     return args
 
 
-def write_results(args: argparse.Namespace, numbers: dict) -> Path:
+def write_results(args: argparse.Namespace, numbers: dict, whole: bool = True) -> Path:
     """The run's numbers with their provenance (tools/provenance.py), as JSON: experiments/results/NAME.json for
-    a full run (committed; the documents quote it), OUT/results.json for a --quick one (never committed)."""
-    path = args.out / "results.json" if args.quick else RESULTS / f"{args.name}.json"
+    a full run (committed; the documents quote it), OUT/results.json for a --quick one or one that ran only part
+    of the experiment (`whole` False; never committed)."""
+    path = args.out / "results.json" if args.quick or not whole else RESULTS / f"{args.name}.json"
     minutes = (time.perf_counter() - args.started) / 60  # training (unless reused), evaluation and figures so far
     return provenance.write_json(path, {"quick": args.quick, "minutes": minutes, **numbers},
                                  f"-m experiments.{args.name}", args.argv)

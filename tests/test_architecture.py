@@ -28,7 +28,7 @@ LAYERS = [
     ["sample_quality"],
     ["inception"],
     ["evaluation"],
-    ["sweep", "savedmodel", "tensorboard"],
+    ["sweep", "savedmodel", "tensorboard", "factor_evaluation"],
     ["plots"],
     ["cli"],
 ]

@@ -72,6 +72,18 @@ def test_capacity_grows_linearly_to_its_maximum_then_stays():
     np.testing.assert_allclose(values, [0.0, 2.5, 12.5, 25.0, 25.0], rtol=1e-6)
 
 
+@pytest.mark.parametrize("arguments, message", [
+    ((0, -1.0, 10), "capacity_max must be a non-negative finite number, got -1.0"),
+    ((0, float("nan"), 10), "capacity_max must be a non-negative finite number, got nan"),
+    ((0, 25.0, 0), "capacity_steps must be a positive integer, got 0"),
+])
+def test_a_capacity_below_zero_is_one_line_naming_the_argument(arguments, message):
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        disentangling.capacity(*arguments)
+    with pytest.raises(ValueError, match="^gamma must be a non-negative finite number, got -1$"):
+        disentangling.capacity_term(tf.constant(3.0), tf.constant(1.0), -1)
+
+
 @pytest.mark.parametrize("step", [0, 40, 100, 300])
 def test_capacity_loss_is_distortion_plus_gamma_times_the_distance_of_the_rate_from_c(vae, images, step):
     settings = config.TrainConfig(capacity_max=5.0, capacity_steps=100, capacity_gamma=30.0)

@@ -12,6 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from experiments import (  # noqa: E402
     ae_vs_vae,
     bernoulli_vae,
+    disentanglement,
     fashion_mnist_vae,
     sonnet_beta_vae,
     sweep_beta,
@@ -166,3 +167,28 @@ def test_fashion_mnist_sentences_follow_the_numbers():
         "The clipping floor on the test images, 400.0 per image, is 85% of the walkthrough's image loss, 467.98.",
     ]
     assert "lower than 7.0" in fashion_mnist_vae.published_sentences(17.2, 5.0, 400.0)[1]
+
+
+def disentanglement_scores(tcvae_mig, beta_mig) -> pd.DataFrame:
+    """Long rows (model, seed, metric, value) of two models on three seeds, MIG only."""
+    rows = [{"model": model, "seed": seed, "metric": "mig", "value": value}
+            for model, values in (("beta-TCVAE", tcvae_mig), ("beta-VAE", beta_mig))
+            for seed, value in zip((1, 2, 3), values)]
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("tcvae_mig, words, verdict", [
+    ((0.30, 0.32, 0.34), "higher than 0.110 +- 0.010 for beta-VAE", "the papers' ordering"),
+    ((0.05, 0.06, 0.07), "lower than 0.110 +- 0.010 for beta-VAE", "the opposite ordering"),
+    ((0.04, 0.11, 0.17), "about the same as 0.110 +- 0.010 for beta-VAE", "within one pooled sd (0.047)"),
+])
+def test_the_papers_ordering_is_stated_from_means_and_sds_over_seeds(tcvae_mig, words, verdict):
+    table = disentanglement.summary_table(disentanglement_scores(tcvae_mig, (0.10, 0.11, 0.12)))
+    mig = table.set_index("model").loc["beta-TCVAE"]
+    assert mig["values"] == list(tcvae_mig) and mig["sd"] == pytest.approx(np.std(tcvae_mig, ddof=1))
+    (sentence,) = disentanglement.comparisons(table)  # FactorVAE was not trained: no sentence for it
+    assert sentence.startswith("Chen et al. (2018) report beta-TCVAE above beta-VAE on MIG; here mig is "
+                               f"{np.mean(tcvae_mig):.3f} +- {np.std(tcvae_mig, ddof=1):.3f} for beta-TCVAE, ")
+    assert words in sentence and verdict in sentence and "(mean +- sd over 3 seeds)" in sentence
+    assert disentanglement.rankings(table)[0].startswith("mig: " + (
+        "beta-TCVAE" if np.mean(tcvae_mig) > 0.11 else "beta-VAE"))

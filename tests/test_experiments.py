@@ -23,6 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 EXPERIMENTS = {
     "ae_vs_vae": (["autoencoder-adam", "vae-adam", "autoencoder-sgd", "vae-sgd"], []),
     "bernoulli_vae": (["mnist-bernoulli-20d", "mnist-bernoulli-2d"], []),
+    "disentanglement": ([f"{model}-seed{seed}" for model in ("vae", "beta-vae", "tcvae", "factorvae", "dipvae")
+                         for seed in (1, 2, 3)], []),
     "fashion_mnist_vae": (["fashion-mnist-20d"], []),
     "sonnet_beta_vae": (["published", "beta-0.01-per-image"], []),
     "sweep_beta": ([f"beta-{b:g}" for b in (0.0, 0.01, 0.1, 0.5, 1.0, 2.0, 4.0)], ["sweep.csv"]),
@@ -94,3 +96,33 @@ def test_a_rerun_reuses_its_finished_runs_and_redoes_the_report(tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
     assert (out / "report.md").is_file()
     assert run_files(out) == trained
+
+
+@pytest.mark.slow
+def test_the_disentanglement_study_reports_each_metric_over_seeds_and_reuses_its_scores(tmp_path):
+    """Two models, two seeds, one epoch each (about 2 minutes): the results file holds every metric as mean, sd
+    and the seeds' values, the FactorVAE claim's sentence, a traversal per model named by factor; a second
+    run retrains and rescores nothing."""
+    out = tmp_path / "disentanglement"
+    command = [sys.executable, "-m", "experiments.disentanglement", "--quick", "--models", "beta-vae", "factorvae",
+               "--seeds", "1", "2", "--out", str(out), "--no-progress"]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", MPLBACKEND="Agg")
+    first = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1800, check=False, env=env)
+    assert first.returncode == 0, first.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    factor_vae = results["summary"]["FactorVAE"]
+    assert set(factor_vae) == {"mig", "factor_vae_score", "beta_vae_score", "sap", "disentanglement",
+                               "completeness", "informativeness", "total_correlation", "active_units"}
+    for metric in factor_vae.values():
+        assert len(metric["values"]) == 2 and metric["mean"] == pytest.approx(sum(metric["values"]) / 2)
+        assert metric["sd"] == pytest.approx(abs(metric["values"][0] - metric["values"][1]) / math.sqrt(2))
+    (sentence,) = results["comparisons"]
+    assert sentence.startswith("Kim & Mnih (2018) report FactorVAE above beta-VAE on their score; here ")
+    assert "procedural, not comparable with published dSprites numbers" in results["data"]
+    report = (out / "report.md").read_text()
+    assert "beta-vae-seed1/figures/factor_traversals.png" in report and (out / "metrics.png").is_file()
+    scored = {path: path.read_bytes() for path in sorted(out.glob("*/eval.json"))}
+    trained = run_files(out)
+    again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1800, check=False, env=env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert run_files(out) == trained and {path: path.read_bytes() for path in scored} == scored

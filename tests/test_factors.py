@@ -292,3 +292,58 @@ def test_no_scene_object_is_cut_by_the_box_it_is_drawn_in(scenes):
             u, v = render.canonical_coordinates([size / 2], [render.HORIZON * size],
                                                 [1.25 * render.SCENE_HALF_SIZE * size], [angle], size)
             np.testing.assert_array_equal(drawn, render.scene_mask(np.array([shape]), u, v)[0])
+
+
+# --------------------------------------------------------------------------- by name, as any dataset
+def test_the_splits_are_the_whole_grid_and_a_fixed_sample_of_it():
+    small = factors.dsprites_small()
+    train = factors.split_factors(small, "train")
+    np.testing.assert_array_equal(small.factors_to_index(train), np.arange(small.num_images))
+    test = factors.split_factors(small, "test")
+    positions = small.factors_to_index(test)
+    assert test.shape == (2048, 5) and len(np.unique(positions)) == 2048  # drawn without replacement
+    np.testing.assert_array_equal(factors.split_factors(small, "test"), test)  # fixed
+    assert not np.all(np.diff(positions) > 0)  # in the order drawn, not the grid's: the first images vary
+
+
+def test_validation_splits_cut_one_fixed_order_of_the_grid_in_two():
+    small = factors.dsprites_small()
+    kept = small.factors_to_index(factors.split_factors(small, "train[:-1000]"))
+    held_out = small.factors_to_index(factors.split_factors(small, "train[-1000:]"))
+    assert len(kept) == small.num_images - 1000 and len(held_out) == 1000
+    assert not set(kept) & set(held_out)
+    assert sorted([*kept, *held_out]) == list(range(small.num_images))
+
+
+@pytest.mark.parametrize("split, message", [
+    ("validation", r"split of dsprites_small must be train, test, train\[:-K\] or train\[-K:\] \(data.validation\); "
+                   "got 'validation'"),
+    ("train[:-11520]", "data.validation must lie in 1..11519 for the 11520 images of dsprites_small; got 11520"),
+])
+def test_an_unknown_split_is_one_line(split, message):
+    with pytest.raises(ValueError, match=message) as info:
+        factors.split_factors(factors.dsprites_small(), split)
+    assert "\n" not in str(info.value)
+
+
+def test_a_factor_dataset_loads_by_name_and_other_names_go_on_to_tfds(mnist_data_dir):
+    images, labels = factors.load_arrays("dsprites_small", "test")
+    small = factors.dsprites_small()
+    np.testing.assert_array_equal(images, small.images(factors.split_factors(small, "test")))
+    assert images.dtype == np.uint8 and (labels == -1).all()  # no classes
+    source = factors.load("dsprites_small", "train", 512, shuffle=True, seed=3)
+    assert source.num_examples == 11_520 and source.image_shape == (32, 32, 1) and source.shuffle
+    assert next(iter(source)).shape == (512, 32, 32, 1)
+    mnist = factors.load("mnist", "test", 8, data_dir=mnist_data_dir, with_labels=True)
+    assert mnist.num_examples == 40 and mnist.labels is not None
+
+
+def test_a_run_of_a_dsprites_preset_reads_its_splits_by_name():
+    from tfvae import config, rundir
+
+    experiment = config.preset("dsprites-tcvae")
+    train = rundir.load_split(experiment, "train")
+    assert train.num_examples == 11_520 and train.shuffle and train.batch_size == 64
+    validated = config.override(experiment, {"data.validation": 520})
+    assert rundir.load_split(validated, "test").num_examples == 520
+    assert rundir.load_split(validated, "train").num_examples == 11_000

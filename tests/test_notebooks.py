@@ -468,3 +468,16 @@ def test_the_colab_install_check_refuses_a_kept_package_changed_or_anything_remo
                                              "pip": "24.1.2"}, kept)  # fmt: skip
     assert bad == ["removed plotnine 0.14.5", "changed tensorflow 2.20.0 -> 2.21.0"]
     assert colab_install.breaches(before, dict(before), kept)[0] == ["tfvae was not installed"]
+
+
+@pytest.mark.slow
+def test_disentanglement_trains_both_models_scores_them_and_names_the_traversal_rows(tmp_path):
+    overrides = {"EPOCHS": 1, "HIDDEN_SIZES": [16], "SEEDS": [1],
+                 "EVALUATION": {"num_points": 1000, "batch_size": 8, "num_train": 50, "num_eval": 50},
+                 "RUN_DIR": "run"}
+    notebook = run_notebook("disentanglement.ipynb", overrides, tmp_path)
+    assert len(outputs_of(notebook, "image/png")) == 4  # the sprites, the metrics chart, two traversals
+    text = text_of(notebook)
+    assert "dsprites_small: procedural, not comparable with published dSprites numbers" in text
+    assert "Chen et al. report beta-TCVAE higher." in text and "MIG, mean over seeds [1]: beta-TCVAE" in text
+    assert len(list((tmp_path / "run").glob("*/figures/factor_traversals.png"))) == 2  # run/NAME-HASH/figures

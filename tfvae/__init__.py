@@ -92,6 +92,8 @@ _LAZY = {
     "precision_recall": "tfvae.sample_quality",
     "frechet_inception_distance": "tfvae.inception",
     "disentangling": "tfvae.disentangling",
+    "factor_evaluation": "tfvae.factor_evaluation",
+    "evaluate_disentanglement": "tfvae.factor_evaluation",
 }
 _RENAMED = {"build_model": "build"}
 

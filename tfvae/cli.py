@@ -5,6 +5,7 @@
     tfvae plot RUN_DIR
     tfvae data fetch NAME [--data-dir DIR]
     tfvae evaluate RUN_DIR [--k 5000] [--chunk N] [--limit N]
+    tfvae evaluate RUN_DIR --disentanglement [--metric-seeds 0 1 2] [--points 10000]
     tfvae export RUN_DIR OUT_DIR
     tfvae presets
 
@@ -115,6 +116,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--limit", type=int, help="only the first N test images (a quick look)")
     evaluate.add_argument("--seed", type=int, default=0, help="seed of the importance samples (default 0)")
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
+    evaluate.add_argument("--disentanglement", action="store_true",
+                          help="instead: the disentanglement metrics of a run on a dataset with factors (MIG, SAP, "
+                               "DCI, beta-VAE and FactorVAE scores, ...), into eval.json's \"disentanglement\"")
+    evaluate.add_argument("--metric-seeds", type=int, nargs="+", default=[0, 1, 2], metavar="SEED",
+                          help="with --disentanglement: the evaluation seeds; each metric's mean and sd over them "
+                               "(default 0 1 2)")
+    evaluate.add_argument("--points", type=int, default=10_000,
+                          help="with --disentanglement: images of the sample-based metrics (default 10000)")
 
     export = commands.add_parser("export", help="write a run's model as a SavedModel (encode, decode, sample, elbo)")
     export.add_argument("run_dir", type=Path)
@@ -140,7 +149,7 @@ def experiment_from_args(args: argparse.Namespace) -> config_lib.Experiment:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from tfvae import checks, devices, distribute, plots, rundir, tensorboard, train
+    from tfvae import checks, devices, distribute, factors, plots, rundir, tensorboard, train
 
     experiment = experiment_from_args(args)
     if args.minutes is not None and not checks.is_positive_number(args.minutes):
@@ -181,6 +190,8 @@ def _train(args: argparse.Namespace) -> None:
     if not args.no_figures:
         for path in plots.draw_run(run_dir):
             print(f"wrote {path}")
+    if factors.is_factor_dataset(experiment.data.name):  # say where its images come from, beside its numbers
+        print(f"data: {factors.load_factor_dataset(experiment.data.name, experiment.data.data_dir).note}")
     print(f"run directory: {run_dir}")
 
 
@@ -201,14 +212,36 @@ def _fetch(args: argparse.Namespace) -> None:
 def _evaluate(args: argparse.Namespace) -> None:
     from tfvae import evaluation, rundir
 
+    if args.disentanglement:
+        _evaluate_disentanglement(args)
+        return
     results = evaluation.evaluate_run(args.run_dir, k=args.k, chunk=args.chunk, batch_size=args.batch_size,
                                     limit=args.limit, seed=args.seed, progress=not args.no_progress)
     path = Path(args.run_dir) / "eval.json"
-    rundir.write_atomically(path, json.dumps(results, indent=2) + "\n")
+    earlier = json.loads(path.read_text()) if path.is_file() else {}
+    kept = {key: earlier[key] for key in ("disentanglement",) if key in earlier}  # --disentanglement's, if any
+    rundir.write_atomically(path, json.dumps({**results, **kept}, indent=2) + "\n")
     print(f"-log p(x) {results['nll']:.2f} +- {results['nll_standard_error']:.2f} nats per image "
           f"(k = {results['k']}, {results['num_examples']} test images), negative ELBO {results['negative_elbo']:.2f}, "
           f"{results['bits_per_dim']:.4f} bits/dim, {results['active_units']} active units, {results['seconds']:.0f} s")
     print(f"wrote {path}")
+
+
+def _evaluate_disentanglement(args: argparse.Namespace) -> None:
+    """`tfvae evaluate RUN_DIR --disentanglement`: the metrics into eval.json's "disentanglement" (the rest kept)."""
+    from tfvae import factor_evaluation, rundir
+
+    results = factor_evaluation.evaluate_disentanglement(args.run_dir, seeds=args.metric_seeds,
+                                                         num_points=args.points)
+    path = Path(args.run_dir) / "eval.json"
+    kept = json.loads(path.read_text()) if path.is_file() else {}
+    rundir.write_atomically(path, json.dumps({**kept, "disentanglement": results}, indent=2) + "\n")
+    seeds = ", ".join(map(str, results["seeds"]))
+    print(f"{results['dataset']['name']}: {results['dataset']['note']}")
+    print(f"{results['representation']}; mean +- sd over evaluation seeds {seeds}:")
+    for key, metric in results["metrics"].items():
+        print(f"  {key:18s} {metric['mean']:.3f} +- {metric['sd']:.3f}")
+    print(f"wrote {path} ({results['seconds']:.0f} s)")
 
 
 def _export(args: argparse.Namespace) -> None:

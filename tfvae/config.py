@@ -594,11 +594,9 @@ for _name, _changes in _FAMILIES.items():
 # beta 6 on the TC), FactorVAE (Kim & Mnih, 2018: gamma 40, in the range 10 to 100 they sweep on dSprites; not
 # tuned here), DIP-VAE-I (Kumar et al., 2018: lambda_od 10, lambda_d 100) and the capacity-controlled beta-VAE
 # (Burgess et al., 2018: gamma 1000, C up to 25 nats).
-# No config path loads a factor dataset by name yet (data.name only documents which; loading it by name is
-# the one-line "unknown dataset" error): give fit the images, e.g.
-#     sprites = tfvae.factors.load_factor_dataset("dsprites_small")
-#     tfvae.fit(experiment, run_dir, train_data=sprites.as_source(batch_size=64, shuffle=True, seed=1),
-#               test_data=sprites.as_source(2048, batch_size=64, seed=2))
+# data.name loads the factor dataset like any dataset (tfvae.factors.load: "train" every image of the grid, "test"
+# a fixed sample of 2,048 of them), so `tfvae train --preset dsprites-tcvae` needs nothing else, and
+# `tfvae evaluate RUN_DIR --disentanglement` scores the run against the factors.
 _DISENTANGLING = {
     "vae": {},
     "beta-vae": {"train.beta": 4.0},

@@ -7,7 +7,8 @@
 
 From a sample, pure functions of codes [N, D] (floats) and factor indices [N, F] (ints): `mig` (Chen et al.,
 2018), `sap` (Kumar et al., 2018), `dci` (Eastwood & Williams, 2018), and without factors
-`gaussian_total_correlation` and `active_units`. By intervention, from a `representation_fn` (float32 images
+`gaussian_total_correlation` and `active_units`; `informative_factors` names the factor each dimension is most
+informative about (for labelling traversals). By intervention, from a `representation_fn` (float32 images
 [b, H, W, C] in [0, 1] -> codes [b, D]) and a `tfvae.factors.FactorDataset`: `beta_vae_score` (Higgins et al.,
 2017) and `factor_vae_score` (Kim & Mnih, 2018). Each returns a dict whose first entry is the score; each
 docstring states the choices (bins, sample sizes, classifier, split). Every random step draws from
@@ -93,6 +94,23 @@ def mig(codes, factors, *, bins: int = 20) -> dict:
     per_factor = (ranked[0] - second) / entropy
     return {"mig": float(per_factor.mean()), "per_factor": per_factor, "mutual_information": info,
             "factor_entropy": entropy}
+
+
+def informative_factors(codes, factors, *, bins: int = 20) -> dict:
+    """The factor each code dimension is most informative about: argmax_f I(v_d; f) / H(f), as `mig` bins it.
+
+    I(v_d; f) / H(f) is the share of factor f's entropy that dimension d, cut into `bins` equal-width bins,
+    carries (0 to 1; `mig`'s normalization, so factors with more values are not favoured). A dimension that
+    carries nothing still gets a factor, with a share near 0: read the share beside the name.
+
+    Returns:
+      {"factor": int64 [D] (a factor's column), "share": [D] (its I / H), "normalized_mutual_information": [D, F]}
+    """
+    scores = mig(codes, factors, bins=bins)
+    normalized = scores["mutual_information"] / scores["factor_entropy"][None, :]
+    best = np.argmax(normalized, axis=1).astype(np.int64)
+    return {"factor": best, "share": normalized[np.arange(len(best)), best],
+            "normalized_mutual_information": normalized}
 
 
 def sap(codes, factors) -> dict:

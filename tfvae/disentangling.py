@@ -125,13 +125,20 @@ def capacity(step, capacity_max: float, capacity_steps: int) -> tf.Tensor:
 
     Burgess et al. (2018), section 5: C grows linearly from 0 at step 0 to C_max at step capacity_steps, then
     stays there. `step` is a Python int or an integer tensor.
+
+    Raises:
+      ValueError: one line naming capacity_max (below zero, or not a finite number) or capacity_steps (not a
+        positive integer).
     """
+    checks.non_negative_number(capacity_max, "capacity_max")
+    checks.positive_int(capacity_steps, "capacity_steps")
     progress = tf.cast(step, tf.float32) / float(capacity_steps)
     return tf.constant(capacity_max, tf.float32) * tf.minimum(progress, 1.0)
 
 
 def capacity_term(rate: tf.Tensor, target: tf.Tensor, gamma: float) -> tf.Tensor:
-    """gamma * |rate - target|: the rate's term in the capacity-controlled loss, nats per image."""
+    """gamma * |rate - target|: the rate's term in the capacity-controlled loss, nats per image (gamma >= 0)."""
+    checks.non_negative_number(gamma, "gamma")
     return gamma * tf.abs(rate - target)
 
 

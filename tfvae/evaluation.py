@@ -38,7 +38,7 @@ import tensorflow as tf
 from scipy import stats
 from tqdm.auto import tqdm
 
-from tfvae import checks, objectives, protocol, rundir
+from tfvae import checks, factors, objectives, protocol, rundir
 from tfvae import data as data_lib
 from tfvae import model as model_lib
 from tfvae.config import Experiment
@@ -233,8 +233,8 @@ def fixed_test_set(
     docstring). `limit` keeps the first `limit` images (after binarizing all).
     `with_labels`: batches of (images, labels).
     """
-    images, labels = data_lib.load_arrays(experiment.data.name, experiment.data.split("test"),
-                                          experiment.data.data_dir)
+    images, labels = factors.load_arrays(experiment.data.name, experiment.data.split("test"),
+                                         experiment.data.data_dir)
     binarize = experiment.data.binarize
     if binarize == "dynamic":
         images = data_lib.binarize_once(images, TEST_BINARIZATION_SEED)

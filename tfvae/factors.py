@@ -12,6 +12,11 @@ The procedural sets are drawn here (`tfvae.render`), never stored: the full dSpr
 images but nothing bigger than one sample is held. They follow the published datasets' factors, but their
 pixels are ours: procedural, not comparable with published dSprites (or 3dshapes) numbers. TFDS's real
 `dsprites` and `shapes3d` (downloaded when online) load the same way, held in memory (`load_tfds`).
+
+By name, like any dataset: `load(name, split, batch_size, ...)` and `load_arrays(name, split)` give a factor
+dataset's splits (`split_factors`: "train" every image, "test" a fixed sample of them) and any other name's
+through `tfvae.data`, so a config with `data.name = "dsprites_small"` trains, evaluates and draws without
+`train_data=` (`tfvae.rundir` and `tfvae.evaluation` load through them).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import re
 from collections.abc import Callable, Mapping
 
 import numpy as np
@@ -305,7 +311,7 @@ def load_tfds(name: str, data_dir: str | None = None) -> FactorDataset:
     return from_grid(name, factor_names, images, indices, values, f"TFDS {name}, the published images")
 
 
-FACTOR_DATASETS: dict[str, Callable[[], FactorDataset]] = {
+FACTOR_DATASETS: dict[str, Callable[..., FactorDataset]] = {
     "dsprites_procedural": dsprites_procedural,
     "dsprites_small": dsprites_small,
     "shapes_procedural": shapes_procedural,
@@ -315,8 +321,78 @@ FACTOR_DATASETS: dict[str, Callable[[], FactorDataset]] = {
 }
 
 
-def load_factor_dataset(name: str) -> FactorDataset:
-    """The factor dataset `name` from FACTOR_DATASETS (dsprites and shapes3d: TFDS, online the first time)."""
+def is_factor_dataset(name: str) -> bool:
+    """Whether `name` is a dataset with ground-truth factors (a key of FACTOR_DATASETS)."""
+    return name in FACTOR_DATASETS
+
+
+@functools.lru_cache(maxsize=2)
+def _tfds_once(name: str, data_dir: str | None) -> FactorDataset:
+    """`load_tfds`, read once per process: the train and test splits of a run (and its metrics) share it."""
+    return load_tfds(name, data_dir)
+
+
+def load_factor_dataset(name: str, data_dir: str | None = None) -> FactorDataset:
+    """The factor dataset `name` from FACTOR_DATASETS (dsprites and shapes3d: TFDS, online the first time, read
+    from `data_dir`, TFDS's own when None, once per process)."""
     if name not in FACTOR_DATASETS:
         raise ValueError(f"unknown factor dataset {name!r}; known: {', '.join(FACTOR_DATASETS)}")
-    return FACTOR_DATASETS[name]()
+    return _tfds_once(name, data_dir) if name in TFDS_FACTORS else FACTOR_DATASETS[name]()
+
+
+# --------------------------------------------------------------------------- splits, to load by name as any dataset
+TEST_SIZE = 2048  # images in the "test" split (at most the whole grid)
+TEST_SEED = 0  # np.random.default_rng(TEST_SEED) draws them
+VALIDATION_SEED = 1  # the fixed order of the grid that "train[:-N]" / "train[-N:]" cut (data.validation = N)
+_VALIDATION_SPLIT = re.compile(r"train\[(:-(\d+)|-(\d+):)\]")
+
+
+def split_factors(dataset: FactorDataset, split: str) -> np.ndarray:
+    """The factor indices int64 [N, F] of split `split` of a factor dataset.
+
+    "train": every combination once, in grid order (`fit` shuffles it). "test": TEST_SIZE combinations drawn
+    without replacement by `default_rng(TEST_SEED)`, in the order drawn. These datasets have no held-out
+    images (every combination is in the training split, as in the papers), so "test" numbers are on training
+    images. With `data.validation` = K, "train[:-K]" and "train[-K:]" split a fixed permutation of the grid
+    (`default_rng(VALIDATION_SEED)`) into the first N - K and the last K combinations, which do not overlap.
+    """
+    n = dataset.num_images
+    if split == "train":
+        return dataset.index_to_factors(np.arange(n))
+    if split == "test":
+        drawn = np.random.default_rng(TEST_SEED).choice(n, size=min(TEST_SIZE, n), replace=False)
+        return dataset.index_to_factors(drawn)
+    match = _VALIDATION_SPLIT.fullmatch(split)
+    if not match:
+        raise ValueError(f"split of {dataset.name} must be train, test, train[:-K] or train[-K:] (data.validation); "
+                         f"got {split!r}")
+    held_out = int(match.group(2) or match.group(3))
+    if not 0 < held_out < n:
+        raise ValueError(f"data.validation must lie in 1..{n - 1} for the {n} images of {dataset.name}; got {held_out}")
+    order = np.random.default_rng(VALIDATION_SEED).permutation(n)
+    return dataset.index_to_factors(order[:-held_out] if match.group(2) else order[-held_out:])
+
+
+def load_arrays(name: str, split: str, data_dir: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """`tfvae.data.load_arrays` for any name: a factor dataset's split (`split_factors`) as (uint8 images
+    [N, H, W, C], labels int64 [N] all -1: no classes), any other name through `tfvae.data`."""
+    from tfvae import data  # TensorFlow is loaded only here
+
+    if not is_factor_dataset(name):
+        return data.load_arrays(name, split, data_dir)
+    dataset = load_factor_dataset(name, data_dir)
+    images = dataset.images(split_factors(dataset, split))
+    return images, np.full(len(images), -1, np.int64)
+
+
+def load(name: str, split: str, batch_size: int, *, data_dir: str | None = None, with_labels: bool = False,
+         **kwargs):
+    """`tfvae.data.load` for any name: an `ArraySource` of the split `load_arrays` gives (kwargs: binarize,
+    shuffle, seed, drop_remainder, prefetch, as `tfvae.data.from_arrays`)."""
+    from tfvae import data
+
+    if not is_factor_dataset(name):
+        return data.load(name, split, batch_size, data_dir=data_dir, with_labels=with_labels, **kwargs)
+    checks.positive_int(batch_size, "batch_size")
+    images, labels = load_arrays(name, split, data_dir)
+    return data.from_arrays(images, labels if with_labels else None, batch_size=batch_size, **kwargs)

@@ -29,6 +29,7 @@ import tensorflow as tf
 
 from tfvae import config as config_lib
 from tfvae import data as data_lib
+from tfvae import factors
 from tfvae import model as model_lib
 from tfvae import protocol
 from tfvae.config import Experiment
@@ -172,7 +173,7 @@ def load_split(experiment: Experiment, split: str, with_labels: bool = False) ->
     """
     data = experiment.data
     training = split == "train"
-    return data_lib.load(
+    return factors.load(  # data.load, or a factor dataset's split
         data.name,
         data.split(split) if split in ("train", "test") else split,
         batch_size=data.batch_size,
@@ -188,7 +189,7 @@ def first_test_images(experiment: Experiment, count: int, with_labels: bool = Fa
     """The first `count` test images of the experiment's data, binarized as in training: [count, H, W, C]
     (and their labels [count] with `with_labels`)."""
     data = experiment.data
-    test = data_lib.load(data.name, data.split("test"), batch_size=count, binarize=data.binarize,
+    test = factors.load(data.name, data.split("test"), batch_size=count, binarize=data.binarize,
                          seed=experiment.train.seed, data_dir=data.data_dir, with_labels=with_labels)
     first = next(iter(test))
     return tuple(part.numpy() for part in first) if with_labels else first.numpy()
@@ -215,7 +216,7 @@ class Run:
     @functools.cached_property
     def _test(self) -> tuple[np.ndarray, np.ndarray]:
         data = self.experiment.data
-        split = data_lib.load(data.name, data.split("test"), batch_size=1000, binarize=data.binarize,
+        split = factors.load(data.name, data.split("test"), batch_size=1000, binarize=data.binarize,
                               seed=self.experiment.train.seed, data_dir=data.data_dir, with_labels=True)
         images, labels = zip(*((x.numpy(), y.numpy()) for x, y in split))
         return np.concatenate(images), np.concatenate(labels)

@@ -55,6 +55,8 @@ CATALOGUE = {
     "bernoulli_vae": "Walkthrough 003: 20-d and 2-d Bernoulli VAEs beside the published numbers, training GIFs, "
                      "anomaly scores",
     "vae_from_scratch": "Walkthrough 004: autoencoder vs VAE interpolating a 2 into a 7, Adam vs SGD",
+    "disentanglement": "beta-VAE against beta-TCVAE on procedural dSprites (TFDS's real dSprites in Colab by one "
+                       "parameter): every disentanglement metric by model and seed, traversals named by factor",
 }
 
 README_START = "<!-- notebooks: made by tools/notebooks.py sync; edit CATALOGUE there -->"

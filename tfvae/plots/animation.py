@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from tfvae import data as data_lib
+from tfvae import factors
 from tfvae import protocol
 from tfvae.config import Experiment
 from tfvae.model import VAE, as_images
@@ -127,7 +127,7 @@ class ProgressRecorder:
         training), recording every `every` steps (default: every 4th history row, 4 * `train.log_every`,
         about 13 frames for 10 epochs of MNIST at batch 128)."""
         data = experiment.data
-        test = data_lib.load(
+        test = factors.load(
             data.name,
             "test",
             batch_size=count,

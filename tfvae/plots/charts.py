@@ -217,3 +217,33 @@ def rate_distortion_chart(table: pd.DataFrame, setting: str, title: str | None =
         + gg.theme_bw()
         + gg.theme(figure_size=(8, 5.5))
     )
+
+
+def metrics_by_model(scores: pd.DataFrame, title: str = "Disentanglement metrics by model") -> gg.ggplot:
+    """A panel per metric: one point per training seed for each model, and the mean +- sd over seeds beside them.
+
+    Args:
+      scores: long rows with columns "model", "seed", "metric", "value" (e.g. the disentanglement metrics of
+        `tfvae.factor_evaluation` for runs of several models and seeds); models and metrics are drawn in the
+        order they first appear.
+    """
+    scores = scores.assign(
+        model=pd.Categorical(scores["model"], categories=list(dict.fromkeys(scores["model"]))),
+        metric=pd.Categorical(scores["metric"], categories=list(dict.fromkeys(scores["metric"]))),
+        seed=scores["seed"].astype(str),
+    )
+    summary = scores.groupby(["model", "metric"], observed=True)["value"].agg(["mean", "std"]).reset_index()
+    summary["std"] = summary["std"].fillna(0.0)  # one seed: no spread to draw
+    summary["low"], summary["high"] = summary["mean"] - summary["std"], summary["mean"] + summary["std"]
+    return (
+        gg.ggplot(scores, gg.aes("model", "value"))
+        + gg.geom_errorbar(gg.aes(y="mean", ymin="low", ymax="high"), data=summary, width=0.3, color="#555555")
+        + gg.geom_point(gg.aes(y="mean"), data=summary, shape="_", size=8, color="#555555")
+        + gg.geom_point(gg.aes(color="seed"), position=gg.position_dodge(width=0.5), size=2.2, alpha=0.85)
+        + gg.facet_wrap("~metric", scales="free_y", ncol=3)
+        + gg.scale_color_manual(values=TAB10)
+        + gg.labs(x="", y="", color="training seed",
+                  title=f"{title}\n(points: one per seed; bar: mean +- sd over seeds)")
+        + gg.theme_bw()
+        + gg.theme(figure_size=(10, 8), axis_text_x=gg.element_text(rotation=30, ha="right"))
+    )

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import tensorflow as tf
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from scipy import stats
 
-from tfvae import protocol
+from tfvae import factor_evaluation, protocol
 from tfvae.model import VAE, as_images, central_code
 
 _DPI = 100
@@ -125,6 +127,26 @@ def traversal_codes(base: np.ndarray, dims: Sequence[int], values: np.ndarray) -
 def traversal_grid(model: VAE, base: np.ndarray, dims: Sequence[int], values: np.ndarray) -> np.ndarray:
     """Decoded means of `traversal_codes`: a row per dimension, a column per value."""
     return tile(decode_means(model, traversal_codes(base, dims, values)))
+
+
+def factor_rows(table: pd.DataFrame) -> tuple[list[int], list[str]]:
+    """The rows of a traversal named by factor, from `tfvae.factor_evaluation.latent_factors`'s table: the
+    dimensions by mean KL, highest first (by the posterior means' variance where the KL is unknown), and
+    their labels "z[d] FACTOR SHARE" (`factor_evaluation.traversal_labels`)."""
+    key = "kl" if table["kl"].notna().all() else "variance"
+    ordered = table.sort_values(key, ascending=False, kind="stable")
+    return [int(d) for d in ordered["dim"]], factor_evaluation.traversal_labels(ordered)
+
+
+def save_factor_traversal(model: VAE, base: np.ndarray, table: pd.DataFrame, path: str | os.PathLike, title: str,
+                          values: np.ndarray | None = None) -> Path:
+    """A traversal (`traversal_grid` around the code `base` [latent]) whose rows are named by the factor each
+    dimension is most informative about (`factor_rows`), written as a PNG; `values` default to 11 in [-3, 3]."""
+    values = linear_coordinates(11, 3.0) if values is None else np.asarray(values, np.float32)
+    dims, labels = factor_rows(table)
+    save_grid(traversal_grid(model, base, dims, values), path, title, xlabel="value of the swept dimension",
+              ylabel="dimension, factor it is most informative about, I / H(factor)", xticks=values, yticks=labels)
+    return Path(path)
 
 
 def interpolation_codes(start: np.ndarray, end: np.ndarray, steps: int) -> np.ndarray:

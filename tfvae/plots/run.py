@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from tfvae import data as data_lib
-from tfvae import evaluation
+from tfvae import evaluation, factor_evaluation, factors
 from tfvae.plots import animation, charts, grids
 from tfvae.plots.rundata import RunData
 
@@ -148,6 +148,20 @@ def _traversals(run: RunData, folder: Path) -> list[Path]:
     return [path]
 
 
+def _factor_traversals(run: RunData, folder: Path) -> list[Path]:
+    index = run.pick(DEFAULT_RECONSTRUCTION_INDICES)[0]
+    dataset = factor_evaluation.factor_dataset(run.experiment)
+    table = factor_evaluation.latent_factors(run.model, dataset, binarize=run.experiment.data.binarize)
+    path = folder / "factor_traversals.png"
+    grids.save_factor_traversal(
+        run.model, run.means[index], table, path,
+        f"Traversals around E[z|x] of test image #{index}, rows sorted by average KL, highest first;\n"
+        f"each named by the factor it is most informative about ({factor_evaluation.NUM_POINTS:,} "
+        "images)",
+    )
+    return [path]
+
+
 def _latent_scatter(run: RunData, folder: Path) -> list[Path]:
     dims = (0, 1) if run.model.latent_size <= 2 else tuple(run.by_kl[:2])
     kl = run.kl if run.model.latent_size > 2 else None
@@ -248,9 +262,10 @@ FIGURES: dict[str, tuple[Callable[..., list[Path]], Callable[[RunData], bool]]] 
     "latent_grid": (_latent_grid, lambda run: True),
     "latent_grid_linear": (_latent_grid_linear, lambda run: True),
     "traversals": (_traversals, lambda run: run.experiment.model.latent_size > 2),
+    "factor_traversals": (_factor_traversals, lambda run: factors.is_factor_dataset(run.experiment.data.name)),
     "latent_scatter": (_latent_scatter, lambda run: True),
     "interpolation": (_interpolation, lambda run: True),
-    "latent_offset": (_latent_offset, lambda run: True),
+    "latent_offset": (_latent_offset, lambda run: not factors.is_factor_dataset(run.experiment.data.name)),
     "kl_per_dimension": (_kl_per_dimension, lambda run: True),
     "anomaly_scores": (_anomaly_scores, lambda run: True),
 }
