@@ -330,7 +330,7 @@ def test_a_time_budget_holds_against_an_independent_wall_clock(tmp_path):
             (first_seen, first_wall), (last_seen, last_wall) = rows[1], rows[-1]
             assert abs((last_seen - first_seen) - (last_wall - first_wall)) < 0.5
         earlier = new[-1]
-    assert len(walls) >= 5
+    assert len(walls) >= 3  # a row a session at least (more on a quiet machine; a loaded one may give one each)
 
 
 def test_test_every_skips_test_passes_but_not_the_last_and_trains_the_same(tmp_path):

@@ -35,13 +35,13 @@ API_INDEX_PAGE = ROOT / "docs" / "api" / "index.md"
 API_PAGES = {
     "config": ("tfvae.config",),
     "data": ("tfvae.data", "tfvae.factors"),
-    "models": ("tfvae.protocol", "tfvae.model", "tfvae.nets", "tfvae.priors", "tfvae.flows", "tfvae.hierarchy",
-               "tfvae.conditioning"),
+    "models": ("tfvae.protocol", "tfvae.model", "tfvae.families", "tfvae.nets", "tfvae.priors", "tfvae.flows",
+               "tfvae.hierarchy", "tfvae.conditioning"),
     "objectives": ("tfvae.objectives", "tfvae.disentangling", "tfvae.step"),
     "training": ("tfvae.train", "tfvae.rundir", "tfvae.runners", "tfvae.devices", "tfvae.distribute",
                  "tfvae.precision", "tfvae.sweep"),
-    "evaluation": ("tfvae.evaluation", "tfvae.disentanglement", "tfvae.sample_quality", "tfvae.features",
-                   "tfvae.inception"),
+    "evaluation": ("tfvae.evaluation", "tfvae.disentanglement", "tfvae.factor_evaluation", "tfvae.sample_quality",
+                   "tfvae.features", "tfvae.inception"),
     "plots": ("tfvae.plots",),
     "export": ("tfvae.savedmodel", "tfvae.tensorboard"),
 }
