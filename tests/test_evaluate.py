@@ -145,7 +145,7 @@ def test_kl_per_dimension_and_active_units(problem):
     result = evaluation.evaluate(vae, dataset(images), k=10)
     assert result["active_units"] == 1
     assert result["kl_per_dimension"][1] == pytest.approx(0.0, abs=1e-5)
-    assert sum(result["kl_per_dimension"]) == pytest.approx(result["kl"], rel=1e-4)
+    assert sum(result["kl_per_dimension"]) == pytest.approx(result["rate"], rel=1e-4)
     assert result["posterior_mean_variance"][0] > 0.01 > result["posterior_mean_variance"][1]
     assert result["num_examples"] == 40 and result["k"] == 10
     assert result["bits_per_dim"] == pytest.approx(result["nll"] / (D * np.log(2)))

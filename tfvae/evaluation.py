@@ -94,7 +94,7 @@ def evaluate(
     Returns:
       A dict, nats per image unless noted: "num_examples", "k", "chunk";
       "nll" (-log p(x), mean over images) and "nll_standard_error" (of that
-      mean, over images); "negative_elbo" = "reconstruction" + "kl" (the
+      mean, over images); "negative_elbo" = "distortion" + "rate" (the
       reconstruction averaged over the k draws, the KL analytic where TFP has
       it); "iwae_gap" = negative_elbo - nll >= 0; "bits_per_dim" = nll / (D
       log 2) with D values per image; "kl_per_dimension" and
@@ -184,8 +184,8 @@ def _compile_batch_statistics(model, k: int, chunk: int, num_chunks: int, jit_co
         stats = {
             "count": tf.ones([batch]),
             "log_px": log_px - math.log(k),
-            "reconstruction": -log_likelihood_sum / k,
-            "kl": objectives.kl_divergence(posterior, prior, model_lib.draw_latents(posterior, seed=seed)),
+            "distortion": -log_likelihood_sum / k,
+            "rate": objectives.kl_divergence(posterior, prior, model_lib.draw_latents(posterior, seed=seed)),
             "posterior_mean": model_lib.central_code(posterior),
         }
         if objectives.is_factorised(posterior) and objectives.is_factorised(prior):
@@ -203,7 +203,7 @@ def _summarise(sums: dict, k: int, chunk: int, values_per_image: int, seconds: f
     nll = -float(mean["log_px"])
     log_px_variance = max(float(sums["log_px_squared"] / n - mean["log_px"] ** 2), 0.0)
     posterior_mean_variance = np.maximum(sums["posterior_mean_squared"] / n - mean["posterior_mean"] ** 2, 0.0)
-    negative_elbo = float(mean["reconstruction"] + mean["kl"])
+    negative_elbo = float(mean["distortion"] + mean["rate"])
     per_dimension = mean.get("kl_per_dimension")
     return {
         "num_examples": int(n),
@@ -212,8 +212,8 @@ def _summarise(sums: dict, k: int, chunk: int, values_per_image: int, seconds: f
         "nll": nll,
         "nll_standard_error": math.sqrt(log_px_variance / n),
         "negative_elbo": negative_elbo,
-        "reconstruction": float(mean["reconstruction"]),
-        "kl": float(mean["kl"]),
+        "distortion": float(mean["distortion"]),
+        "rate": float(mean["rate"]),
         "iwae_gap": negative_elbo - nll,
         "bits_per_dim": nll / (values_per_image * math.log(2)),
         "kl_per_dimension": None if per_dimension is None else [float(v) for v in per_dimension],

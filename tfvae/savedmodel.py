@@ -4,16 +4,20 @@
 
     vae = tf.saved_model.load("exported/vae")                          # plain TensorFlow, anywhere
     vae.encode(images)             # {"mean", "scale"}: q(z|x), each [b, latent]
-    vae.decode(z)                  # {"mean"}: E[p(x|z)], [b, H, W, C] (pixel probabilities for Bernoulli)
+    vae.decode(z)                  # {"mean"}: E[p(x|z)], [b, H, W, C] (pixel probabilities for Bernoulli,
+                                   #  with their "logits" too)
     vae.sample(n, seed)            # {"images"}: E[p(x|z)] at n draws z ~ p(z), [n, H, W, C]
-    vae.elbo(images, seed)         # {"negative_elbo", "reconstruction", "kl"}: per image, [b], nats
+    vae.elbo(images, seed)         # {"negative_elbo", "distortion", "rate"}: per image, [b], nats
+    vae.posterior_sample(images, n, seed)  # {"z" [n, b, latent], "log_q" [n, b]}: draws of q(z|x), log q at them
+    vae.prior_log_prob(z)          # {"log_p"}: log p(z), [b]
 
 A model that needs side data (`tfvae.protocol`), such as the conditional VAE
 (`tfvae.model.ConditionalVAE`), takes int64 labels beside each input:
 encode(images, labels), decode(z, labels), sample(n, seed, labels) with
-labels [n], and elbo(images, seed, labels).
+labels [n], elbo(images, seed, labels) and posterior_sample(images, n, seed,
+labels).
 
-The same four functions are the SavedModel's serving signatures
+The same functions are the SavedModel's serving signatures
 (`vae.signatures["encode"](images=...)`, keyword arguments, dict outputs), so
 TF Serving and `saved_model_cli` see them too. `seed` is a stateless seed, two
 int32 numbers: the same seed gives the same draws, here and in the in-memory
@@ -33,11 +37,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import tensorflow as tf
+import tensorflow_probability as tfp
 
 from tfvae import objectives, protocol, rundir
-from tfvae.model import VAE, central_code
+from tfvae.model import VAE, central_code, draw_latents
 
-SIGNATURES = ("encode", "decode", "sample", "elbo")
+tfd = tfp.distributions
+SIGNATURES = ("encode", "decode", "sample", "elbo", "posterior_sample", "prior_log_prob")
 
 
 class ExportError(ValueError):
@@ -45,7 +51,7 @@ class ExportError(ValueError):
 
 
 class ExportModule(tf.Module):
-    """The four traced functions over a VAE, with fixed input signatures for `tf.saved_model.save`."""
+    """The traced functions over a model (`SIGNATURES`), with fixed input signatures for `tf.saved_model.save`."""
 
     def __init__(self, model: VAE, image_shape: Sequence[int]):
         super().__init__(name="tfvae_export")
@@ -63,6 +69,8 @@ class ExportModule(tf.Module):
         self.decode = tf.function(self._decode, input_signature=[latents, *side])
         self.sample = tf.function(self._sample, input_signature=[count, seed, *side])
         self.elbo = tf.function(self._elbo, input_signature=[images, seed, *side])
+        self.posterior_sample = tf.function(self._posterior_sample, input_signature=[images, count, seed, *side])
+        self.prior_log_prob = tf.function(self._prior_log_prob, input_signature=[latents])
 
     def _scorer(self, side: tuple):
         """The model given the side data inputs, in the order of `side_names`."""
@@ -79,8 +87,27 @@ class ExportModule(tf.Module):
         return {"mean": central_code(posterior), "scale": _scale(posterior)}
 
     def _decode(self, z: tf.Tensor, *side: tf.Tensor) -> dict[str, tf.Tensor]:
-        """z [b, latent] -> the mean of p(x|z), [b, H, W, C]."""
-        return {"mean": self._scorer(side).decode(z).mean()}
+        """z [b, latent] -> the mean of p(x|z), [b, H, W, C]; for Bernoulli pixels also their "logits" [b, H, W,
+        C] (the probabilities of confident pixels round to 0 or 1 in float32; log p(x|z) from the logits does
+        not)."""
+        likelihood = self._scorer(side).decode(z)
+        outputs = {"mean": likelihood.mean()}
+        logits = _bernoulli_logits(likelihood)
+        if logits is not None:
+            outputs["logits"] = logits
+        return outputs
+
+    def _posterior_sample(self, images: tf.Tensor, n: tf.Tensor, seed: tf.Tensor, *side) -> dict[str, tf.Tensor]:
+        """images [b, H, W, C], n, a stateless seed [2] -> n draws z ~ q(z|x) per image, "z" [n, b, latent], and
+        their "log_q" = log q(z|x), [n, b], nats: with `prior_log_prob` and `decode`, an importance-sampled
+        log p(x) needs nothing else."""
+        posterior = self._scorer(side).encode(images)
+        z = draw_latents(posterior, [n], seed=seed)
+        return {"z": z, "log_q": posterior.log_prob(z)}
+
+    def _prior_log_prob(self, z: tf.Tensor) -> dict[str, tf.Tensor]:
+        """z [b, latent] -> "log_p" = log p(z), [b], nats."""
+        return {"log_p": self.model.prior.log_prob(z)}
 
     def _sample(self, n: tf.Tensor, seed: tf.Tensor, *side: tf.Tensor) -> dict[str, tf.Tensor]:
         """n, a stateless seed [2] -> mean images of p(x|z) at n draws z ~ p(z), [n, H, W, C]."""
@@ -89,7 +116,7 @@ class ExportModule(tf.Module):
     def _elbo(self, images: tf.Tensor, seed: tf.Tensor, *side: tf.Tensor) -> dict[str, tf.Tensor]:
         """images [b, H, W, C], a stateless seed [2] -> one-sample negative ELBO terms per image, [b], nats."""
         terms = objectives.negative_elbo(self._scorer(side), images, 1.0, seed=seed)
-        return {"negative_elbo": terms.loss, "reconstruction": terms.distortion, "kl": terms.rate}
+        return {"negative_elbo": terms.loss, "distortion": terms.distortion, "rate": terms.rate}
 
     def signatures(self) -> dict[str, tf.types.experimental.ConcreteFunction]:
         return {name: getattr(self, name).get_concrete_function() for name in SIGNATURES}
@@ -100,6 +127,17 @@ def _side_spec(name: str) -> tf.TensorSpec:
     if name == "label":
         return tf.TensorSpec([None], tf.int64, name="labels")
     raise ExportError(f"the export does not know how to take side data {name!r} (it takes labels)")
+
+
+def _bernoulli_logits(likelihood) -> tf.Tensor | None:
+    """The logits of a Bernoulli likelihood (reinterpreted, reshaped: any wrapping), in the shape of its mean
+    [b, H, W, C]; None for another likelihood."""
+    inner = likelihood
+    while not isinstance(inner, tfd.Bernoulli) and hasattr(inner, "distribution"):
+        inner = inner.distribution
+    if not isinstance(inner, tfd.Bernoulli) or inner.logits is None:
+        return None
+    return tf.reshape(tf.convert_to_tensor(inner.logits), tf.shape(likelihood.mean()))
 
 
 def _scale(posterior) -> tf.Tensor:
