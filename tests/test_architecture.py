@@ -96,3 +96,34 @@ def test_the_public_verbs_are_functions_and_the_nouns_modules():
         assert callable(getattr(tfvae, verb)) and not isinstance(getattr(tfvae, verb), types.ModuleType), verb
     for noun in ("data", "plots", "objectives", "evaluation", "distribute", "priors", "flows"):
         assert isinstance(getattr(tfvae, noun), types.ModuleType), noun
+
+
+def architecture_table() -> list[tuple[list[str], set[str]]]:
+    """docs/architecture.md's module table: (the row's modules, the tfvae modules its "called by" cell names)."""
+    import re
+
+    rows = []
+    for line in (PACKAGE.parent / "docs" / "architecture.md").read_text().splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split(" | ")]
+        if len(cells) == 4 and re.fullmatch(r"\d+b?", cells[0]):
+            modules = re.findall(r"`(\w+)`", cells[1])
+            rows.append((modules, {name for name in re.findall(r"`(\w+)`", cells[3]) if name in RANK}))
+    return rows
+
+
+def test_the_documented_table_lists_every_module_once_and_who_calls_it():
+    """The "called by" column is the import graph: each row names exactly the modules that import its modules
+    (and `model` for a family module, whose builder `model.build` calls through the families table)."""
+    from tfvae import families
+
+    importers: dict[str, set[str]] = {}
+    for path in SOURCES:
+        for name in imported_tfvae_modules(path) - {module_name(path)}:
+            importers.setdefault(name, set()).add(module_name(path))
+    builders = {family.builder.split(":")[0] for family in families.FAMILIES}
+    rows = architecture_table()
+    assert sorted(name for modules, _ in rows for name in modules) == sorted(RANK)
+    for modules, called_by in rows:
+        expected = set().union(*(importers.get(name, set()) for name in modules)) - set(modules)
+        expected |= {"model"} if builders & set(modules) else set()
+        assert called_by == expected, (modules, sorted(called_by - expected), sorted(expected - called_by))
