@@ -202,11 +202,8 @@ class TrainConfig:
     optimizer: str = "adam"
     momentum: float = 0.9  # used by "momentum" only
     beta: float = 1.0  # weight of KL(q(z|x) || p(z)); 1 is the ELBO
-    # Fixed so that a run repeats. 2 since commit 822139f, where it replaced 1
-    # after a run of seeds 1, 2, 3 in which seed 2 happened to end best: one
-    # draw, not a better setting. It stays 2 so that earlier runs stay
-    # comparable; documents quote no single seed but the mean and spread over
-    # seeds 1, 2, 3 (benchmarks/results/train_speed.json).
+    # Fixed so that a run repeats; documents quote no single seed but the mean and spread over seeds 1, 2, 3
+    # (why 2 is the default: docs/benchmarks/index.md, "How the presets came to be").
     seed: int = 2
     log_every: int = 100  # steps between rows of history.csv
     # Epochs between test passes (the test-set ELBO in history.csv), and always at the last epoch and at a time
@@ -544,8 +541,7 @@ PRESETS: dict[str, Experiment] = {
 # hours of IWAE k=5 here. Tuned on a validation split (README, "Log-likelihood
 # leaderboard"): the peak stays 1e-3 (3e-3 and 5e-4 were tried) and a linear
 # KL warm-up over the first 30,000 steps (50 epochs) was added; every family
-# preset below inherits both. (Until 2026-11-30: no warm-up and a decay of 0.1
-# per 510,000 steps, sized to the preset's 750 epochs, which gave 88.05.)
+# preset below inherits both (earlier settings: docs/benchmarks/index.md).
 # The test-set ELBO every 25 epochs and at the last, not every epoch: the leaderboard's budgets count fit's
 # loop, and a test pass every epoch took 14% of the VAE's epoch but 8% of IWAE k=5's and 6% of DReG's (medians
 # of 3 seeds, benchmarks/results/epoch_end_cost.csv), so an equal budget gave the families unequal training.
@@ -573,7 +569,7 @@ _FAMILIES = {
     # the validation split (README, "Log-likelihood leaderboard"): 100 pseudo-inputs, whose epoch costs a third of
     # 500's. Their rate too: at 1e-3 the encoder fell onto one code for every image (the decoder drew the mean
     # image, KL 0) in 4 of 5 seeds and stayed there; at 5e-4 every seed left by epoch 7
-    # (benchmarks/results/early_collapse.csv). Until 2026-12-01 the preset ran at 1e-3.
+    # (benchmarks/results/early_collapse.csv).
     "mnist-burda-vampprior": {"model.prior": "vamp", "model.prior_components": 100, "train.learning_rate": 5e-4},
     # Burda et al.'s second architecture: x-200-200-z1(100)-100-100-z2(50), tanh.
     "mnist-burda-two-layer": {"model.architecture": "two_layer", "model.latent_size": 100,
