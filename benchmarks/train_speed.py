@@ -54,7 +54,7 @@ PUBLISHED_NEGATIVE_ELBO = 87.65  # walkthrough 003's PyTorch run (one seed, 199)
 def tfvae_worker(run_dir: str, variant: str, epochs: int, seed: int) -> None:
     """Runs `fit` in a thread that pauses at each epoch end; answers "epoch" and "gemm" on stdin."""
     import tfvae
-    from tfvae import objectives, runners
+    from tfvae import evaluation, runners
 
     changes = {"train.epochs": epochs, "train.seed": seed}
     if variant == "deterministic":
@@ -75,8 +75,8 @@ def tfvae_worker(run_dir: str, variant: str, epochs: int, seed: int) -> None:
         return timed_test_pass
 
     # fit's end-of-epoch test ELBO: over the images held in memory, or over the pipeline.
-    make_averager = objectives.terms_averager
-    objectives.terms_averager = lambda model: timed(make_averager(model))
+    make_averager = evaluation.terms_averager
+    evaluation.terms_averager = lambda model: timed(make_averager(model))
     resume, results = threading.Semaphore(0), []
     ended = threading.Event()
     clock = {"start": 0.0}

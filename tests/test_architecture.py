@@ -17,17 +17,19 @@ LAYERS = [
     ["hierarchy", "flows", "conditioning", "disentanglement"],
     ["model"],
     ["protocol"],
+    ["kl"],
+    ["tc"],
     ["objectives"],
     ["disentangling"],
     ["rundir"],
-    ["step"],
-    ["distribute"],
-    ["runners"],
-    ["train"],
     ["features"],
     ["sample_quality"],
     ["inception"],
     ["evaluation"],
+    ["step"],
+    ["distribute"],
+    ["runners"],
+    ["train"],
     ["sweep", "savedmodel", "tensorboard", "factor_evaluation"],
     ["plots"],
     ["cli"],
@@ -105,7 +107,7 @@ def architecture_table() -> list[tuple[list[str], set[str]]]:
     rows = []
     for line in (PACKAGE.parent / "docs" / "architecture.md").read_text().splitlines():
         cells = [cell.strip() for cell in line.strip().strip("|").split(" | ")]
-        if len(cells) == 4 and re.fullmatch(r"\d+b?", cells[0]):
+        if len(cells) == 4 and re.fullmatch(r"\d+[a-z]?", cells[0]):
             modules = re.findall(r"`(\w+)`", cells[1])
             rows.append((modules, {name for name in re.findall(r"`(\w+)`", cells[3]) if name in RANK}))
     return rows

@@ -115,7 +115,7 @@ def test_evaluate_scores_each_image_given_its_label_and_importance_sampling_tigh
     vae = trained["conditional"].model
     test_images, test_labels = bars(128, 2)
     numbers = evaluation.evaluate(vae, data.from_arrays(test_images, test_labels, batch_size=64), k=50)
-    elbo = objectives.average_terms(vae, (test_images, test_labels), seed=0, batch_size=64)
+    elbo = evaluation.average_terms(vae, (test_images, test_labels), seed=0, batch_size=64)
     assert abs(numbers["negative_elbo"] - float(elbo.loss)) < 0.5  # the same bound, other draws of z
     assert numbers["nll"] < numbers["negative_elbo"]  # log p(x|y) >= the ELBO (k = 50)
     with pytest.raises(ValueError, match="scores images with their labels"):

@@ -7,7 +7,7 @@ import tensorflow_probability as tfp
 
 import dataclasses
 
-from tfvae import config, model, objectives
+from tfvae import config, evaluation, model, objectives
 from tfvae import step as step_lib
 
 tfd = tfp.distributions
@@ -69,7 +69,7 @@ def test_eager_equals_tf_function(vae, images):
 def test_dataset_average_weights_examples_not_batches(vae, images):
     seed = 3
     uneven = tf.data.Dataset.from_tensor_slices(images).batch(5)  # batches of 5 and 3
-    average = objectives.average_terms(vae, uneven, beta=1.0, seed=seed)
+    average = evaluation.average_terms(vae, uneven, beta=1.0, seed=seed)
     per_example = [
         objectives.negative_elbo(vae, batch, 1.0, seed=tf.constant([seed, index])).loss.numpy()
         for index, batch in enumerate(uneven)
@@ -79,13 +79,13 @@ def test_dataset_average_weights_examples_not_batches(vae, images):
 
 def test_average_over_images_in_memory_equals_the_average_over_those_batches(vae, images):
     uneven = tf.data.Dataset.from_tensor_slices(images).batch(5)  # batches of 5 and 3, as the images are cut
-    over_dataset = objectives.average_terms(vae, uneven, beta=0.5, seed=3)
-    over_images = objectives.average_terms(vae, images, beta=0.5, seed=3, batch_size=5)
+    over_dataset = evaluation.average_terms(vae, uneven, beta=0.5, seed=3)
+    over_images = evaluation.average_terms(vae, images, beta=0.5, seed=3, batch_size=5)
     # The same per-example terms summed in another grouping (batches of 4 against the dataset's): a float32 sum of
     # n terms of one sign moves by up to ~n * 6e-8 relative; rtol 1e-5 covers n up to ~100.
     np.testing.assert_allclose(over_images, over_dataset, rtol=1e-5)
     # The draws follow the seed and the batch index, so other batches give other numbers.
-    assert not np.allclose(objectives.average_terms(vae, images, beta=0.5, seed=3, batch_size=4), over_dataset, rtol=1e-5)
+    assert not np.allclose(evaluation.average_terms(vae, images, beta=0.5, seed=3, batch_size=4), over_dataset, rtol=1e-5)
 
 
 def test_averages_of_many_new_models_build_them_and_retrace_nothing_shared(images, caplog):
@@ -93,7 +93,7 @@ def test_averages_of_many_new_models_build_them_and_retrace_nothing_shared(image
     settings = config.ModelConfig(hidden_sizes=(16,), latent_size=4)
     for index in range(6):
         fresh = model.build(settings, (6, 6, 1))
-        average = objectives.average_terms(fresh, images, beta=1.0, seed=index, batch_size=5)
+        average = evaluation.average_terms(fresh, images, beta=1.0, seed=index, batch_size=5)
         per_example = [
             objectives.negative_elbo(fresh, images[start:start + 5], 1.0, seed=tf.constant([index, batch])).loss
             for batch, start in enumerate((0, 5))
@@ -103,7 +103,7 @@ def test_averages_of_many_new_models_build_them_and_retrace_nothing_shared(image
 
 
 def test_an_averager_compiles_its_loop_once_for_one_kind_of_batches(vae, images):
-    average = objectives.terms_averager(vae)
+    average = evaluation.terms_averager(vae)
     first = average(images, 1.0, 3, batch_size=5)
     traces = average.compiled.experimental_get_tracing_count()
     again = [average(images, beta, 3, batch_size=5) for beta in (1.0, 0.5, 2.0)]

@@ -9,7 +9,7 @@ import pytest
 import sonnet as snt
 import tensorflow as tf
 
-from tfvae import config, data, model, objectives, optimizers, rundir, runners, train
+from tfvae import config, data, evaluation, model, objectives, optimizers, rundir, runners, train
 from tfvae import step as step_lib
 
 IMAGE_SHAPE = (8, 8, 1)
@@ -151,7 +151,7 @@ def test_history_columns_and_units(tmp_path):
     assert result.history["step"].tolist() == history["step"].tolist()
     # The test ELBO of the last row is that of the final model over the whole test set (held in memory
     # by fit, as its batches are the same every pass), with the draws seeded by train.seed.
-    test_terms = objectives.average_terms(result.model, datasets(experiment)[1], seed=experiment.train.seed)
+    test_terms = evaluation.average_terms(result.model, datasets(experiment)[1], seed=experiment.train.seed)
     np.testing.assert_allclose(last["test_loss"], test_terms.loss.numpy(), rtol=1e-5)
 
 

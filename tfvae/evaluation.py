@@ -30,7 +30,9 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -291,6 +293,82 @@ def evaluate_run(
         "seed": seed,
     }
     return {**header, **results}
+
+
+# --------------------------------------------------------------------------- the terms over many images
+def average_terms(model, batches, beta: float = 1.0, seed: int = 0,
+                  batch_size: int | None = None) -> objectives.Terms:
+    """Example-weighted means of `negative_elbo`'s terms over every image of `batches`, nats per image.
+
+    `batches` is an `ArraySource` or a `tf.data.Dataset` of image batches [b,
+    H, W, C] (or with side data, `(images, {"label": ...})`), or images [N, H,
+    W, C] (or (images, side data {name: [N, ...]})) held in memory, taken in
+    order in batches of `batch_size`. A model that needs side data is given
+    each batch's (`tfvae.protocol.scorer`). The draw of z for batch i uses the stateless seed
+    (seed, i), so the same model and batches give the same numbers either way.
+    Each call compiles its loop afresh; to average one model's terms again and
+    again (a test pass every few epochs), compile once with `terms_averager`.
+    """
+    return terms_averager(model)(batches, beta, seed, batch_size)
+
+
+def terms_averager(model) -> Callable[..., objectives.Terms]:
+    """`average_terms` for one model, its loop compiled once: (batches, beta=1.0, seed=0, batch_size=None) -> Terms.
+
+    One compiled loop per model, not one shared by all models
+    (`compile_for_one_model`): a process that builds many models (a sweep)
+    traces each one's loop on its own, and a model whose variables are not
+    built yet builds them on its first call (a shared loop may create
+    variables on its first trace only). Over held images the loop reads no
+    `tf.data` iterator (0.19 s instead of 0.27 s for the MNIST test set here).
+    """
+    compiled = model_lib.compile_for_one_model(lambda batches, beta, seed: _average_terms(model, batches, beta, seed))
+
+    def average(batches, beta: float = 1.0, seed: int = 0,
+                batch_size: int | None = None) -> objectives.Terms:
+        beta, seed = tf.constant(beta, tf.float32), tf.constant(seed, tf.int32)
+        if isinstance(batches, data_lib.ArraySource):
+            batches = batches.as_dataset()
+        if isinstance(batches, tf.data.Dataset):
+            return compiled(batches, beta, seed)
+        if batch_size is None:
+            raise ValueError("average_terms over images held in memory needs batch_size")
+        images, side = protocol.split_batch_side(batches)
+        side = {name: tf.convert_to_tensor(values) for name, values in side.items()}
+        return compiled(_HeldBatches(tf.convert_to_tensor(images, tf.float32), side, batch_size), beta, seed)
+
+    average.compiled = compiled  # the tf.function, for its tracing count
+    return average
+
+
+class _HeldBatches(NamedTuple):
+    images: tf.Tensor  # [N, H, W, C]
+    side: dict  # side data {name: [N, ...]} (`tfvae.protocol`), or {}
+    batch_size: int
+
+
+def _average_terms(model, batches, beta, seed):
+    """The sums of the terms over `batches` (a dataset or `_HeldBatches`) over their count; traced by `terms_averager`."""
+    sums = tf.zeros([3])
+    count = tf.constant(0.0)
+
+    def add(sums, count, batch, batch_index):
+        scorer_model, images = protocol.scorer(model, batch)
+        terms = objectives.negative_elbo(scorer_model, images, beta, seed=tf.stack([seed, batch_index]))
+        return sums + tf.stack([tf.reduce_sum(term) for term in terms]), count + tf.cast(tf.shape(images)[0], tf.float32)
+
+    if isinstance(batches, _HeldBatches):
+        size = batches.batch_size
+        for batch_index in tf.range((tf.shape(batches.images)[0] + size - 1) // size):
+            rows = slice(batch_index * size, (batch_index + 1) * size)
+            batch = (batches.images[rows], {name: values[rows] for name, values in batches.side.items()})
+            sums, count = add(sums, count, batch, batch_index)
+    else:
+        batch_index = tf.constant(0, tf.int32)
+        for element in batches:
+            sums, count = add(sums, count, element, batch_index)
+            batch_index += 1
+    return objectives.Terms(*tf.unstack(sums / count))
 
 
 # --------------------------------------------------------------------------- per image, for figures

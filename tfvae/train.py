@@ -47,7 +47,7 @@ import sonnet as snt
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from tfvae import checks, devices, distribute, objectives, rundir, runners
+from tfvae import checks, devices, distribute, evaluation, objectives, rundir, runners
 from tfvae import data as data_lib
 from tfvae import model as model_lib
 from tfvae import protocol
@@ -154,7 +154,7 @@ def _fit_locked(experiment, run_dir, model, train_data, test_data, hooks, progre
     steps_per_epoch = _steps_per_epoch(train_data)
     total_steps = config.epochs * steps_per_epoch
     test_batches, test_batch_size = _test_batches(test_data)
-    average_test_terms = objectives.terms_averager(model)  # the test pass's loop, compiled once for the run
+    average_test_terms = evaluation.terms_averager(model)  # the test pass's loop, compiled once for the run
     rundir.write_model_note(run_dir, model, built_in_python=model_given)
     optimizer = build_optimizer(model, config.learning_rate, config.optimizer, config.momentum)
     adversary = build_adversary(config, model.latent_size)  # FactorVAE's discriminator and its optimizer, or None
