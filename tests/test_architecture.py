@@ -12,6 +12,7 @@ LAYERS = [
     ["checks", "compat", "pixels", "families"],
     ["config"],
     ["devices", "precision", "optimizers", "render", "estimators"],
+    ["sources"],
     ["data"],
     ["nets", "priors", "factors"],
     ["hierarchy", "flows", "conditioning", "disentanglement"],

@@ -34,7 +34,7 @@ API_INDEX_PAGE = ROOT / "docs" / "api" / "index.md"
 # The API reference's pages (docs/api/NAME.md) and the modules each documents, in order.
 API_PAGES = {
     "config": ("tfvae.config",),
-    "data": ("tfvae.data", "tfvae.factors"),
+    "data": ("tfvae.data", "tfvae.sources", "tfvae.factors"),
     "models": ("tfvae.protocol", "tfvae.model", "tfvae.families", "tfvae.nets", "tfvae.priors", "tfvae.flows",
                "tfvae.hierarchy", "tfvae.conditioning"),
     "objectives": ("tfvae.objectives", "tfvae.disentangling", "tfvae.step"),
