@@ -24,11 +24,11 @@ LAYERS = [
     ["distribute"],
     ["runners"],
     ["train"],
-    ["features"],
+    ["features", "samplers"],
     ["sample_quality"],
     ["inception"],
     ["evaluation"],
-    ["sweep", "savedmodel", "tensorboard"],
+    ["sweep", "savedmodel", "tensorboard", "run_samplers"],
     ["plots"],
     ["cli"],
 ]

@@ -89,6 +89,8 @@ _LAZY = {
     "precision_recall": "tfvae.sample_quality",
     "frechet_inception_distance": "tfvae.inception",
     "disentangling": "tfvae.disentangling",
+    "samplers": "tfvae.samplers",
+    "run_samplers": "tfvae.run_samplers",
 }
 _RENAMED = {"build_model": "build"}
 
