@@ -76,7 +76,7 @@ def test_a_mixture_scores_a_skewed_aggregate_posterior_better_than_the_standard_
     held_out = codes[2000:]
     standard = samplers.PriorSampler(model.standard_normal_prior(4))
     gain = float(tf.reduce_mean(gmm.log_prob(held_out)) - tf.reduce_mean(standard.log_prob(held_out)))
-    assert gain > 5.0  # measured 9.2 nats per code (most of it the nearly unused dimension)
+    assert gain > 5.0  # measured 8.67 nats per code (much of it the nearly unused dimension)
 
 
 # --------------------------------------------------------------------------- the trained samplers
@@ -91,11 +91,12 @@ def test_a_trained_sampler_beats_a_gaussian_on_held_out_codes_of_two_clusters(ki
     sampler = samplers.build(kind, 2, **options)
     sampler.fit(train)
     gain = float(tf.reduce_mean(sampler.log_prob(held_out))) - gaussian.logpdf(held_out).mean()
-    # Measured 0.91 (flow) and 1.42 (two-stage, a lower bound) nats per code over the ML Gaussian's -2.78; the
-    # standard error of a mean over 1000 held-out codes is about 0.03.
+    # Measured 1.16 (flow) and 1.37 (two-stage, a lower bound) nats per code over the ML Gaussian's -2.76, with
+    # oneDNN on and off; the standard error of a mean over 1000 held-out codes is 0.03 to 0.04.
     assert gain > 0.5
     draws = sampler.sample(1000, seed=tf.constant([0, 1])).numpy()
-    assert np.mean(np.abs(np.abs(draws[:, 0]) - 3.0) < 1.0) > 0.8  # the draws land in the clusters, not between
+    # Most draws land in the clusters, not between them (measured 86% and 89%; the fitted Gaussian's: 32%).
+    assert np.mean(np.abs(np.abs(draws[:, 0]) - 3.0) < 1.0) > 0.7
 
 
 # --------------------------------------------------------------------------- temperature
