@@ -478,12 +478,16 @@ class TwoStageSampler(_Standardised):
     collapsed optimum, u unused and the standardised codes explained as N(0, I) noise (on codes on a 2-d ring,
     3,000 steps from gamma = 1 never left it: held-out log p 3.53 nats per code, the Gaussian's; from 0.1 or
     0.3, 2.04).
+
+    The defaults (8,000 steps at a learning rate of 3e-3) are what the codes of `mnist-bernoulli-20d` (10
+    epochs, 50,000 codes fitted, 10,000 held out) needed: a held-out bound of -23.8 nats per code, against
+    -24.8 after 4,000 steps at 3e-3 and -25.5 after 4,000 steps at 1e-3 with 512 units (the GMM: -23.5).
     """
 
     kind = "two-stage"
 
-    def __init__(self, latent_size: int, hidden_sizes: Sequence[int] = (256, 256), *, steps: int = 4000,
-                 batch_size: int = 256, learning_rate: float = 1e-3, initial_gamma: float = 0.1,
+    def __init__(self, latent_size: int, hidden_sizes: Sequence[int] = (256, 256), *, steps: int = 8000,
+                 batch_size: int = 256, learning_rate: float = 3e-3, initial_gamma: float = 0.1,
                  min_scale: float = 1e-3, seed: int = 0, name: str = "two_stage_sampler"):
         super().__init__(latent_size, seed, name, steps, batch_size, learning_rate)
         self.hidden_sizes = checks.positive_ints(hidden_sizes, "hidden_sizes")
