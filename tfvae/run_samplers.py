@@ -85,6 +85,7 @@ def fitted_sampler(run_dir: str | os.PathLike, kind: str, *, model=None, images=
     A fitted sampler is read from RUN_DIR/samplers/KIND when it is there (and `refit` is False); otherwise it is
     built (`samplers.build(kind, latent_size, **options)`), fitted to `training_codes` of the run's training
     images (or `images`, uint8 or floats [N, H, W, C], for a run trained on images of your own) and saved there.
+    A saved sampler is read as it was fitted, whatever `options` say: `refit=True` fits it anew with them.
 
     Args:
       model: the run's model, restored (default: `rundir.restore_model(run_dir)`; needed for a model built in
