@@ -232,7 +232,6 @@ def test_the_export_carries_the_fitted_sampler(tiny_run, tmp_path):
     assert not hasattr(tf.saved_model.load(str(tmp_path / "plain")), "sample_fitted")
 
 
-@pytest.mark.slow  # 7 to 11 s here, most of it preparing the 300-image TFDS copy and compiling the evaluation
 def test_sample_scores_of_a_run_with_enough_test_images_go_into_eval_json(tiny_run, tmp_path):
     # conftest's tiny run has 40 test images, fewer than the 129 a score needs: a copy reading data with 300.
     make_fixture(tmp_path / "tfds", "mnist", compress=False, seed=8, n_train=200, n_test=300)
