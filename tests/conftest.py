@@ -44,7 +44,7 @@ def make_fixture(data_dir, name, compress, seed, n_train=N_TRAIN, n_test=N_TEST)
 # rest in file order. An out-of-date list changes only how evenly the two workers share the time.
 LONGEST_FIRST = ["test_reliability.py", "test_train.py", "test_notebooks.py", "test_distribute.py",
                  "test_families.py", "test_user_errors.py", "test_conditional.py", "test_evaluate.py",
-                 "test_family_runs.py", "test_custom_model.py", "test_protocol.py", "test_disentangling.py", "test_plots.py", "test_cli.py", "test_sweep.py",
+                 "test_family_runs.py", "test_samplers.py", "test_custom_model.py", "test_protocol.py", "test_disentangling.py", "test_plots.py", "test_cli.py", "test_sweep.py",
                  "test_loglik_benchmark.py", "test_precision.py", "test_flows.py", "test_export.py", "test_docs.py"]  # fmt: skip
 
 

@@ -23,7 +23,7 @@ LAYERS = [
     ["objectives"],
     ["disentangling"],
     ["rundir"],
-    ["features"],
+    ["features", "samplers"],
     ["sample_quality"],
     ["inception"],
     ["evaluation"],
@@ -31,7 +31,7 @@ LAYERS = [
     ["distribute"],
     ["runners"],
     ["train"],
-    ["sweep", "savedmodel", "tensorboard", "factor_evaluation"],
+    ["sweep", "savedmodel", "tensorboard", "factor_evaluation", "run_samplers"],
     ["plots"],
     ["cli"],
 ]

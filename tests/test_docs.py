@@ -32,7 +32,7 @@ FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```", re.MULTILINE | re.DOTALL)
 DOTTED = re.compile(r"(?<![\w/.-])tfvae(?:\.[A-Za-z_]\w*)+")
 # Pages whose blocks train a model (10 to 30 s each even at tiny size), or read the demo's run (which conftest
 # trains once per worker, 16 s): run with -m slow, so that `make test` stays under 5 minutes.
-SLOW_PAGES = {"README.md", "docs/quickstart.md", "docs/own_model.md", "docs/families.md", "docs/export.md",
+SLOW_PAGES = {"README.md", "docs/evaluation/samplers.md", "docs/quickstart.md", "docs/own_model.md", "docs/families.md", "docs/export.md",
               "docs/figures.md", "docs/run_directory.md", "docs/evaluation/loglik.md",
               "docs/evaluation/sample_quality.md"}
 # Runs the pages name as already trained (by `make demo`), stood in for by conftest's tiny run.

@@ -94,6 +94,8 @@ _LAZY = {
     "disentangling": "tfvae.disentangling",
     "factor_evaluation": "tfvae.factor_evaluation",
     "evaluate_disentanglement": "tfvae.factor_evaluation",
+    "samplers": "tfvae.samplers",
+    "run_samplers": "tfvae.run_samplers",
 }
 _RENAMED = {"build_model": "build"}
 

@@ -4,9 +4,10 @@
                 [--device auto|cpu|gpu] [--distribute default|mirrored|multi_worker] [--precision float32|...]
     tfvae plot RUN_DIR
     tfvae data fetch NAME [--data-dir DIR]
-    tfvae evaluate RUN_DIR [--k 5000] [--chunk N] [--limit N]
+    tfvae evaluate RUN_DIR [--k 5000] [--chunk N] [--limit N] [--samples N [--samplers KIND ...]]
     tfvae evaluate RUN_DIR --disentanglement [--metric-seeds 0 1 2] [--points 10000]
-    tfvae export RUN_DIR OUT_DIR
+    tfvae sample RUN_DIR [--sampler prior|gmm|two-stage|flow|all] [--n 64] [--temperature T] [--seed S]
+    tfvae export RUN_DIR OUT_DIR [--sampler auto|none|KIND]
     tfvae presets
 
 Every error a user can cause ends in one line on stderr and exit status 2.
@@ -32,6 +33,9 @@ from typing import Any
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter is not for users
 
 from tfvae import config as config_lib  # noqa: E402
+
+# tfvae.samplers.KINDS, here so that `tfvae --help` loads no TensorFlow (a test keeps them equal).
+_SAMPLERS = ("prior", "gmm", "two-stage", "flow")
 
 # Shortcuts for the fields people change most; anything else goes through --set.
 _SHORTCUTS = {
@@ -124,10 +128,31 @@ def build_parser() -> argparse.ArgumentParser:
                                "(default 0 1 2)")
     evaluate.add_argument("--points", type=int, default=10_000,
                           help="with --disentanglement: images of the sample-based metrics (default 10000)")
+    evaluate.add_argument("--samples", type=int, metavar="N",
+                          help="also score N samples per sampler against N test images (classifier Frechet "
+                               "distance, precision, recall; mean and sd over seeds 0 1 2) into eval.json")
+    evaluate.add_argument("--samplers", nargs="+", choices=_SAMPLERS, default=list(_SAMPLERS), metavar="KIND",
+                          help=f"which samplers --samples scores (default: all of {', '.join(_SAMPLERS)})")
+
+    sample = commands.add_parser("sample", help="draw images from a run's prior or a sampler fitted to its codes "
+                                                "-> RUN_DIR/figures/samples-KIND.png")
+    sample.add_argument("run_dir", type=Path)
+    sample.add_argument("--sampler", choices=[*_SAMPLERS, "all"], default="gmm",
+                        help="prior (the model's p(z)) or a sampler fitted to the training codes and kept in "
+                             "RUN_DIR/samplers (gmm, two-stage, flow); all: every one, side by side (default gmm)")
+    sample.add_argument("--n", type=int, default=64, help="images per sampler (default 64)")
+    sample.add_argument("--temperature", type=float, default=1.0,
+                        help="scales the sampler's standard deviation, > 0 (default 1: the fitted density)")
+    sample.add_argument("--seed", type=int, default=0, help="seed of the draws (default 0)")
+    sample.add_argument("--refit", action="store_true", help="fit the sampler again even if the run has one")
+    sample.add_argument("--out", type=Path, help="the PNG to write (default RUN_DIR/figures/samples-KIND.png)")
 
     export = commands.add_parser("export", help="write a run's model as a SavedModel (encode, decode, sample, elbo)")
     export.add_argument("run_dir", type=Path)
     export.add_argument("out_dir", type=Path, help="a new (or empty) directory for the SavedModel")
+    export.add_argument("--sampler", default="auto", choices=["auto", "none", *_SAMPLERS[1:]],
+                        help="the fitted sampler a sample_fitted signature draws from (default auto: the first "
+                             "of gmm, flow, two-stage the run has fitted)")
     return parser
 
 
@@ -215,8 +240,15 @@ def _evaluate(args: argparse.Namespace) -> None:
     if args.disentanglement:
         _evaluate_disentanglement(args)
         return
+    if args.samples is not None:  # its bad inputs fail before the long part
+        from tfvae import run_samplers
+
+        run_samplers.check_sample_request(args.run_dir, args.samples)
     results = evaluation.evaluate_run(args.run_dir, k=args.k, chunk=args.chunk, batch_size=args.batch_size,
                                     limit=args.limit, seed=args.seed, progress=not args.no_progress)
+    if args.samples is not None:
+        results["samples"] = run_samplers.score_samplers(args.run_dir, args.samples, kinds=args.samplers,
+                                                         progress=None if args.no_progress else print)
     path = Path(args.run_dir) / "eval.json"
     earlier = json.loads(path.read_text()) if path.is_file() else {}
     kept = {key: earlier[key] for key in ("disentanglement",) if key in earlier}  # --disentanglement's, if any
@@ -242,13 +274,38 @@ def _evaluate_disentanglement(args: argparse.Namespace) -> None:
     for key, metric in results["metrics"].items():
         print(f"  {key:18s} {metric['mean']:.3f} +- {metric['sd']:.3f}")
     print(f"wrote {path} ({results['seconds']:.0f} s)")
+def _sample(args: argparse.Namespace) -> None:
+    from tfvae import plots, rundir, run_samplers, samplers
+
+    samplers.check_temperature(args.temperature)
+    if args.n < 1:
+        raise ValueError(f"--n must be a positive number of images, got {args.n}")
+    model = rundir.restore_model(args.run_dir)
+    kinds = _SAMPLERS if args.sampler == "all" else (args.sampler,)
+    panels = {}
+    for kind in kinds:
+        sampler = run_samplers.fitted_sampler(args.run_dir, kind, model=model, refit=args.refit)
+        if sampler.fit_record:
+            print(f"{kind} sampler: fitted to {sampler.fit_record['codes']} training codes in "
+                  f"{sampler.fit_record['seconds']:.0f} s, kept in {samplers.run_path(args.run_dir, kind)}")
+        panels[kind] = run_samplers.sample_images(model, sampler, args.n, seed=args.seed, temperature=args.temperature)
+    suffix = "" if args.temperature == 1 else f"-t{args.temperature:g}"
+    path = args.out or Path(args.run_dir) / "figures" / f"samples-{args.sampler}{suffix}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    what = "per sampler" if len(kinds) > 1 else f"from the {args.sampler} sampler"
+    title = (f"{rundir.load_experiment(args.run_dir).name}: {args.n} samples {what} "
+             f"(temperature {args.temperature:g}, seed {args.seed})")
+    plots.save_grid(plots.sample_panels(panels), path, title, xticks=list(kinds) if len(kinds) > 1 else None)
+    print(f"wrote {path}")
 
 
 def _export(args: argparse.Namespace) -> None:
     from tfvae import savedmodel
 
-    path = savedmodel.export(args.run_dir, args.out_dir)
-    print(f"wrote a SavedModel with signatures {', '.join(savedmodel.SIGNATURES)} to {path}; "
+    path = savedmodel.export(args.run_dir, args.out_dir, sampler=args.sampler)
+    kind = savedmodel.sampler_kind(args.run_dir, args.sampler)
+    signatures = [*savedmodel.SIGNATURES, *([f"sample_fitted (its {kind} sampler)"] if kind else [])]
+    print(f"wrote a SavedModel with signatures {', '.join(signatures)} to {path}; "
           f"load it with tf.saved_model.load({str(path)!r})")
 
 
@@ -262,7 +319,7 @@ def _presets(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"train": _train, "plot": _plot, "data": _fetch, "presets": _presets, "evaluate": _evaluate,
-                "export": _export}
+                "export": _export, "sample": _sample}
     if args.command != "presets":  # every other command runs TensorFlow
         _import_tensorflow_quietly(verbose=args.verbose)
     try:

@@ -163,13 +163,17 @@ class VAE(snt.Module):
         """Encodes, draws one z per image (reparameterised) and decodes it."""
         return _pass_through(self, images, seed)
 
-    def sample(self, n: int, seed: tf.Tensor | None = None) -> tf.Tensor:
-        """Mean images of p(x|z) for n draws z ~ p(z): [n, H, W, C] in [0, 1].
+    def sample(self, n: int, seed: tf.Tensor | None = None, sampler=None) -> tf.Tensor:
+        """Mean images of p(x|z) for n draws z ~ p(z), or z ~ `sampler`: [n, H, W, C] in [0, 1].
+
+        `sampler`: what draws the codes instead of the prior, anything with `sample(n, seed=...)` -> [n, latent]:
+        a sampler fitted to the training set's codes (`tfvae.samplers`), or a `tfd.Distribution`.
 
         Raises:
           ValueError: n that is not a positive integer.
         """
-        return self.decode(self.prior.sample(sample_count(n), seed=seed)).mean()
+        codes = (self.prior if sampler is None else sampler).sample(sample_count(n), seed=seed)
+        return self.decode(codes).mean()
 
     def reconstruct(self, images: tf.Tensor) -> tf.Tensor:
         """Mean of p(x | z = E[q(z|x)]) for each image (array-likes and uint8 as `encode`): [b, H, W, C] in [0, 1]."""

@@ -157,8 +157,14 @@ def image_shape(model) -> tuple[int, ...] | None:
     return tuple(int(size) for size in shape) if shape is not None else None
 
 
-def sample(model, n, seed: tf.Tensor | None = None) -> tf.Tensor:
-    """Mean images of p(x|z) for n draws z ~ p(z), [n, H, W, C]: the model's own `sample` when it has one."""
+def sample(model, n, seed: tf.Tensor | None = None, sampler=None) -> tf.Tensor:
+    """Mean images of p(x|z) for n draws z ~ p(z), [n, H, W, C]: the model's own `sample` when it has one.
+
+    `sampler`: draws z instead of the prior (anything with `sample(n, seed=...)` -> [n, latent]: a fitted sampler
+    of `tfvae.samplers`); its codes go through `decode`, so any model of the protocol takes one.
+    """
+    if sampler is not None:
+        return model.decode(sampler.sample(n, seed=seed)).mean()
     if hasattr(model, "sample"):
         return model.sample(n, seed=seed)
     return model.decode(model.prior.sample(n, seed=seed)).mean()

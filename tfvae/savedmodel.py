@@ -10,6 +10,13 @@
     vae.elbo(images, seed)         # {"negative_elbo", "distortion", "rate"}: per image, [b], nats
     vae.posterior_sample(images, n, seed)  # {"z" [n, b, latent], "log_q" [n, b]}: draws of q(z|x), log q at them
     vae.prior_log_prob(z)          # {"log_p"}: log p(z), [b]
+    vae.sample_fitted(n, seed, temperature)   # {"images", "z"}: n draws z of the run's fitted sampler, decoded
+
+`sample_fitted` is there when the export carries a sampler fitted after training (`tfvae.samplers`): by
+default the first of gmm, flow, two-stage that RUN_DIR/samplers holds (`export(..., sampler=KIND)` picks one,
+`sampler=None` none); `vae.sampler_kind` names it. Its images are the means of p(x|z) at z [n, latent] drawn
+from the sampler with its standard deviation scaled by `temperature` (a float32 scalar, 1 for the fitted
+density).
 
 A model that needs side data (`tfvae.protocol`), such as the conditional VAE
 (`tfvae.model.ConditionalVAE`), takes int64 labels beside each input:
@@ -39,11 +46,12 @@ from pathlib import Path
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfvae import objectives, protocol, rundir
+from tfvae import objectives, protocol, rundir, samplers
 from tfvae.model import VAE, central_code, draw_latents
 
 tfd = tfp.distributions
 SIGNATURES = ("encode", "decode", "sample", "elbo", "posterior_sample", "prior_log_prob")
+SAMPLER_PREFERENCE = ("gmm", "flow", "two-stage")  # which fitted sampler of a run an export carries by default
 
 
 class ExportError(ValueError):
@@ -53,7 +61,7 @@ class ExportError(ValueError):
 class ExportModule(tf.Module):
     """The traced functions over a model (`SIGNATURES`), with fixed input signatures for `tf.saved_model.save`."""
 
-    def __init__(self, model: VAE, image_shape: Sequence[int]):
+    def __init__(self, model: VAE, image_shape: Sequence[int], sampler=None):
         super().__init__(name="tfvae_export")
         self.model = model
         self.image_shape = tf.Variable(list(image_shape), trainable=False, dtype=tf.int32, name="image_shape")
@@ -71,6 +79,11 @@ class ExportModule(tf.Module):
         self.elbo = tf.function(self._elbo, input_signature=[images, seed, *side])
         self.posterior_sample = tf.function(self._posterior_sample, input_signature=[images, count, seed, *side])
         self.prior_log_prob = tf.function(self._prior_log_prob, input_signature=[latents])
+        if sampler is not None:  # the SavedModel saves the sampler's variables with it
+            self.sampler = sampler
+            self.sampler_kind = tf.Variable(sampler.kind, trainable=False, name="sampler_kind")
+            temperature = tf.TensorSpec([], tf.float32, name="temperature")
+            self.sample_fitted = tf.function(self._sample_fitted, input_signature=[count, seed, temperature])
 
     def _scorer(self, side: tuple):
         """The model given the side data inputs, in the order of `side_names`."""
@@ -118,8 +131,14 @@ class ExportModule(tf.Module):
         terms = objectives.negative_elbo(self._scorer(side), images, 1.0, seed=seed)
         return {"negative_elbo": terms.loss, "distortion": terms.distortion, "rate": terms.rate}
 
+    def _sample_fitted(self, n: tf.Tensor, seed: tf.Tensor, temperature: tf.Tensor) -> dict[str, tf.Tensor]:
+        """n, a stateless seed [2], a temperature -> z [n, latent] from the sampler and their mean images."""
+        z = self.sampler.sample(n, seed=seed, temperature=temperature)
+        return {"images": self.model.decode(z).mean(), "z": z}
+
     def signatures(self) -> dict[str, tf.types.experimental.ConcreteFunction]:
-        return {name: getattr(self, name).get_concrete_function() for name in SIGNATURES}
+        names = SIGNATURES + (("sample_fitted",) if hasattr(self, "sample_fitted") else ())
+        return {name: getattr(self, name).get_concrete_function() for name in names}
 
 
 def _side_spec(name: str) -> tf.TensorSpec:
@@ -152,13 +171,16 @@ def export(
     out_dir: str | os.PathLike,
     *,
     image_shape: Sequence[int] | None = None,
+    sampler="auto",
 ) -> Path:
-    """Writes `source` as a SavedModel with the signatures encode, decode, sample and elbo.
+    """Writes `source` as a SavedModel with the signatures encode, decode, sample and elbo (and sample_fitted).
 
     Args:
       source: a run directory (its latest readable checkpoint is exported) or a built `VAE`.
       out_dir: where the SavedModel goes; must not exist or be empty.
       image_shape: (H, W, C); by default the decoder's output shape.
+      sampler: what `sample_fitted` draws from: "auto" (a run directory's first fitted sampler of
+        `SAMPLER_PREFERENCE`, if any), a kind the run has fitted ("gmm", ...), a fitted sampler object, or None.
 
     Returns:
       `out_dir` as a Path.
@@ -170,11 +192,17 @@ def export(
     out_dir = Path(out_dir)
     _check_out_dir(out_dir)
     model = source if protocol.is_model(source) else rundir.restore_model(source, image_shape)
+    if isinstance(sampler, str) or sampler is None:
+        kind = None if protocol.is_model(source) else sampler_kind(source, sampler)
+        sampler = None if kind is None else samplers.load(samplers.run_path(source, kind))
+    if sampler is not None and protocol.side_data_needed(model):
+        raise ExportError("a fitted sampler draws codes for a model that needs no side data; export this one (it "
+                          f"needs its {', '.join(protocol.side_data_needed(model))}) with sampler=None")
     if image_shape is None:
         image_shape = protocol.image_shape(model)
         if image_shape is None:
             raise ExportError("give image_shape: the decoder has no output_shape to take it from")
-    module = ExportModule(model, tuple(int(size) for size in image_shape))
+    module = ExportModule(model, tuple(int(size) for size in image_shape), sampler)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
@@ -187,10 +215,30 @@ def export(
     return out_dir
 
 
+def sampler_kind(run_dir: str | os.PathLike, choice: str | None = "auto") -> str | None:
+    """Which fitted sampler of a run an export carries: `choice` itself if the run has it, for "auto" the first
+    of `SAMPLER_PREFERENCE` it has (None if none), None for None or "none".
+
+    Raises:
+      ExportError: a kind the run has not fitted (one line: how to fit it).
+    """
+    if choice is None or choice == "none":
+        return None
+    if choice == "auto":
+        return next((kind for kind in SAMPLER_PREFERENCE if samplers.run_path(run_dir, kind).is_dir()), None)
+    if choice not in samplers.FITTED:
+        raise ExportError(f"unknown sampler {choice!r}: export carries one of {', '.join(samplers.FITTED)}, "
+                          "'auto' or 'none'")
+    if not samplers.run_path(run_dir, choice).is_dir():
+        raise ExportError(f"{run_dir} has no fitted {choice} sampler: fit it first (`tfvae sample {run_dir} "
+                          f"--sampler {choice}`)")
+    return choice
+
+
 def _check_out_dir(out_dir: Path) -> None:
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         kind = "a directory that is not empty" if out_dir.is_dir() else "a file"
         raise ExportError(f"export directory {out_dir} already exists and is {kind}; choose a new one or remove it")
 
 
-__all__ = ["SIGNATURES", "ExportError", "ExportModule", "export"]
+__all__ = ["SAMPLER_PREFERENCE", "SIGNATURES", "ExportError", "ExportModule", "export", "sampler_kind"]

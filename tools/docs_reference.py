@@ -41,7 +41,7 @@ API_PAGES = {
     "training": ("tfvae.train", "tfvae.rundir", "tfvae.runners", "tfvae.devices", "tfvae.distribute",
                  "tfvae.precision", "tfvae.sweep"),
     "evaluation": ("tfvae.evaluation", "tfvae.disentanglement", "tfvae.factor_evaluation", "tfvae.sample_quality",
-                   "tfvae.features", "tfvae.inception"),
+                   "tfvae.features", "tfvae.inception", "tfvae.samplers", "tfvae.run_samplers"),
     "plots": ("tfvae.plots",),
     "export": ("tfvae.savedmodel", "tfvae.tensorboard"),
 }

@@ -180,6 +180,21 @@ def offset_grid(model: VAE, bases: np.ndarray, direction: np.ndarray, ts: np.nda
     return tile(decode_means(model, offset_codes(bases, direction, ts)))
 
 
+def sample_panels(images_by_name: dict[str, np.ndarray], cols: int = 8, gap: int = 6) -> np.ndarray:
+    """Each entry's images [n, H, W, C] tiled in rows of `cols` (a short last row padded white), the panels side
+    by side, `gap` white pixels apart, in the dict's order: one grid (label its columns with the names)."""
+    panels = []
+    for images in images_by_name.values():
+        images = np.asarray(images, np.float32)
+        rows = -(-len(images) // cols)
+        padded = np.ones((rows * cols, *images.shape[1:]), np.float32)
+        padded[: len(images)] = images
+        panels.append(tile(padded.reshape(rows, cols, *images.shape[1:])))
+    height = max(panel.shape[0] for panel in panels)
+    panels = [np.pad(panel, ((0, height - panel.shape[0]), (0, 0), (0, 0)), constant_values=1.0) for panel in panels]
+    return tile(np.stack(panels)[None], padding=gap)
+
+
 # --------------------------------------------------------------------------- drawing a grid
 def _tick_label(tick) -> str:
     return tick if isinstance(tick, str) else f"{tick:.2f}"
