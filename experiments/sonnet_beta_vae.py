@@ -64,9 +64,9 @@ def in_published_units(history: pd.DataFrame, beta: float = PUBLISHED_BETA) -> p
     loss = reconstruction + beta * KL."""
     converted = history.copy()
     for split in ("train", "test"):
-        converted[f"{split}_reconstruction"] = history[f"{split}_reconstruction"] / PIXELS
-        converted[f"{split}_kl"] = history[f"{split}_kl"] / LATENT
-        converted[f"{split}_loss"] = converted[f"{split}_reconstruction"] + beta * converted[f"{split}_kl"]
+        converted[f"{split}_distortion"] = history[f"{split}_distortion"] / PIXELS
+        converted[f"{split}_rate"] = history[f"{split}_rate"] / LATENT
+        converted[f"{split}_loss"] = converted[f"{split}_distortion"] + beta * converted[f"{split}_rate"]
     return converted
 
 
