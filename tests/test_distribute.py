@@ -113,6 +113,7 @@ def runs(tmp_path_factory):
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow  # the module's mirrored runs take 40 s: make test keeps the one-process checks
 def test_a_mirrored_fit_runs_on_mirrored_variables_that_single_device_code_restores(runs):
     assert runs["mirrored/vae"]["kinds"] == ["MirroredVariable"]
     assert runs["default/vae"]["kinds"] == ["ResourceVariable"]
@@ -120,6 +121,7 @@ def test_a_mirrored_fit_runs_on_mirrored_variables_that_single_device_code_resto
         np.testing.assert_array_equal(runs[run]["restored"], runs[run]["weights"])
 
 
+@pytest.mark.slow  # the module's mirrored runs take 40 s: make test keeps the one-process checks
 def test_mirrored_fit_gives_the_single_device_loss_curve_when_z_is_deterministic(runs):
     # No draws of z: what is left is the batch split (down to a replica with no
     # image), the loss scaling, the all-reduce, the update and the
@@ -137,6 +139,7 @@ def test_mirrored_fit_gives_the_single_device_loss_curve_when_z_is_deterministic
     assert np.abs(twice / single["train_loss"] - 1).max() > 1e-2
 
 
+@pytest.mark.slow  # the module's mirrored runs take 40 s: make test keeps the one-process checks
 def test_mirrored_fit_follows_the_single_device_loss_curve_with_sampled_z(runs):
     # The second replica draws other z than the single device does for the
     # same images, so the curves agree up to Monte Carlo error: measured at most

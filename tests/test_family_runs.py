@@ -106,6 +106,7 @@ def mirrored(tmp_path_factory):
     return run_families(tmp_path_factory, list(FAMILIES), ["default", "mirrored"])  # ~8 minutes here
 
 
+@pytest.mark.slow  # 16 s: the VampPrior's resume; the custom-model and train resume tests stay in make test
 @pytest.mark.parametrize("family", ONE_DEVICE)
 def test_a_stopped_run_of_a_family_resumes_to_the_uninterrupted_result(one_device, family):
     whole, resumed = one_device[f"{family}/default"], one_device[f"{family}/default/resumed"]

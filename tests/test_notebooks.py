@@ -239,6 +239,7 @@ def test_install_cell_failure_is_one_line_saying_why(tmp_path, monkeypatch, outp
 TINY = {"EPOCHS": 1, "HIDDEN_SIZES": [16]}
 
 
+@pytest.mark.slow  # 21 s: the notebook run whole at tiny sizes, like the other notebooks' tests
 def test_quickstart_runs_and_shows_its_figures(mnist_data_dir, tmp_path):
     overrides = {**TINY, "DATA_DIR": mnist_data_dir, "RUN_DIR": "run", "GRID_SIZE": 4}
     notebook = run_notebook("quickstart.ipynb", overrides, tmp_path)

@@ -121,6 +121,7 @@ def killed_at(run_dir: Path, data_dir, kill: str, note: Path) -> dict:
     return json.loads(note.read_text())
 
 
+@pytest.mark.slow  # 83 s: a real process killed at five moments; make test keeps test_train's interrupted-run tests
 def test_sigkill_mid_checkpoint_and_at_random_then_rerun_gives_identical_weights_and_history(mnist_data_dir,
                                                                                               tmp_path):
     reference = tmp_path / "reference"

@@ -144,6 +144,7 @@ def test_seconds_per_epoch_is_the_steady_state_figure_after_a_resume():
 
 
 # 7 ------------------------------------------------------------------ TensorFlow's start-up lines are not shown
+@pytest.mark.slow  # 14 s of subprocesses importing TensorFlow
 def test_commands_do_not_show_tensorflows_start_up_lines(tmp_path):
     environment = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
     command = [sys.executable, "-m", "tfvae.cli", "evaluate", str(tmp_path / "missing")]
