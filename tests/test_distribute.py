@@ -151,6 +151,7 @@ def test_mirrored_fit_follows_the_single_device_loss_curve_with_sampled_z(runs):
     np.testing.assert_allclose(runs["mirrored/vae"]["test_loss"], runs["default/vae"]["test_loss"], rtol=0.03)
 
 
+@pytest.mark.slow  # the module's mirrored runs take 40 s: make test keeps the one-process checks
 @pytest.mark.parametrize("data", ["vae", "pipeline"])
 def test_an_interrupted_mirrored_fit_resumes_to_the_uninterrupted_result(runs, data):
     # Weights, Adam, step and loop sums come from the checkpoint; z is seeded by
@@ -164,6 +165,7 @@ def test_an_interrupted_mirrored_fit_resumes_to_the_uninterrupted_result(runs, d
     np.testing.assert_array_equal(resumed["weights"], whole["weights"])
 
 
+@pytest.mark.slow  # the module's mirrored runs take 40 s: make test keeps the one-process checks
 @pytest.mark.parametrize("first, then", [("default", "mirrored"), ("mirrored", "default")])
 def test_a_run_continues_on_another_number_of_devices(runs, first, then):
     # Stopped at step 9 on one device (or two), continued from its step-6 checkpoint on two (or one), with

@@ -43,6 +43,7 @@ def counted(monkeypatch, module, name):
     return calls
 
 
+@pytest.mark.slow  # 12 s: a budgeted run stopped and continued through the benchmark script
 def test_a_stopped_run_continues_from_its_checkpoint_and_each_mark_is_one_row(mnist_data_dir, tmp_path, monkeypatch,
                                                                              capsys):
     out = tmp_path / "loglik.csv"

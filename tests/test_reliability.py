@@ -173,6 +173,7 @@ def test_what_a_killed_write_leaves_behind_is_removed_and_nothing_else(tmp_path)
         "checkpoints", "checkpoints/checkpoint", "checkpoints/ckpt-5.index", "history.csv"]
 
 
+@pytest.mark.slow  # 11 s: a second process trains into the same run directory
 def test_a_run_directory_in_use_by_another_process_is_refused(mnist_data_dir, tmp_path, capsys):
     from tfvae import cli
 

@@ -190,6 +190,7 @@ def test_the_cli_knows_every_sampler():
     assert cli._SAMPLERS == samplers.KINDS
 
 
+@pytest.mark.slow  # 10 s: fits a mixture to a run's 60,000 training codes
 def test_tfvae_sample_fits_the_mixture_once_draws_a_grid_and_reuses_it(tiny_run, capsys):
     assert run("sample", tiny_run, "--sampler", "gmm", "--n", "16") == 0
     out = capsys.readouterr().out
