@@ -176,7 +176,7 @@ def dci(codes, factors, *, test_codes=None, test_factors=None, train_fraction: f
 
     Returns:
       {"disentanglement", "completeness", "informativeness": floats in [0, 1], "importance": [D, F],
-       "informativeness_per_factor": [F]}
+        "informativeness_per_factor": [F]}
     """
     checks.non_negative_number(alpha, "alpha")
     if (test_codes is None) != (test_factors is None):

@@ -45,7 +45,7 @@ class FactorDataset:
     Attributes:
       name: the registry name.
       factor_names: F names, e.g. ("shape", "scale", "orientation", "x_position", "y_position").
-      factor_values: F arrays; factor_values[f][k] is the value of index k of factor f (units in `note`).
+      factor_values: F arrays; `factor_values[f][k]` is the value of index k of factor f (units in `note`).
       image_shape: (H, W, C).
       renderer: factor indices int64 [N, F] -> uint8 images [N, H, W, C].
       note: where the images come from, and the units of the values.

@@ -80,7 +80,7 @@ def gradients(tape: tf.GradientTape, loss: tf.Tensor, variables, name: str) -> l
 
 
 def run(inputs: tf.Tensor, *layers: snt.Module) -> tf.Tensor:
-    """layers[-1](...layers[0](inputs)) in the compute dtype, with float32 weights and a float32 result.
+    """`layers[-1](...layers[0](inputs))` in the compute dtype, with float32 weights and a float32 result.
 
     The weights are made in float32 first (Sonnet layers create them in the
     dtype of their first input), then read as compute-dtype copies.
