@@ -162,6 +162,7 @@ def test_the_class_sample_grid_has_a_row_per_class_sharing_each_columns_z():
     np.testing.assert_allclose(grid[9:17, 9:17], vae.decode(codes, 1).mean()[1], rtol=1e-5, atol=1e-7)  # row 1, col 1
 
 
+@pytest.mark.slow  # 11 s of CLI pipeline (make test under 5 minutes); the conditional's Python tests stay
 def test_a_conditional_run_trains_evaluates_draws_and_exports_from_the_command_line(mnist_data_dir, tmp_path, capsys):
     run_dir = tmp_path / "run"
     assert cli.main(["train", "--preset", "tiny", "--data-dir", mnist_data_dir, "--run-dir", str(run_dir),

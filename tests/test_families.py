@@ -194,11 +194,11 @@ def test_families_that_do_not_combine_are_refused(changes, words):
         config.override(config.preset("tiny"), changes)
 
 
-# The default run takes one family through the command line (the VampPrior: a learned prior whose figure
-# kl_per_dimension does not apply, so the note that says why is checked too); each family's own parts are tested
-# above and in test_family_runs. The other five, 15 to 30 s each here, run with -m slow.
+# Each family through the command line, 12 to 30 s each here, runs with -m slow (the VampPrior first: a learned
+# prior whose figure kl_per_dimension does not apply, so the note that says why is checked too); each family's own
+# parts are tested above and in test_family_runs, and the default model's command line in test_cli.
 @pytest.mark.parametrize("family", [
-    ["model.prior=vamp", "model.prior_components=4"],
+    pytest.param(["model.prior=vamp", "model.prior_components=4"], marks=pytest.mark.slow),
     pytest.param(["model.prior=mixture", "model.prior_components=3"], marks=pytest.mark.slow),
     pytest.param(["model.architecture=two_layer", "model.top_latent_size=2", "model.top_hidden_sizes=[8]"],
                  marks=pytest.mark.slow),
