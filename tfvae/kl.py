@@ -30,14 +30,27 @@ def rate(posterior: tfd.Distribution, prior: tfd.Distribution, z: tf.Tensor, est
     latent] (or [batch, latent]); it is unbiased and converges to the analytic
     value as n grows. "analytic" falls back to it where TFP has no closed form.
     """
+    closed_form = _closed_form(posterior, prior, estimator)
+    if closed_form is not None:
+        return closed_form
+    return mean_over_draws(posterior.log_prob(z) - prior.log_prob(z), posterior)
+
+
+def _closed_form(q: tfd.Distribution, p: tfd.Distribution, estimator: str) -> tf.Tensor | None:
+    """TFP's KL(q || p) for the "analytic" estimator where TFP has one; None where the draws must serve
+    ("monte_carlo", or no closed form).
+
+    Raises:
+      ValueError: an unknown estimator.
+    """
+    if estimator not in ("analytic", "monte_carlo"):
+        raise ValueError(f"unknown KL estimator {estimator!r}; use 'analytic' or 'monte_carlo'")
     if estimator == "analytic":
         try:
-            return tfd.kl_divergence(posterior, prior)
+            return tfd.kl_divergence(q, p)
         except NotImplementedError:
             pass
-    elif estimator != "monte_carlo":
-        raise ValueError(f"unknown KL estimator {estimator!r}; use 'analytic' or 'monte_carlo'")
-    return mean_over_draws(posterior.log_prob(z) - prior.log_prob(z), posterior)
+    return None
 
 
 def kl_per_dimension(
@@ -59,13 +72,9 @@ def kl_per_dimension(
             "KL per latent dimension needs posterior and prior of the form tfd.Independent(d, 1) with one factor "
             f"per dimension; got {type(posterior).__name__} and {type(prior).__name__}"
         )
-    if estimator == "analytic":
-        try:
-            return tfd.kl_divergence(q_factors, p_factors)
-        except NotImplementedError:
-            pass
-    elif estimator != "monte_carlo":
-        raise ValueError(f"unknown KL estimator {estimator!r}; use 'analytic' or 'monte_carlo'")
+    closed_form = _closed_form(q_factors, p_factors, estimator)
+    if closed_form is not None:
+        return closed_form
     if z is None:
         raise ValueError("a Monte Carlo KL needs the draws z")
     return mean_over_draws(q_factors.log_prob(z) - p_factors.log_prob(z), posterior, event_ndims=1)

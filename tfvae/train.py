@@ -146,11 +146,13 @@ def _fit_locked(experiment, run_dir, model, train_data, test_data, hooks, progre
         for given, split in ((train_data, "train"), (test_data, "test"))
     )
     image_shape = data_lib.image_shape(train_data)
-    _check_images(tf.nest.flatten(next(iter(train_data)))[0], "training", experiment.model.likelihood)
-    model = _built_model(model, experiment, image_shape, strategy, train_data)
-    # Side data (labels, factors) travels with the images only as far as the model needs it (`tfvae.protocol`).
-    train_data, test_data = (_for_model(data, model, split) for data, split in ((train_data, "train"),
-                                                                               (test_data, "test")))
+    first_batch = next(iter(train_data))  # read once: checked here, and its side data builds the model's weights
+    _check_images(tf.nest.flatten(first_batch)[0], "training", experiment.model.likelihood)
+    model = _built_model(model, experiment, image_shape, strategy, train_data, first_batch)
+    # Side data (labels, factors) travels with the images only as far as the model needs it (`tfvae.protocol`);
+    # the training data's was checked when the model was built.
+    _check_side_data(test_data, model, "test")
+    train_data, test_data = _for_model(train_data, model), _for_model(test_data, model)
     steps_per_epoch = _steps_per_epoch(train_data)
     total_steps = config.epochs * steps_per_epoch
     test_batches, test_batch_size = _test_batches(test_data)
@@ -210,7 +212,7 @@ def _fit_locked(experiment, run_dir, model, train_data, test_data, hooks, progre
     return FitResult(model=model, history=pd.DataFrame(rows, columns=rundir.HISTORY_COLUMNS), run_dir=run_dir)
 
 
-def _built_model(model, experiment: Experiment, image_shape, strategy, train_data) -> snt.Module:
+def _built_model(model, experiment: Experiment, image_shape, strategy, train_data, first_batch) -> snt.Module:
     """`model` (or the one `experiment.model` describes, or what a function given as `model` builds) with its
     weights created from the data's shape (and its first batch's side data, which is checked for what the model
     needs first), under the strategy's scope (a default strategy changes nothing)."""
@@ -227,8 +229,7 @@ def _built_model(model, experiment: Experiment, image_shape, strategy, train_dat
                              "be mirrored after the fact; give the function that builds it, fit(model=MyModel) or "
                              "fit(model=lambda: MyModel(...)), and fit builds it under the strategy")
         _check_side_data(train_data, model, "train")
-        first_side = protocol.split_batch_side(next(iter(train_data)))[1]
-        model_lib.create_variables(model, image_shape, first_side)
+        model_lib.create_variables(model, image_shape, protocol.split_batch_side(first_batch)[1])
     return model
 
 
@@ -295,14 +296,9 @@ def _check_side_data(data, model, split: str) -> None:
     protocol.check_side_data(model, side, f"the {split} data")
 
 
-def _for_model(data, model, split: str):
-    """`data` with the side data `model` needs and no other (`tfvae.protocol.side_data_needed`): batches of
-    images alone for most models.
-
-    Raises:
-      ValueError: the model needs side data that `data` lacks, or holds values it cannot take.
-    """
-    _check_side_data(data, model, split)
+def _for_model(data, model):
+    """`data` with the side data `model` needs and no other (`tfvae.protocol.side_data_needed`; checked by
+    `_check_side_data`): batches of images alone for most models."""
     needed = protocol.side_data_needed(model)
     if isinstance(data, data_lib.ArraySource):
         return data.keeping_side_data(needed)
